@@ -1,0 +1,714 @@
+//! The native C API, mirroring PHP 8's `main/fastcgi.h` (see docs/native-api.md). A thin skin
+//! over [`crate::runtime`]: pointer checks, C conventions, hooks, and the panic boundary.
+#![allow(non_camel_case_types)]
+
+use super::native_types::*;
+use super::panic::guard;
+use crate::protocol::record::rtype;
+use crate::runtime::config::{self, Limit};
+use crate::runtime::request::Request;
+use crate::runtime::server::Stream;
+use crate::runtime::{self as rt, addr, log};
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+use std::os::fd::IntoRawFd;
+use std::os::raw::{c_char, c_int, c_longlong, c_uint, c_void};
+use std::ptr;
+use std::sync::atomic::{AtomicI8, Ordering};
+
+/// The logger PHP's layer calls: a printf-like function. fcgi-runtime calls it with the
+/// format `"%s"` and one preformatted message.
+pub type fcgi_logger = Option<unsafe extern "C" fn(level: c_int, fmt: *const c_char, ...)>;
+
+/// A request object: one per application thread, reused request after request. Opaque.
+pub struct fcgi_request {
+    inner: Request,
+    on_accept: fcgi_hook,
+    on_read: fcgi_hook,
+    on_close: fcgi_hook,
+    client_ip: Option<CString>,
+}
+
+/// -1: not yet determined; 0: not FastCGI; 1: FastCGI.
+static IS_FASTCGI: AtomicI8 = AtomicI8::new(-1);
+
+thread_local! {
+    static LAST_CLIENT_IP: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+fn call(hook: fcgi_hook) {
+    if let Some(h) = hook {
+        // SAFETY: the application registered this function pointer for exactly this call.
+        unsafe { h() }
+    }
+}
+
+/// # Safety
+/// `p` is NULL or a pointer returned by fcgi_init_request and not yet destroyed.
+unsafe fn req<'a>(p: *mut fcgi_request) -> Option<&'a mut fcgi_request> {
+    // SAFETY: per the function's contract.
+    unsafe { p.as_mut() }
+}
+
+/// # Safety
+/// `p` is NULL or points at `len` readable bytes.
+unsafe fn bytes<'a>(p: *const c_char, len: c_int) -> Option<&'a [u8]> {
+    if p.is_null() || len < 0 {
+        return None;
+    }
+    // SAFETY: per the function's contract.
+    Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) })
+}
+
+/// Initialises the library. Returns 1 if the process runs as a FastCGI application (fd 0 is
+/// a listening socket: `getpeername(0)` fails with ENOTCONN), else 0. Later calls return the
+/// cached answer. In FastCGI mode it installs PHP's handlers for SIGTERM and SIGUSR1 (they
+/// request shutdown) and ignores SIGPIPE, each only if the application left it at its default.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn fcgi_init() -> c_int {
+    guard("fcgi_init", 0, || {
+        let v = IS_FASTCGI.load(Ordering::Acquire);
+        if v >= 0 {
+            return v as c_int;
+        }
+        let is = addr::fd_is_listening_socket(0);
+        if is {
+            super::signals::install();
+        }
+        IS_FASTCGI.store(is as i8, Ordering::Release);
+        is as c_int
+    })
+}
+
+/// Returns 1 in FastCGI mode (see fcgi_init, which it calls if needed), else 0.
+#[no_mangle]
+pub extern "C" fn fcgi_is_fastcgi() -> c_int {
+    let v = IS_FASTCGI.load(Ordering::Acquire);
+    if v >= 0 {
+        v as c_int
+    } else {
+        fcgi_init()
+    }
+}
+
+/// Forgets the management variables and the allowed-clients list, and leaves FastCGI mode.
+#[no_mangle]
+pub extern "C" fn fcgi_shutdown() {
+    guard("fcgi_shutdown", (), || {
+        rt::mgmt::clear();
+        rt::set_allowed_clients(None);
+        IS_FASTCGI.store(0, Ordering::Release);
+    })
+}
+
+/// Opens a listening socket. `path` is `port`, `:port`, `*:port`, `host:port`,
+/// `[ipv6]:port` (TCP, SO_REUSEADDR; `[::]` is dual-stack) or a Unix socket path (an
+/// existing socket file is replaced; mode 0777). Returns the descriptor (close-on-exec), or
+/// -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_int {
+    guard("fcgi_listen", -1, || {
+        if path.is_null() {
+            return -1;
+        }
+        // SAFETY: the caller passes a NUL-terminated string.
+        let s = unsafe { CStr::from_ptr(path) }
+            .to_string_lossy()
+            .into_owned();
+        let parsed = match addr::parse_listen(&s) {
+            Ok(a) => a,
+            Err(e) => {
+                crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}");
+                return -1;
+            }
+        };
+        match addr::listen(&parsed, if backlog > 0 { backlog } else { 128 }) {
+            Ok(fd) => {
+                IS_FASTCGI.store(1, Ordering::Release);
+                super::signals::install();
+                fd.into_raw_fd()
+            }
+            Err(e) => {
+                crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}");
+                -1
+            }
+        }
+    })
+}
+
+/// Sets the clients allowed to connect: a comma-separated list of IPv4 and IPv6 addresses
+/// and CIDR ranges. NULL does nothing. Invalid entries are logged and skipped; a list with no
+/// valid entry refuses every TCP client. While a list is set, non-TCP clients are refused.
+/// Overrides FCGI_WEB_SERVER_ADDRS. Applies to connections accepted afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_set_allowed_clients(ip: *mut c_char) {
+    guard("fcgi_set_allowed_clients", (), || {
+        if ip.is_null() {
+            return;
+        }
+        // SAFETY: the caller passes a NUL-terminated string.
+        let s = unsafe { CStr::from_ptr(ip) }.to_string_lossy();
+        rt::set_allowed_clients(Some(&s));
+    })
+}
+
+/// Creates a request object serving `listen_socket` (from fcgi_listen, or 0). Create one per
+/// application thread; any number of threads may accept on the same socket at once. The
+/// hooks (NULL for none) are called: `on_accept` before waiting for a request, `on_read` when
+/// a request has been received, `on_close` when the request's connection is closed. No thread
+/// or poll exists until the first fcgi_accept_request, so a process may fork after this.
+/// Returns NULL on failure. Free with fcgi_destroy_request.
+#[no_mangle]
+pub extern "C" fn fcgi_init_request(
+    listen_socket: c_int,
+    on_accept: fcgi_hook,
+    on_read: fcgi_hook,
+    on_close: fcgi_hook,
+) -> *mut fcgi_request {
+    guard("fcgi_init_request", ptr::null_mut(), || {
+        if listen_socket < 0 {
+            return ptr::null_mut();
+        }
+        Box::into_raw(Box::new(fcgi_request {
+            inner: Request::new(listen_socket),
+            on_accept,
+            on_read,
+            on_close,
+            client_ip: None,
+        }))
+    })
+}
+
+/// Frees a request object, finishing its request first if one is in progress. The listening
+/// socket is not closed. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
+    guard("fcgi_destroy_request", (), || {
+        if req.is_null() {
+            return;
+        }
+        // SAFETY: req came from fcgi_init_request (caller's contract) and is freed once.
+        let mut b = unsafe { Box::from_raw(req) };
+        b.inner.finish(false);
+    })
+}
+
+/// Finishes the current request (if the application did not), then blocks until the next
+/// request has arrived with all its PARAMS. Returns the descriptor of its connection (>= 0),
+/// or -1 on shutdown (fcgi_terminate, SIGTERM, SIGUSR1) or error. Thread-safe across request
+/// objects; a request object must not be used by two threads at once.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
+    guard("fcgi_accept_request", -1, || {
+        // SAFETY: caller's contract.
+        let Some(r) = (unsafe { self::req(req) }) else {
+            return -1;
+        };
+        if r.inner.current().is_some() {
+            let (_, closed) = r.inner.finish(false);
+            if closed {
+                call(r.on_close);
+            }
+        }
+        call(r.on_accept);
+        match r.inner.accept() {
+            Ok(fd) => {
+                let ip = match r.inner.current().map(|t| &t.peer) {
+                    Some(addr::Peer::Tcp(sa)) => {
+                        let ip = match sa.ip() {
+                            std::net::IpAddr::V6(v6) => v6
+                                .to_ipv4_mapped()
+                                .map(std::net::IpAddr::V4)
+                                .unwrap_or(sa.ip()),
+                            v4 => v4,
+                        };
+                        CString::new(ip.to_string()).ok()
+                    }
+                    _ => None,
+                };
+                LAST_CLIENT_IP.with(|c| *c.borrow_mut() = ip.clone());
+                r.client_ip = ip;
+                call(r.on_read);
+                fd
+            }
+            Err(rt::request::AcceptError::Shutdown) => -1,
+            Err(rt::request::AcceptError::Io(e)) => {
+                crate::fcgi_log!(
+                    Error,
+                    "cannot serve listening socket {}: {e}",
+                    r.inner.listen_fd()
+                );
+                -1
+            }
+        }
+    })
+}
+
+/// Ends the current request (fcgi_end) and lets go of it (fcgi_close with destroy=1).
+/// `force_close` closes the connection at once, aborting any other request multiplexed on
+/// it. Returns 1 on success or when no request is in progress, 0 if the output could not be
+/// written.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_finish_request(req: *mut fcgi_request, force_close: c_int) -> c_int {
+    guard("fcgi_finish_request", 0, || {
+        // SAFETY: caller's contract.
+        let Some(r) = (unsafe { self::req(req) }) else {
+            return 0;
+        };
+        let (ok, closed) = r.inner.finish(force_close != 0);
+        if closed {
+            call(r.on_close);
+        }
+        ok as c_int
+    })
+}
+
+/// PHP's fcgi_close: `destroy` forgets the environment (pointers from fcgi_getenv become
+/// invalid); if `force` or the connection is not kept, the request is let go and its
+/// connection closed (at once with `force`, else after the output is sent). A kept
+/// connection without `force` is left as it is.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_close(req: *mut fcgi_request, force: c_int, destroy: c_int) {
+    guard("fcgi_close", (), || {
+        // SAFETY: caller's contract.
+        let Some(r) = (unsafe { self::req(req) }) else {
+            return;
+        };
+        if r.inner.close(force != 0, destroy != 0) {
+            call(r.on_close);
+        }
+    })
+}
+
+/// Returns 1 when the request object holds no request (or is NULL), else 0.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_is_closed(req: *mut fcgi_request) -> c_int {
+    // SAFETY: caller's contract.
+    guard("fcgi_is_closed", 1, || {
+        unsafe { self::req(req) }.is_none_or(|r| r.inner.current().is_none()) as c_int
+    })
+}
+
+/// Sends the remaining output, the end of the output streams and END_REQUEST (with the status
+/// set by fcgi_set_app_status), once per request. Returns 1, or 0 if the output could not be
+/// written (the request was aborted or the connection failed).
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_end(req: *mut fcgi_request) -> c_int {
+    guard("fcgi_end", 0, || {
+        // SAFETY: caller's contract.
+        let Some(r) = (unsafe { self::req(req) }) else {
+            return 0;
+        };
+        r.inner.end() as c_int
+    })
+}
+
+/// Sends buffered output; with `end` also ends the request as fcgi_end does. Returns 1 or 0.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_flush(req: *mut fcgi_request, end: c_int) -> c_int {
+    guard("fcgi_flush", 0, || {
+        // SAFETY: caller's contract.
+        let Some(r) = (unsafe { self::req(req) }) else {
+            return 0;
+        };
+        if end != 0 {
+            r.inner.end() as c_int
+        } else {
+            r.inner.flush().is_ok() as c_int
+        }
+    })
+}
+
+fn read_stream(req: *mut fcgi_request, s: *mut c_char, len: c_int, which: Stream) -> c_int {
+    if s.is_null() || len <= 0 {
+        return 0;
+    }
+    // SAFETY: req is NULL or valid (caller's contract).
+    let Some(r) = (unsafe { self::req(req) }) else {
+        return -1;
+    };
+    // SAFETY: the caller provides len writable bytes at s.
+    let buf = unsafe { std::slice::from_raw_parts_mut(s.cast::<u8>(), len as usize) };
+    r.inner.read(which, buf) as c_int
+}
+
+/// Reads up to `len` bytes of the request body (STDIN) into `str`, blocking until at least one
+/// byte is there. Returns the count, 0 at the end of the body, -1 if the request was aborted,
+/// its connection failed or the body was cut short.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_read(req: *mut fcgi_request, str: *mut c_char, len: c_int) -> c_int {
+    guard("fcgi_read", -1, || {
+        read_stream(req, str, len, Stream::Stdin)
+    })
+}
+
+/// Filter role: reads the DATA stream like fcgi_read, once STDIN has been read to its end
+/// (-1 before that).
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_read_data(
+    req: *mut fcgi_request,
+    str: *mut c_char,
+    len: c_int,
+) -> c_int {
+    guard("fcgi_read_data", -1, || {
+        read_stream(req, str, len, Stream::Data)
+    })
+}
+
+/// Writes `len` bytes to the request's STDOUT (`type` FCGI_STDOUT) or STDERR (FCGI_STDERR).
+/// Small writes are buffered (see FCGI_LIMIT_OUTPUT_BUFFER_BYTES); a writer blocks while the
+/// connection's socket and write-behind buffer are full. Returns `len`, 0 if `len <= 0`, or -1
+/// if the request was aborted or the connection failed (the connection is then not kept).
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_write(
+    req: *mut fcgi_request,
+    r#type: fcgi_request_type,
+    str: *const c_char,
+    len: c_int,
+) -> c_int {
+    guard("fcgi_write", -1, || {
+        if len <= 0 {
+            return 0;
+        }
+        // SAFETY: caller's contract.
+        let Some(r) = (unsafe { self::req(req) }) else {
+            return -1;
+        };
+        let rt_ = match r#type {
+            FCGI_STDOUT => rtype::STDOUT,
+            FCGI_STDERR => rtype::STDERR,
+            _ => return -1,
+        };
+        // SAFETY: the caller provides len readable bytes at str.
+        let Some(data) = (unsafe { bytes(str, len) }) else {
+            return -1;
+        };
+        match r.inner.write(rt_, data) {
+            Ok(()) => len,
+            Err(_) => {
+                r.inner.set_keep(false);
+                -1
+            }
+        }
+    })
+}
+
+fn getenv(req: *mut fcgi_request, var: *const c_char, var_len: c_int) -> *mut c_char {
+    // SAFETY: caller's contract (NULL or valid).
+    let Some(r) = (unsafe { self::req(req) }) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: var points at var_len readable bytes (caller's contract).
+    let Some(name) = (unsafe { bytes(var, var_len) }) else {
+        return ptr::null_mut();
+    };
+    r.inner.env.get_ptr(name).cast()
+}
+
+/// Returns the value of the request variable `var` (`var_len` bytes), or NULL. The value is
+/// NUL-terminated and may be modified in place; it stays valid until the next
+/// fcgi_accept_request or fcgi_close(.., destroy=1) on this request, even if fcgi_putenv
+/// replaces it.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_getenv(
+    req: *mut fcgi_request,
+    var: *const c_char,
+    var_len: c_int,
+) -> *mut c_char {
+    guard("fcgi_getenv", ptr::null_mut(), || getenv(req, var, var_len))
+}
+
+/// fcgi_getenv for the FCGI_GETENV macro. `hash_value` is ignored (so binaries built with
+/// PHP's hash macro work too).
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_quick_getenv(
+    req: *mut fcgi_request,
+    var: *const c_char,
+    var_len: c_int,
+    hash_value: c_uint,
+) -> *mut c_char {
+    let _ = hash_value;
+    guard("fcgi_quick_getenv", ptr::null_mut(), || {
+        getenv(req, var, var_len)
+    })
+}
+
+fn putenv(
+    req: *mut fcgi_request,
+    var: *const c_char,
+    var_len: c_int,
+    val: *const c_char,
+) -> *mut c_char {
+    // SAFETY: caller's contract (NULL or valid).
+    let Some(r) = (unsafe { self::req(req) }) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: var points at var_len readable bytes (caller's contract).
+    let Some(name) = (unsafe { bytes(var, var_len) }) else {
+        return ptr::null_mut();
+    };
+    let value = if val.is_null() {
+        None
+    } else {
+        // SAFETY: val is NUL-terminated (caller's contract).
+        Some(unsafe { CStr::from_ptr(val) }.to_bytes())
+    };
+    r.inner.env.put(name, value).cast()
+}
+
+/// Sets the request variable `var` to a copy of the NUL-terminated `val` and returns the copy
+/// (valid as for fcgi_getenv); `val == NULL` deletes the variable and returns NULL.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_putenv(
+    req: *mut fcgi_request,
+    var: *mut c_char,
+    var_len: c_int,
+    val: *mut c_char,
+) -> *mut c_char {
+    guard("fcgi_putenv", ptr::null_mut(), || {
+        putenv(req, var, var_len, val)
+    })
+}
+
+/// fcgi_putenv for the FCGI_PUTENV macro; `hash_value` is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_quick_putenv(
+    req: *mut fcgi_request,
+    var: *mut c_char,
+    var_len: c_int,
+    hash_value: c_uint,
+    val: *mut c_char,
+) -> *mut c_char {
+    let _ = hash_value;
+    guard("fcgi_quick_putenv", ptr::null_mut(), || {
+        putenv(req, var, var_len, val)
+    })
+}
+
+/// Returns 1 when a request's variables are loaded, else 0 (also for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_has_env(req: *mut fcgi_request) -> c_int {
+    // SAFETY: caller's contract.
+    guard("fcgi_has_env", 0, || {
+        unsafe { self::req(req) }.is_some_and(|r| r.inner.has_env()) as c_int
+    })
+}
+
+/// Calls `load_func(var, var_len, val, val_len, array)` for every request variable in arrival
+/// order (for a name received twice, once, with the last value), then for variables added by
+/// fcgi_putenv. `array` is passed through (PHP passes a zval).
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_loadenv(
+    req: *mut fcgi_request,
+    load_func: fcgi_apply_func,
+    array: *mut c_void,
+) {
+    guard("fcgi_loadenv", (), || {
+        // SAFETY: caller's contract.
+        let (Some(r), Some(f)) = (unsafe { self::req(req) }, load_func) else {
+            return;
+        };
+        let mut name_buf: Vec<u8> = Vec::with_capacity(64);
+        r.inner.env.for_each(|name, val, len| {
+            name_buf.clear();
+            name_buf.extend_from_slice(name);
+            name_buf.push(0);
+            // SAFETY: the callback receives a NUL-terminated name valid during the call and
+            // the stored value, as documented.
+            unsafe {
+                f(
+                    name_buf.as_ptr().cast(),
+                    name.len() as c_uint,
+                    val.cast(),
+                    len as c_uint,
+                    array,
+                )
+            };
+        });
+    })
+}
+
+/// Defines a management variable reported by GET_VALUES (the first definition of a name
+/// wins). FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS set the corresponding limits, so
+/// that what is reported is what is enforced.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_set_mgmt_var(
+    name: *const c_char,
+    name_len: usize,
+    value: *const c_char,
+    value_len: usize,
+) {
+    guard("fcgi_set_mgmt_var", (), || {
+        if name.is_null()
+            || value.is_null()
+            || name_len > i32::MAX as usize
+            || value_len > i32::MAX as usize
+        {
+            return;
+        }
+        // SAFETY: the caller provides the given number of readable bytes at each pointer.
+        let (n, v) = unsafe {
+            (
+                std::slice::from_raw_parts(name.cast::<u8>(), name_len),
+                std::slice::from_raw_parts(value.cast::<u8>(), value_len),
+            )
+        };
+        if !rt::mgmt::set(n, v) {
+            crate::fcgi_log!(
+                Warning,
+                "invalid value for management variable {}",
+                String::from_utf8_lossy(n)
+            );
+        }
+    })
+}
+
+/// Kept for link compatibility with PHP's header; does nothing.
+#[no_mangle]
+pub extern "C" fn fcgi_free_mgmt_var_cb(ptr: *mut c_void) {
+    let _ = ptr;
+}
+
+/// Returns 1 once shutdown was requested, else 0.
+#[no_mangle]
+pub extern "C" fn fcgi_in_shutdown() -> c_int {
+    rt::in_shutdown() as c_int
+}
+
+/// Sets or clears the shutdown flag (without waking blocked threads).
+#[no_mangle]
+pub extern "C" fn fcgi_set_in_shutdown(new_value: c_int) {
+    rt::set_in_shutdown(new_value != 0)
+}
+
+/// Requests shutdown: threads blocked in fcgi_accept_request return -1 at once; requests in
+/// progress are not interrupted. Async-signal-safe.
+#[no_mangle]
+pub extern "C" fn fcgi_terminate() {
+    rt::terminate()
+}
+
+/// Overrides whether the request's connection is kept after it (initially the server's
+/// KEEP_CONN flag).
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_request_set_keep(req: *mut fcgi_request, new_value: c_int) {
+    guard("fcgi_request_set_keep", (), || {
+        // SAFETY: caller's contract.
+        if let Some(r) = unsafe { self::req(req) } {
+            r.inner.set_keep(new_value != 0);
+        }
+    })
+}
+
+/// The client address of the last request accepted by the calling thread (IPv4-mapped
+/// addresses shown as IPv4), or NULL for Unix-socket peers. Valid until that thread's next
+/// fcgi_accept_request.
+#[no_mangle]
+pub extern "C" fn fcgi_get_last_client_ip() -> *const c_char {
+    guard("fcgi_get_last_client_ip", ptr::null(), || {
+        LAST_CLIENT_IP.with(|c| c.borrow().as_ref().map_or(ptr::null(), |s| s.as_ptr()))
+    })
+}
+
+/// Sets the function that receives the library's log messages (called as
+/// `lg(level, "%s", message)`, possibly from any thread; it must not call back into the
+/// library). NULL restores the default: messages of level FCGI_NOTICE and above to stderr.
+#[no_mangle]
+pub extern "C" fn fcgi_set_logger(lg: fcgi_logger) {
+    guard("fcgi_set_logger", (), || match lg {
+        None => log::set_logger(None),
+        Some(f) => log::set_logger(Some(Box::new(move |level, msg| {
+            let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+            // SAFETY: a printf-like function called with "%s" and a NUL-terminated string.
+            unsafe { f(level as c_int, c"%s".as_ptr(), c.as_ptr()) };
+        }))),
+    })
+}
+
+/// Returns 1 if the server aborted the current request (ABORT_REQUEST) or its connection
+/// failed; output is then discarded and END_REQUEST was sent by the library. Else 0.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_is_aborted(req: *mut fcgi_request) -> c_int {
+    // SAFETY: caller's contract.
+    guard("fcgi_is_aborted", 0, || {
+        unsafe { self::req(req) }.is_some_and(|r| r.inner.is_aborted()) as c_int
+    })
+}
+
+/// The FastCGI request id of the current request, or -1.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_request_id(req: *mut fcgi_request) -> c_int {
+    // SAFETY: caller's contract.
+    guard("fcgi_request_id", -1, || {
+        unsafe { self::req(req) }
+            .and_then(|r| r.inner.id())
+            .map_or(-1, c_int::from)
+    })
+}
+
+/// The role of the current request (FCGI_RESPONDER, FCGI_AUTHORIZER, FCGI_FILTER), or -1.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_request_role(req: *mut fcgi_request) -> c_int {
+    // SAFETY: caller's contract.
+    guard("fcgi_request_role", -1, || {
+        unsafe { self::req(req) }
+            .and_then(|r| r.inner.role())
+            .map_or(-1, |r| r as c_int)
+    })
+}
+
+/// Sets the application status sent in END_REQUEST (the CGI exit status; 0 by default).
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_set_app_status(req: *mut fcgi_request, status: c_int) {
+    guard("fcgi_set_app_status", (), || {
+        // SAFETY: caller's contract.
+        if let Some(r) = unsafe { self::req(req) } {
+            r.inner.set_app_status(status as u32);
+        }
+    })
+}
+
+/// The client address of the current request's connection, or NULL (Unix peer or no
+/// request). Valid until the next fcgi_accept_request on this request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_request_client_ip(req: *mut fcgi_request) -> *const c_char {
+    guard("fcgi_request_client_ip", ptr::null(), || {
+        // SAFETY: caller's contract.
+        unsafe { self::req(req) }
+            .filter(|r| r.inner.current().is_some())
+            .and_then(|r| r.client_ip.as_ref().map(|s| s.as_ptr()))
+            .unwrap_or(ptr::null())
+    })
+}
+
+/// Sets a limit (FCGI_LIMIT_*). Takes effect for connections and requests that start
+/// afterwards (timeouts: at once). Returns 0, or -1 for an unknown limit or a value out of
+/// range.
+#[no_mangle]
+pub extern "C" fn fcgi_set_limit(which: fcgi_limit, value: c_longlong) -> c_int {
+    guard("fcgi_set_limit", -1, || {
+        let (Some(l), Ok(v)) = (
+            u32::try_from(which).ok().and_then(Limit::from_u32),
+            u64::try_from(value),
+        ) else {
+            return -1;
+        };
+        if config::set(l, v).is_ok() {
+            0
+        } else {
+            -1
+        }
+    })
+}
+
+/// The current value of a limit (FCGI_LIMIT_*), or -1 for an unknown limit.
+#[no_mangle]
+pub extern "C" fn fcgi_get_limit(which: fcgi_limit) -> c_longlong {
+    guard("fcgi_get_limit", -1, || {
+        u32::try_from(which)
+            .ok()
+            .and_then(Limit::from_u32)
+            .map_or(-1, |l| config::get(l) as c_longlong)
+    })
+}

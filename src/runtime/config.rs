@@ -1,0 +1,154 @@
+//! Limits and timeouts, process-wide, changeable at any time (read with relaxed atomics where
+//! they are applied). Defaults are chosen for a server behind nginx or HAProxy.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A configurable limit. The discriminants are the C API's `fcgi_limit` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Limit {
+    /// Open connections per process (FCGI_MAX_CONNS). Past it, new connections are closed.
+    MaxConns = 0,
+    /// Requests in flight per process (FCGI_MAX_REQS). Past it, FCGI_OVERLOADED.
+    MaxReqs = 1,
+    /// Requests in flight per connection when multiplexing. Past it, FCGI_OVERLOADED.
+    MaxReqsPerConn = 2,
+    /// 1 to accept several requests per connection (FCGI_MPXS_CONNS), 0 to refuse with
+    /// FCGI_CANT_MPX_CONN.
+    MpxsConns = 3,
+    /// Sum of name and value bytes of one request's PARAMS.
+    MaxParamsBytes = 4,
+    /// Number of pairs in one request's PARAMS.
+    MaxParamsCount = 5,
+    /// Time from BEGIN_REQUEST to the end of PARAMS, in ms (slowloris).
+    ParamsTimeoutMs = 6,
+    /// Time an idle connection (no request in flight) is kept, in ms.
+    KeepaliveTimeoutMs = 7,
+    /// STDIN (and DATA) bytes buffered per request before the connection stops being read.
+    StdinBufferBytes = 8,
+    /// Output buffered per request before it is written to the socket.
+    OutputBufferBytes = 9,
+    /// Time a writer may wait for a full socket to drain, in ms, before the connection is
+    /// treated as broken.
+    WriteTimeoutMs = 10,
+    /// Bytes a connection may hold for the socket beyond what it accepted (write-behind).
+    WriteBehindBytes = 11,
+}
+
+/// Every limit, in order of discriminant.
+pub const ALL_LIMITS: [Limit; 12] = [
+    Limit::MaxConns,
+    Limit::MaxReqs,
+    Limit::MaxReqsPerConn,
+    Limit::MpxsConns,
+    Limit::MaxParamsBytes,
+    Limit::MaxParamsCount,
+    Limit::ParamsTimeoutMs,
+    Limit::KeepaliveTimeoutMs,
+    Limit::StdinBufferBytes,
+    Limit::OutputBufferBytes,
+    Limit::WriteTimeoutMs,
+    Limit::WriteBehindBytes,
+];
+
+impl Limit {
+    /// The limit for a C `fcgi_limit` value.
+    pub fn from_u32(v: u32) -> Option<Limit> {
+        ALL_LIMITS.get(v as usize).copied()
+    }
+
+    /// Default value.
+    pub fn default_value(self) -> u64 {
+        DEFAULTS[self as usize]
+    }
+
+    /// Accepted range of values.
+    pub fn range(self) -> (u64, u64) {
+        match self {
+            Limit::MpxsConns => (0, 1),
+            Limit::MaxReqsPerConn => (1, 65535),
+            Limit::MaxParamsBytes => (64, 0x7fff_ffff),
+            Limit::MaxParamsCount | Limit::MaxConns | Limit::MaxReqs => (1, 0x7fff_ffff),
+            Limit::StdinBufferBytes | Limit::OutputBufferBytes => (512, 64 << 20),
+            Limit::WriteBehindBytes => (0, 1 << 30),
+            Limit::ParamsTimeoutMs | Limit::KeepaliveTimeoutMs | Limit::WriteTimeoutMs => {
+                (1, 24 * 3600 * 1000)
+            }
+        }
+    }
+}
+
+/// Defaults, in order of discriminant.
+const DEFAULTS: [u64; 12] = [
+    16384,      // MaxConns
+    1024,       // MaxReqs
+    128,        // MaxReqsPerConn
+    1,          // MpxsConns
+    1 << 20,    // MaxParamsBytes
+    1000,       // MaxParamsCount
+    30_000,     // ParamsTimeoutMs
+    300_000,    // KeepaliveTimeoutMs
+    64 * 1024,  // StdinBufferBytes
+    16 * 1024,  // OutputBufferBytes
+    60_000,     // WriteTimeoutMs
+    256 * 1024, // WriteBehindBytes
+];
+
+struct Table([AtomicU64; 12]);
+
+static TABLE: Table = Table([
+    AtomicU64::new(DEFAULTS[0]),
+    AtomicU64::new(DEFAULTS[1]),
+    AtomicU64::new(DEFAULTS[2]),
+    AtomicU64::new(DEFAULTS[3]),
+    AtomicU64::new(DEFAULTS[4]),
+    AtomicU64::new(DEFAULTS[5]),
+    AtomicU64::new(DEFAULTS[6]),
+    AtomicU64::new(DEFAULTS[7]),
+    AtomicU64::new(DEFAULTS[8]),
+    AtomicU64::new(DEFAULTS[9]),
+    AtomicU64::new(DEFAULTS[10]),
+    AtomicU64::new(DEFAULTS[11]),
+]);
+
+/// Current value of a limit.
+#[inline]
+pub fn get(limit: Limit) -> u64 {
+    TABLE.0[limit as usize].load(Ordering::Relaxed)
+}
+
+/// Sets a limit; `Err` when the value is outside [`Limit::range`].
+pub fn set(limit: Limit, value: u64) -> Result<(), ()> {
+    let (lo, hi) = limit.range();
+    if value < lo || value > hi {
+        return Err(());
+    }
+    TABLE.0[limit as usize].store(value, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The protocol engine's view of the limits.
+pub fn engine_config() -> crate::protocol::EngineConfig {
+    crate::protocol::EngineConfig {
+        mpxs_conns: get(Limit::MpxsConns) != 0,
+        max_reqs_per_conn: get(Limit::MaxReqsPerConn) as u32,
+        max_params_bytes: get(Limit::MaxParamsBytes) as u32,
+        max_params_count: get(Limit::MaxParamsCount) as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_defaults_and_ranges_hold() {
+        for l in ALL_LIMITS {
+            let (lo, hi) = l.range();
+            assert!(lo <= l.default_value() && l.default_value() <= hi, "{l:?}");
+            assert_eq!(Limit::from_u32(l as u32), Some(l));
+        }
+        assert_eq!(Limit::from_u32(99), None);
+        assert!(set(Limit::MpxsConns, 2).is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! One connection as the reactor sees it: its protocol engine, the requests in flight on it,
+//! and the [`Sink`] through which the engine delivers their events.
+
+use super::config::{self, Limit};
+use super::io::{ConnIo, ReqShared};
+use super::ring::Ring;
+use crate::protocol::record::{mgmt, push_end_request};
+use crate::protocol::{Admission, Engine, ParamStore, ProtocolStatus, Role, Sink};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where a request is in its life, seen from the reactor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// BEGIN_REQUEST seen, PARAMS arriving.
+    Params,
+    /// PARAMS complete, waiting in the ready queue for an application thread.
+    Ready,
+    /// An application thread serves it.
+    Taken,
+}
+
+/// A request in flight on a connection.
+pub struct ReqSlot {
+    pub id: u16,
+    pub role: Role,
+    pub keep_conn: bool,
+    pub phase: Phase,
+    pub params: ParamStore,
+    pub stdin: Ring,
+    pub stdin_eof: bool,
+    pub data: Ring,
+    pub data_eof: bool,
+    /// Input stream cut short (the peer closed the connection mid-request).
+    pub truncated: bool,
+    pub shared: Arc<ReqShared>,
+    /// The application thread waiting for input on this request, if any.
+    pub waiter: Option<Arc<super::server::Waiter>>,
+    pub began: Instant,
+}
+
+/// Reactor-side state of a connection.
+pub struct Conn {
+    pub gen: u64,
+    pub io: Arc<ConnIo>,
+    pub engine: Engine,
+    pub peer: super::addr::Peer,
+    pub reqs: Vec<ReqSlot>,
+    /// Bytes read from the socket that the engine could not take yet (back-pressure).
+    pub pending_in: Vec<u8>,
+    /// An edge said readable and the socket has not been read dry since.
+    pub readable: bool,
+    /// Reading stopped because a request's input buffer is full.
+    pub paused: bool,
+    /// The peer closed its side (or the connection failed).
+    pub read_closed: bool,
+    /// Close once no request is in flight (a request without KEEP_CONN, or fcgi_close).
+    pub close_when_idle: bool,
+    /// Shut down for writing; waiting for the peer's EOF before closing.
+    pub lingering: bool,
+    /// When the connection last became idle (no request in flight).
+    pub idle_since: Instant,
+    /// Deadline armed in the timer heap for this connection, if any.
+    pub armed: Option<Instant>,
+}
+
+impl Conn {
+    pub fn new(gen: u64, io: Arc<ConnIo>, peer: super::addr::Peer, now: Instant) -> Conn {
+        Conn {
+            gen,
+            io,
+            engine: Engine::new(config::engine_config()),
+            peer,
+            reqs: Vec::new(),
+            pending_in: Vec::new(),
+            readable: false,
+            paused: false,
+            read_closed: false,
+            close_when_idle: false,
+            lingering: false,
+            idle_since: now,
+            armed: None,
+        }
+    }
+
+    pub fn slot(&self, id: u16) -> Option<&ReqSlot> {
+        self.reqs.iter().find(|s| s.id == id)
+    }
+
+    pub fn slot_mut(&mut self, id: u16) -> Option<&mut ReqSlot> {
+        self.reqs.iter_mut().find(|s| s.id == id)
+    }
+
+    /// The deadline that applies now: PARAMS of the oldest request still in PARAMS, the idle
+    /// keep-alive time, or the linger of a closing connection.
+    pub fn deadline(&self) -> Option<Instant> {
+        use std::time::Duration;
+        if self.lingering {
+            return Some(self.idle_since + Duration::from_secs(2));
+        }
+        let params = self
+            .reqs
+            .iter()
+            .filter(|s| s.phase == Phase::Params)
+            .map(|s| s.began)
+            .min();
+        if let Some(b) = params {
+            return Some(b + Duration::from_millis(config::get(Limit::ParamsTimeoutMs)));
+        }
+        if self.reqs.is_empty() {
+            return Some(
+                self.idle_since + Duration::from_millis(config::get(Limit::KeepaliveTimeoutMs)),
+            );
+        }
+        None
+    }
+}
+
+/// What the engine's events produce beyond the connection itself.
+#[derive(Default)]
+pub struct Effects {
+    /// Requests whose PARAMS completed (ids on this connection), in order.
+    pub ready: Vec<u16>,
+    /// Threads to wake: input arrived for the request they wait on.
+    pub wake: Vec<Arc<super::server::Waiter>>,
+    /// END_REQUEST records owed for aborted requests not taken by the application.
+    pub out: Vec<u8>,
+    /// Change of the process-wide count of requests in flight.
+    pub in_flight_delta: isize,
+    /// Requests taken by the application that were aborted (END_REQUEST to send under the
+    /// write lock).
+    pub aborted_taken: Vec<(u16, Arc<ReqShared>)>,
+}
+
+/// The engine's view of a connection plus process-wide counters.
+pub struct ConnSink<'a> {
+    pub reqs: &'a mut Vec<ReqSlot>,
+    pub spare: &'a mut Vec<ReqSlot>,
+    pub fx: &'a mut Effects,
+    pub in_flight: usize,
+    pub now: Instant,
+}
+
+fn take_input(
+    ring: &mut Ring,
+    data: &[u8],
+    waiter: &Option<Arc<super::server::Waiter>>,
+    fx: &mut Effects,
+) -> usize {
+    let n = ring.push(data);
+    if n > 0 {
+        if let Some(w) = waiter {
+            fx.wake.push(w.clone());
+        }
+    }
+    n
+}
+
+impl Sink for ConnSink<'_> {
+    fn begin(&mut self, id: u16, role: Role, keep_conn: bool) -> Admission {
+        let max = config::get(Limit::MaxReqs) as usize;
+        let now_in_flight = (self.in_flight as isize + self.fx.in_flight_delta) as usize;
+        if now_in_flight >= max {
+            crate::fcgi_log!(
+                Warning,
+                "request {id} refused with FCGI_OVERLOADED: {now_in_flight} requests in flight (limit {max})"
+            );
+            return Admission::Refuse(ProtocolStatus::Overloaded);
+        }
+        let mut slot = self.spare.pop().unwrap_or_else(|| ReqSlot {
+            id,
+            role,
+            keep_conn,
+            phase: Phase::Params,
+            params: ParamStore::new(),
+            stdin: Ring::default(),
+            stdin_eof: false,
+            data: Ring::default(),
+            data_eof: false,
+            truncated: false,
+            shared: Arc::new(ReqShared::default()),
+            waiter: None,
+            began: self.now,
+        });
+        slot.id = id;
+        slot.role = role;
+        slot.keep_conn = keep_conn;
+        slot.phase = Phase::Params;
+        slot.stdin_eof = false;
+        slot.data_eof = false;
+        slot.truncated = false;
+        slot.began = self.now;
+        slot.waiter = None;
+        if Arc::strong_count(&slot.shared) != 1 {
+            slot.shared = Arc::new(ReqShared::default());
+        } else {
+            let s = &slot.shared;
+            s.aborted.store(false, std::sync::atomic::Ordering::Relaxed);
+            s.ended.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        let cap = config::get(Limit::StdinBufferBytes) as usize;
+        slot.stdin.reset(cap);
+        slot.data.reset(cap);
+        self.reqs.push(slot);
+        self.fx.in_flight_delta += 1;
+        Admission::Admit
+    }
+
+    fn params(&mut self, id: u16, params: &mut ParamStore) {
+        if let Some(s) = self.reqs.iter_mut().find(|s| s.id == id) {
+            std::mem::swap(&mut s.params, params);
+            params.clear();
+            s.phase = Phase::Ready;
+            self.fx.ready.push(id);
+        }
+    }
+
+    fn stdin(&mut self, id: u16, data: &[u8]) -> usize {
+        match self.reqs.iter_mut().find(|s| s.id == id) {
+            Some(s) => take_input(&mut s.stdin, data, &s.waiter, self.fx),
+            None => data.len(),
+        }
+    }
+
+    fn stdin_end(&mut self, id: u16) {
+        if let Some(s) = self.reqs.iter_mut().find(|s| s.id == id) {
+            s.stdin_eof = true;
+            if let Some(w) = &s.waiter {
+                self.fx.wake.push(w.clone());
+            }
+        }
+    }
+
+    fn data(&mut self, id: u16, data: &[u8]) -> usize {
+        match self.reqs.iter_mut().find(|s| s.id == id) {
+            Some(s) => take_input(&mut s.data, data, &s.waiter, self.fx),
+            None => data.len(),
+        }
+    }
+
+    fn data_end(&mut self, id: u16) {
+        if let Some(s) = self.reqs.iter_mut().find(|s| s.id == id) {
+            s.data_eof = true;
+            if let Some(w) = &s.waiter {
+                self.fx.wake.push(w.clone());
+            }
+        }
+    }
+
+    fn abort(&mut self, id: u16) {
+        let Some(i) = self.reqs.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let mut slot = self.reqs.swap_remove(i);
+        crate::fcgi_log!(Debug, "request {id} aborted by the server");
+        if slot.phase == Phase::Taken {
+            // The application holds it: END_REQUEST goes out under the write lock, and the
+            // application's reads and writes fail from now on.
+            if let Some(w) = slot.waiter.take() {
+                self.fx.wake.push(w);
+            }
+            self.fx.aborted_taken.push((id, slot.shared.clone()));
+            // The in-flight count drops when the application finishes it.
+            slot.shared = Arc::new(ReqShared::default());
+        } else {
+            push_end_request(&mut self.fx.out, id, 0, ProtocolStatus::RequestComplete);
+            self.fx.in_flight_delta -= 1;
+        }
+        slot.params.clear();
+        self.spare.push(slot);
+    }
+
+    fn mgmt_value(&mut self, name: &[u8], out: &mut Vec<u8>) -> bool {
+        let v = match name {
+            n if n == mgmt::MAX_CONNS => config::get(Limit::MaxConns),
+            n if n == mgmt::MAX_REQS => config::get(Limit::MaxReqs),
+            n if n == mgmt::MPXS_CONNS => config::get(Limit::MpxsConns),
+            other => return super::mgmt::lookup(other, out),
+        };
+        out.extend_from_slice(v.to_string().as_bytes());
+        true
+    }
+}

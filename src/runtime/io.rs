@@ -1,0 +1,296 @@
+//! The write side of a connection, shared by the reactor and application threads.
+//!
+//! Application threads write their records straight to the non-blocking socket under the
+//! connection's write lock. Whatever the socket does not take is kept in a bounded
+//! write-behind buffer that the reactor drains on WRITABLE; a writer whose data would not fit
+//! waits on the socket itself (`poll(POLLOUT)`), so it never depends on a reactor that may not
+//! be polling. The per-request flags that guarantee exactly one END_REQUEST are only changed
+//! under this lock.
+
+use super::sys;
+use parking_lot::Mutex;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// State of one request shared between the reactor and the application thread serving it.
+#[derive(Default, Debug)]
+pub struct ReqShared {
+    /// ABORT_REQUEST arrived or the connection broke: the END_REQUEST is not the app's to send.
+    pub aborted: AtomicBool,
+    /// The END_REQUEST has been written (by the app, or by the runtime for an abort).
+    pub ended: AtomicBool,
+}
+
+impl ReqShared {
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+}
+
+/// Why a write failed.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum SendError {
+    /// The request was aborted by the server; its output is discarded.
+    Aborted,
+    /// The connection failed (peer gone, write error or write timeout).
+    Broken,
+}
+
+struct WriteState {
+    /// Bytes accepted but not yet taken by the socket.
+    pending: Vec<u8>,
+    /// Offset of the first unsent byte in `pending`.
+    sent: usize,
+    broken: bool,
+    /// shutdown(SHUT_WR) once `pending` is empty.
+    shutdown_after_flush: bool,
+    shut: bool,
+}
+
+impl WriteState {
+    fn unsent(&self) -> usize {
+        self.pending.len() - self.sent
+    }
+}
+
+/// A connection's socket and its write side.
+pub struct ConnIo {
+    fd: OwnedFd,
+    st: Mutex<WriteState>,
+}
+
+/// What a send may do when the socket is full.
+#[derive(Clone, Copy, Debug)]
+pub struct SendPolicy {
+    /// Bytes that may wait in the write-behind buffer.
+    pub write_behind: usize,
+    /// How long a writer may wait for the socket; `None` never waits (reactor sends).
+    pub wait: Option<Duration>,
+}
+
+impl ConnIo {
+    pub fn new(fd: OwnedFd) -> ConnIo {
+        ConnIo {
+            fd,
+            st: Mutex::new(WriteState {
+                pending: Vec::new(),
+                sent: 0,
+                broken: false,
+                shutdown_after_flush: false,
+                shut: false,
+            }),
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Marks the connection broken: later sends fail.
+    pub fn set_broken(&self) {
+        self.st.lock().broken = true;
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.st.lock().broken
+    }
+
+    /// Sends `parts` (whole records) for a request (`req`), or for the connection itself.
+    /// `end` marks the parts as carrying the request's END_REQUEST: it is sent only if the
+    /// request was not aborted, and at most once. Returns once every byte is either written
+    /// or in the write-behind buffer.
+    pub fn send(
+        &self,
+        req: Option<&ReqShared>,
+        parts: &[&[u8]],
+        end: bool,
+        policy: SendPolicy,
+    ) -> Result<(), SendError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let started = Instant::now();
+        let mut st = self.st.lock();
+        loop {
+            if st.broken {
+                return Err(SendError::Broken);
+            }
+            if let Some(r) = req {
+                if r.aborted.load(Ordering::Acquire) || r.ended.load(Ordering::Acquire) {
+                    return Err(SendError::Aborted);
+                }
+            }
+            if st.unsent() == 0 {
+                break;
+            }
+            if self.flush_locked(&mut st).is_err() {
+                return Err(SendError::Broken);
+            }
+            if st.unsent() == 0
+                || st.unsent() + total <= policy.write_behind
+                || policy.wait.is_none()
+            {
+                break;
+            }
+            drop(st);
+            self.wait_writable(started, policy.wait)?;
+            st = self.st.lock();
+        }
+        if let (true, Some(r)) = (end, req) {
+            r.ended.store(true, Ordering::Release);
+        }
+        if st.unsent() > 0 {
+            // Keep order: everything goes behind what is already waiting.
+            for p in parts {
+                st.pending.extend_from_slice(p);
+            }
+            let _ = self.flush_locked(&mut st);
+            return Ok(());
+        }
+        // Nothing waiting: write directly from the caller's buffers.
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
+        let mut skip = 0usize;
+        loop {
+            slices.clear();
+            let mut off = skip;
+            for p in parts {
+                if off >= p.len() {
+                    off -= p.len();
+                    continue;
+                }
+                slices.push(IoSlice::new(&p[off..]));
+                off = 0;
+            }
+            if slices.is_empty() {
+                return Ok(());
+            }
+            match sys::writev(self.fd(), &slices) {
+                Ok(n) => skip += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = total - skip;
+                    if left <= policy.write_behind || policy.wait.is_none() {
+                        let mut off = skip;
+                        for p in parts {
+                            if off >= p.len() {
+                                off -= p.len();
+                                continue;
+                            }
+                            st.pending.extend_from_slice(&p[off..]);
+                            off = 0;
+                        }
+                        return Ok(());
+                    }
+                    drop(st);
+                    self.wait_writable(started, policy.wait)?;
+                    st = self.st.lock();
+                    if st.broken {
+                        return Err(SendError::Broken);
+                    }
+                }
+                Err(_) => {
+                    st.broken = true;
+                    return Err(SendError::Broken);
+                }
+            }
+        }
+    }
+
+    /// Writes the END_REQUEST of an aborted request unless the app already sent its own.
+    /// Returns true if this call sent it.
+    pub fn send_abort_end(&self, req: &ReqShared, records: &[u8]) -> bool {
+        let mut st = self.st.lock();
+        if req.ended.load(Ordering::Acquire) || req.aborted.load(Ordering::Acquire) {
+            return false;
+        }
+        req.aborted.store(true, Ordering::Release);
+        req.ended.store(true, Ordering::Release);
+        if !st.broken {
+            st.pending.extend_from_slice(records);
+            let _ = self.flush_locked(&mut st);
+        }
+        true
+    }
+
+    /// Writes as much of the write-behind buffer as the socket takes. Returns true when it is
+    /// empty afterwards (and performs a pending shutdown).
+    pub fn flush_pending(&self) -> bool {
+        let mut st = self.st.lock();
+        if self.flush_locked(&mut st).is_err() {
+            return true;
+        }
+        st.unsent() == 0
+    }
+
+    /// Bytes waiting in the write-behind buffer.
+    pub fn pending_len(&self) -> usize {
+        self.st.lock().unsent()
+    }
+
+    /// Asks for shutdown(SHUT_WR) as soon as everything queued is written. Returns true if it
+    /// happened now.
+    pub fn shutdown_when_flushed(&self) -> bool {
+        let mut st = self.st.lock();
+        st.shutdown_after_flush = true;
+        let _ = self.flush_locked(&mut st);
+        st.shut
+    }
+
+    fn flush_locked(&self, st: &mut WriteState) -> Result<(), ()> {
+        while st.unsent() > 0 {
+            let r = sys::writev(self.fd(), &[IoSlice::new(&st.pending[st.sent..])]);
+            match r {
+                Ok(n) => st.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(_) => {
+                    st.broken = true;
+                    st.pending = Vec::new();
+                    st.sent = 0;
+                    return Err(());
+                }
+            }
+        }
+        if st.sent > 0 {
+            st.sent = 0;
+            st.pending.clear();
+            if st.pending.capacity() > 64 * 1024 {
+                st.pending = Vec::new();
+            }
+        }
+        if st.shutdown_after_flush && !st.shut {
+            st.shut = true;
+            sys::shutdown_write(self.fd());
+        }
+        Ok(())
+    }
+
+    fn wait_writable(&self, started: Instant, wait: Option<Duration>) -> Result<(), SendError> {
+        let limit = wait.unwrap_or_default();
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            self.set_broken();
+            crate::fcgi_log!(
+                Warning,
+                "write timed out after {} ms; closing",
+                limit.as_millis()
+            );
+            return Err(SendError::Broken);
+        }
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        match sys::poll_one(self.fd(), libc::POLLOUT, ms.max(1)) {
+            Ok(rev) if rev & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 => {
+                // Let the next write report the error (POLLHUP may still allow writes).
+                if rev & libc::POLLOUT == 0 {
+                    self.set_broken();
+                    return Err(SendError::Broken);
+                }
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(_) => {
+                self.set_broken();
+                Err(SendError::Broken)
+            }
+        }
+    }
+}

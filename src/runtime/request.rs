@@ -1,0 +1,276 @@
+//! The application's side of a request: what one thread uses to accept, read, write and
+//! finish requests. One `Request` per application thread; it is reused request after request.
+
+use super::config::{self, Limit};
+use super::env::Env;
+use super::framer::{large_write_headers, Framer};
+use super::io::SendError;
+use super::server::{Server, Stream, Taken, Waiter};
+use crate::protocol::Role;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+/// Why `accept` returned without a request.
+#[derive(Debug)]
+pub enum AcceptError {
+    /// Shutdown was requested.
+    Shutdown,
+    /// The listening socket cannot be served.
+    Io(io::Error),
+}
+
+/// A reusable request object, owned by one application thread at a time.
+pub struct Request {
+    listen_fd: RawFd,
+    server: Option<Arc<Server>>,
+    waiter: Arc<Waiter>,
+    cur: Option<Taken>,
+    /// The environment of the current request (PARAMS plus `putenv` changes).
+    pub env: Env,
+    has_env: bool,
+    out: Framer,
+    keep: bool,
+    ended: bool,
+    app_status: u32,
+}
+
+impl Request {
+    /// A request object serving connections accepted on `listen_fd`.
+    pub fn new(listen_fd: RawFd) -> Request {
+        Request {
+            listen_fd,
+            server: None,
+            waiter: Arc::new(Waiter::default()),
+            cur: None,
+            env: Env::default(),
+            has_env: false,
+            out: Framer::default(),
+            keep: false,
+            ended: false,
+            app_status: 0,
+        }
+    }
+
+    /// The listening socket.
+    pub fn listen_fd(&self) -> RawFd {
+        self.listen_fd
+    }
+
+    fn server(&mut self) -> io::Result<Arc<Server>> {
+        match &self.server {
+            Some(s) if s.serves_this_process() => Ok(s.clone()),
+            _ => {
+                let s = Server::for_listener(self.listen_fd)?;
+                self.server = Some(s.clone());
+                Ok(s)
+            }
+        }
+    }
+
+    /// Finishes the current request if any, then waits for the next one. Returns the
+    /// connection's descriptor.
+    pub fn accept(&mut self) -> Result<RawFd, AcceptError> {
+        if self.cur.is_some() {
+            self.finish(false);
+        }
+        if super::in_shutdown() {
+            return Err(AcceptError::Shutdown);
+        }
+        let server = self.server().map_err(AcceptError::Io)?;
+        self.env.clear();
+        match server.accept(&self.waiter, &mut self.env.params) {
+            Some(t) => {
+                self.out.reset(t.id);
+                self.keep = t.keep_conn;
+                self.ended = false;
+                self.app_status = 0;
+                self.has_env = true;
+                let fd = t.io.fd();
+                self.cur = Some(t);
+                Ok(fd)
+            }
+            None => Err(AcceptError::Shutdown),
+        }
+    }
+
+    /// The current request, if any.
+    pub fn current(&self) -> Option<&Taken> {
+        self.cur.as_ref()
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        self.cur.as_ref().map(|t| t.role)
+    }
+
+    pub fn id(&self) -> Option<u16> {
+        self.cur.as_ref().map(|t| t.id)
+    }
+
+    pub fn has_env(&self) -> bool {
+        self.has_env
+    }
+
+    pub fn keep(&self) -> bool {
+        self.keep
+    }
+
+    /// Overrides whether the connection is kept after this request.
+    pub fn set_keep(&mut self, keep: bool) {
+        self.keep = keep;
+    }
+
+    pub fn set_app_status(&mut self, status: u32) {
+        self.app_status = status;
+    }
+
+    /// True if the server aborted the request or its connection failed.
+    pub fn is_aborted(&self) -> bool {
+        self.cur
+            .as_ref()
+            .is_some_and(|t| t.shared.is_aborted() || t.io.is_broken())
+    }
+
+    /// Reads STDIN (or the Filter's DATA): bytes read, 0 at the end, -1 on abort or error.
+    pub fn read(&mut self, which: Stream, buf: &mut [u8]) -> isize {
+        let (Some(t), Some(s)) = (&self.cur, &self.server) else {
+            return -1;
+        };
+        if self.ended {
+            return -1;
+        }
+        s.read(&self.waiter, t, which, buf)
+    }
+
+    /// Writes to STDOUT or STDERR (`rt`). Small writes are buffered; writes larger than the
+    /// buffer go to the socket at once, without copying.
+    pub fn write(&mut self, rt: u8, data: &[u8]) -> Result<(), SendError> {
+        let Some(t) = &self.cur else {
+            return Err(SendError::Broken);
+        };
+        if self.ended {
+            return Err(SendError::Aborted);
+        }
+        if t.shared.is_aborted() {
+            return Err(SendError::Aborted);
+        }
+        let cap = config::get(Limit::OutputBufferBytes) as usize;
+        if self.out.len() + data.len() <= cap {
+            self.out.push(rt, data);
+            return Ok(());
+        }
+        let mut headers: Vec<([u8; 8], std::ops::Range<usize>, &'static [u8])> = Vec::new();
+        large_write_headers(rt, t.id, data.len(), |h, r, p| headers.push((h, r, p)));
+        let buffered = self.out.take_bytes();
+        // Group the records so one writev carries at most ~1024 slices.
+        let mut first = true;
+        let mut r = Ok(());
+        for group in headers.chunks(300) {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(group.len() * 3 + 1);
+            if first && !buffered.is_empty() {
+                parts.push(buffered);
+            }
+            first = false;
+            for (h, range, pad) in group {
+                parts.push(h);
+                parts.push(&data[range.clone()]);
+                if !pad.is_empty() {
+                    parts.push(pad);
+                }
+            }
+            r =
+                t.io.send(Some(&t.shared), &parts, false, Server::app_policy());
+            if r.is_err() {
+                break;
+            }
+        }
+        self.out.clear();
+        r
+    }
+
+    /// Sends buffered output.
+    pub fn flush(&mut self) -> Result<(), SendError> {
+        let Some(t) = &self.cur else {
+            return Err(SendError::Broken);
+        };
+        if self.ended || self.out.is_empty() {
+            return Ok(());
+        }
+        let r = t.io.send(
+            Some(&t.shared),
+            &[self.out.take_bytes()],
+            false,
+            Server::app_policy(),
+        );
+        self.out.clear();
+        r
+    }
+
+    /// Ends the request once: sends the rest of the output, the end of the streams and
+    /// END_REQUEST, and frees the request id. The connection is kept or closed according to
+    /// `keep`. Returns false when the output could not be written (aborted or broken).
+    pub fn end(&mut self) -> bool {
+        let (Some(t), Some(s)) = (&self.cur, &self.server) else {
+            return true;
+        };
+        if self.ended {
+            return true;
+        }
+        self.ended = true;
+        self.out.finish(self.app_status);
+        let r = t.io.send(
+            Some(&t.shared),
+            &[self.out.take_bytes()],
+            true,
+            Server::app_policy(),
+        );
+        self.out.clear();
+        let close = !self.keep || r.is_err();
+        s.release(t, close, false);
+        r.is_ok()
+    }
+
+    /// Ends the request and lets go of it. `force` closes the connection at once (other
+    /// requests multiplexed on it are aborted). Returns `end`'s result. Returns true if the
+    /// connection was closed by this call.
+    pub fn finish(&mut self, force: bool) -> (bool, bool) {
+        if self.cur.is_none() {
+            return (true, false);
+        }
+        let ok = self.end();
+        let closed = self.close(force, true);
+        (ok, closed)
+    }
+
+    /// PHP's `fcgi_close`: `destroy` forgets the environment; the connection is let go if
+    /// `force` or not kept. Returns true if a connection was closed.
+    pub fn close(&mut self, force: bool, destroy: bool) -> bool {
+        if destroy {
+            self.env.clear();
+            self.has_env = false;
+        }
+        let Some(t) = self.cur.take() else {
+            return false;
+        };
+        let Some(s) = self.server.clone() else {
+            return false;
+        };
+        if !force && self.keep {
+            // PHP keeps a kept connection open; the request is let go once it has ended.
+            if !self.ended {
+                self.cur = Some(t);
+            }
+            return false;
+        }
+        if !self.ended {
+            // Closing without END_REQUEST: the request is over for the server too.
+            self.ended = true;
+            s.release(&t, true, force);
+            return true;
+        }
+        if force {
+            return s.close_connection(&t);
+        }
+        true
+    }
+}
