@@ -1,6 +1,13 @@
 //! The native C API, mirroring PHP 8's `main/fastcgi.h` (see docs/native-api.md). A thin skin
 //! over [`crate::runtime`]: pointer checks, C conventions, hooks, and the panic boundary.
+//!
+//! # Safety
+//! One contract holds for every `unsafe` function here, so it is stated once: each pointer
+//! argument is NULL or valid as its doc comment says (a `fcgi_request *` returned by
+//! `fcgi_init_request` and not yet destroyed, a NUL-terminated string, or a buffer of the
+//! given length), and a request object is not used by two threads at once.
 #![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)]
 
 use super::native_types::*;
 use super::panic::guard;

@@ -62,6 +62,12 @@ impl Limit {
         DEFAULTS[self as usize]
     }
 
+    /// The environment variable that sets this limit: `FCGI_RUNTIME_` and the C name without
+    /// `FCGI_LIMIT_`, e.g. `FCGI_RUNTIME_MAX_PARAMS_BYTES`.
+    pub fn env_name(self) -> &'static str {
+        ENV_NAMES[self as usize]
+    }
+
     /// Accepted range of values.
     pub fn range(self) -> (u64, u64) {
         match self {
@@ -94,6 +100,25 @@ const DEFAULTS: [u64; 12] = [
     256 * 1024, // WriteBehindBytes
 ];
 
+const ENV_NAMES: [&str; 12] = [
+    "FCGI_RUNTIME_MAX_CONNS",
+    "FCGI_RUNTIME_MAX_REQS",
+    "FCGI_RUNTIME_MAX_REQS_PER_CONN",
+    "FCGI_RUNTIME_MPXS_CONNS",
+    "FCGI_RUNTIME_MAX_PARAMS_BYTES",
+    "FCGI_RUNTIME_MAX_PARAMS_COUNT",
+    "FCGI_RUNTIME_PARAMS_TIMEOUT_MS",
+    "FCGI_RUNTIME_KEEPALIVE_TIMEOUT_MS",
+    "FCGI_RUNTIME_STDIN_BUFFER_BYTES",
+    "FCGI_RUNTIME_OUTPUT_BUFFER_BYTES",
+    "FCGI_RUNTIME_WRITE_TIMEOUT_MS",
+    "FCGI_RUNTIME_WRITE_BEHIND_BYTES",
+];
+
+/// Limits the application set through the API (bit per limit): the environment does not
+/// override them.
+static SET_BY_API: AtomicU64 = AtomicU64::new(0);
+
 struct Table([AtomicU64; 12]);
 
 static TABLE: Table = Table([
@@ -117,14 +142,42 @@ pub fn get(limit: Limit) -> u64 {
     TABLE.0[limit as usize].load(Ordering::Relaxed)
 }
 
+/// A value outside a limit's [`Limit::range`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfRange;
+
 /// Sets a limit; `Err` when the value is outside [`Limit::range`].
-pub fn set(limit: Limit, value: u64) -> Result<(), ()> {
+pub fn set(limit: Limit, value: u64) -> Result<(), OutOfRange> {
     let (lo, hi) = limit.range();
     if value < lo || value > hi {
-        return Err(());
+        return Err(OutOfRange);
     }
     TABLE.0[limit as usize].store(value, Ordering::Relaxed);
+    SET_BY_API.fetch_or(1 << limit as u32, Ordering::Relaxed);
     Ok(())
+}
+
+/// Applies `FCGI_RUNTIME_*` environment variables to the limits the application did not set
+/// itself (called when a server starts, so unmodified programs can be configured too).
+/// Invalid values are logged and ignored.
+pub fn load_env() {
+    for l in ALL_LIMITS {
+        if SET_BY_API.load(Ordering::Relaxed) & (1 << l as u32) != 0 {
+            continue;
+        }
+        let Ok(v) = std::env::var(l.env_name()) else {
+            continue;
+        };
+        let (lo, hi) = l.range();
+        match v.trim().parse::<u64>() {
+            Ok(n) if (lo..=hi).contains(&n) => TABLE.0[l as usize].store(n, Ordering::Relaxed),
+            _ => crate::fcgi_log!(
+                Error,
+                "ignoring {}={v:?}: expected a number from {lo} to {hi}",
+                l.env_name()
+            ),
+        }
+    }
 }
 
 /// The protocol engine's view of the limits.

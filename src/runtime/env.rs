@@ -146,6 +146,10 @@ impl Env {
     }
 }
 
+// SAFETY: the raw pointers in `overrides` point into `segs`, which the Env owns and moves with
+// it; nothing is shared with another Env.
+unsafe impl Send for Env {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,7 +197,3 @@ mod tests {
         assert_eq!(seen, vec!["X=3", "Y=2"]);
     }
 }
-
-// SAFETY: the raw pointers in `overrides` point into `segs`, which the Env owns and moves with
-// it; nothing is shared with another Env.
-unsafe impl Send for Env {}

@@ -27,6 +27,9 @@ const WAKE: Token = Token(usize::MAX - 2);
 /// How long the poll may stay free before the standby thread takes it.
 const STANDBY_DELAY: Duration = Duration::from_millis(5);
 const READ_CHUNK: usize = 64 * 1024;
+/// Room for management answers beyond the write-behind limit before a peer that does not read
+/// is disconnected.
+const MGMT_SLACK: usize = 64 * 1024;
 
 /// A thread blocked in the library: it sleeps on its own condvar (with the core mutex).
 #[derive(Default)]
@@ -127,6 +130,7 @@ impl Server {
         registry.register(&mut SourceFd(&listen_fd), LISTENER, Interest::READABLE)?;
         registry.register(&mut SourceFd(&wake.fd()), WAKE, Interest::READABLE)?;
         super::load_web_server_addrs();
+        config::load_env();
         let now = Instant::now();
         Ok(Server {
             listen_fd,
@@ -186,7 +190,7 @@ impl Server {
                 if conn.gen != gen {
                     continue;
                 }
-                let peer = conn.peer.clone();
+                let peer = conn.peer;
                 let io = conn.io.clone();
                 let Some(slot) = conn.slot_mut(id) else {
                     continue;
@@ -661,8 +665,13 @@ impl Server {
         let r = conn.engine.feed(data, &mut sink, out);
         let io = conn.io.clone();
         let gen = conn.gen;
-        let peer = conn.peer.clone();
+        let peer = conn.peer;
         self.apply_effects(g, t, gen, &io);
+        if io.is_broken() {
+            // Writing failed, or the peer does not read: nothing more can be answered.
+            self.close_conn(g, t);
+            return Err(());
+        }
         match r {
             Ok(c) => Ok(c),
             Err(e) => {
@@ -681,14 +690,23 @@ impl Server {
             write_behind: usize::MAX,
             wait: None,
         };
-        if !g.out.is_empty() {
-            let _ = io.send(None, &[&g.out], false, policy);
-            g.out.clear();
-        }
         let mut fx = std::mem::take(&mut g.fx);
-        if !fx.out.is_empty() {
-            let _ = io.send(None, &[&fx.out], false, policy);
+        if !g.out.is_empty() || !fx.out.is_empty() {
+            let _ = io.send(None, &[&g.out, &fx.out], false, policy);
+            g.out.clear();
             fx.out.clear();
+            // Answers the library owes (GET_VALUES_RESULT, UNKNOWN_TYPE, refusals) are small,
+            // but a peer that keeps asking without reading would make them grow without
+            // bound: past the write-behind limit plus a margin, it is disconnected.
+            let bound = config::get(Limit::WriteBehindBytes) as usize + MGMT_SLACK;
+            if io.pending_len() > bound {
+                crate::fcgi_log!(
+                    Warning,
+                    "peer does not read its answers ({} bytes waiting); closing the connection",
+                    io.pending_len()
+                );
+                io.set_broken();
+            }
         }
         for (id, shared) in fx.aborted_taken.drain(..) {
             let mut rec = Vec::with_capacity(16);
