@@ -11,6 +11,7 @@ pub mod framer;
 pub mod io;
 pub mod log;
 pub mod mgmt;
+pub mod reactor;
 pub mod request;
 pub mod ring;
 pub mod server;

@@ -218,6 +218,7 @@ impl Request {
         }
         self.ended = true;
         self.out.finish(self.app_status);
+        s.retire(t);
         let r = t.io.send(
             Some(&t.shared),
             &[self.out.take_bytes()],
@@ -225,8 +226,7 @@ impl Request {
             Server::app_policy(),
         );
         self.out.clear();
-        let close = !self.keep || r.is_err();
-        s.release(t, close, false);
+        s.settle(t, !self.keep || r.is_err(), false);
         r.is_ok()
     }
 
@@ -265,7 +265,8 @@ impl Request {
         if !self.ended {
             // Closing without END_REQUEST: the request is over for the server too.
             self.ended = true;
-            s.release(&t, true, force);
+            s.retire(&t);
+            s.settle(&t, true, force);
             return true;
         }
         if force {

@@ -5,19 +5,18 @@
 //! Application threads wait for their condition (a ready request, input for their request) by
 //! leading when nobody does, or sleeping on their own condvar otherwise.
 
-use super::addr::{self, Peer};
+use super::addr::Peer;
 use super::config::{self, Limit};
-use super::conn::{Conn, ConnSink, Effects, Phase, ReqSlot};
+use super::conn::{Conn, Effects, Phase, ReqSlot};
 use super::io::{ConnIo, ReqShared, SendPolicy};
 use super::sys::{self, EventFd};
-use crate::protocol::record::{push_end_request, ProtocolStatus};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,24 +26,21 @@ const WAKE: Token = Token(usize::MAX - 2);
 /// How long the poll may stay free before the standby thread takes it.
 const STANDBY_DELAY: Duration = Duration::from_millis(5);
 const READ_CHUNK: usize = 64 * 1024;
-/// Room for management answers beyond the write-behind limit before a peer that does not read
-/// is disconnected.
-const MGMT_SLACK: usize = 64 * 1024;
 
 /// A thread blocked in the library: it sleeps on its own condvar (with the core mutex).
 #[derive(Default)]
 pub struct Waiter {
-    cv: Condvar,
+    pub(super) cv: Condvar,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
+pub(super) enum Kind {
     Accept,
     Input,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Leader {
+pub(super) enum Leader {
     None,
     App,
     Standby,
@@ -71,32 +67,32 @@ pub enum Stream {
 
 /// Mutable state of a server.
 pub struct Core {
-    poll: Option<(Poll, Events)>,
-    leader: Leader,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    n_conns: usize,
-    next_gen: u64,
-    ready: VecDeque<(usize, u64, u16)>,
-    sleepers: VecDeque<(Arc<Waiter>, Kind)>,
-    in_flight: usize,
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    scratch: Vec<u8>,
-    out: Vec<u8>,
-    fx: Effects,
-    spare: Vec<ReqSlot>,
-    freed_at: Instant,
-    standby_parked: bool,
-    standby_started: bool,
+    pub(super) poll: Option<(Poll, Events)>,
+    pub(super) leader: Leader,
+    pub(super) conns: Vec<Option<Conn>>,
+    pub(super) free: Vec<usize>,
+    pub(super) n_conns: usize,
+    pub(super) next_gen: u64,
+    pub(super) ready: VecDeque<(usize, u64, u16)>,
+    pub(super) sleepers: VecDeque<(Arc<Waiter>, Kind)>,
+    pub(super) in_flight: usize,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    pub(super) scratch: Vec<u8>,
+    pub(super) out: Vec<u8>,
+    pub(super) fx: Effects,
+    pub(super) spare: Vec<ReqSlot>,
+    pub(super) freed_at: Instant,
+    pub(super) standby_parked: bool,
+    pub(super) standby_started: bool,
 }
 
 /// The reactor of one listening socket in one process.
 pub struct Server {
-    listen_fd: RawFd,
+    pub(super) listen_fd: RawFd,
     pid: u32,
     core: Mutex<Core>,
-    wake: EventFd,
-    registry: mio::Registry,
+    pub(super) wake: EventFd,
+    pub(super) registry: mio::Registry,
     standby_cv: Condvar,
     closed: AtomicBool,
 }
@@ -280,10 +276,11 @@ impl Server {
         })
     }
 
-    /// Ends a taken request on the reactor's side: frees its id and slot, and closes the
-    /// connection if `close` (or KEEP_CONN was off) once no request is left on it.
-    /// `hard` closes the connection at once. Returns true if the connection was closed.
-    pub fn release(&self, t: &Taken, close: bool, hard: bool) -> bool {
+    /// First half of ending a taken request, done *before* its END_REQUEST is written: frees
+    /// its id and slot. A server may answer END_REQUEST at once with a BEGIN_REQUEST reusing
+    /// the id (nginx does), and another thread may read that before this one could free it.
+    /// Called exactly once per taken request.
+    pub fn retire(&self, t: &Taken) {
         let mut g = self.core.lock();
         g.in_flight = g.in_flight.saturating_sub(1);
         let Some(conn) = g
@@ -292,7 +289,7 @@ impl Server {
             .and_then(|c| c.as_mut())
             .filter(|c| c.gen == t.gen)
         else {
-            return false;
+            return;
         };
         if let Some(i) = conn
             .reqs
@@ -309,11 +306,26 @@ impl Server {
             }
             g.spare.push(slot);
         }
+    }
+
+    /// Second half, after END_REQUEST was written: closes the connection if `close` (the
+    /// request had no KEEP_CONN, or the application asked) once no request is left on it, or
+    /// at once if `hard`; otherwise resumes input held back for the next request. Returns true
+    /// if the connection was closed or is closing.
+    pub fn settle(&self, t: &Taken, close: bool, hard: bool) -> bool {
+        let mut g = self.core.lock();
+        let Some(conn) = g
+            .conns
+            .get_mut(t.token)
+            .and_then(|c| c.as_mut())
+            .filter(|c| c.gen == t.gen)
+        else {
+            return false;
+        };
         if hard {
             self.close_conn(&mut g, t.token);
             return true;
         }
-        let conn = g.conns[t.token].as_mut().expect("checked above");
         if close {
             conn.close_when_idle = true;
         }
@@ -486,365 +498,6 @@ impl Server {
                 } else {
                     self.standby_cv.wait_for(&mut g, STANDBY_DELAY);
                 }
-            }
-        }
-    }
-
-    // ---- connections -----------------------------------------------------------------------
-
-    fn accept_all(&self, g: &mut Core) {
-        loop {
-            let fd = match sys::accept(self.listen_fd) {
-                Ok(fd) => fd,
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return,
-                    Some(
-                        libc::ECONNABORTED
-                        | libc::EPROTO
-                        | libc::EPERM
-                        | libc::ENETDOWN
-                        | libc::EHOSTUNREACH,
-                    ) => continue,
-                    _ => {
-                        crate::fcgi_log!(Error, "accept failed: {e}");
-                        return;
-                    }
-                },
-            };
-            let max = config::get(Limit::MaxConns) as usize;
-            if g.n_conns >= max {
-                crate::fcgi_log!(
-                    Warning,
-                    "connection closed: {} connections open (limit {max})",
-                    g.n_conns
-                );
-                continue;
-            }
-            let raw = fd.as_raw_fd();
-            let peer = addr::peer_of(raw);
-            if !super::client_allowed(&peer) {
-                crate::fcgi_log!(Warning, "Connection disallowed: {peer:?} has been dropped.");
-                continue;
-            }
-            if matches!(peer, Peer::Tcp(_)) {
-                sys::set_nodelay(raw);
-            }
-            let t = match g.free.pop() {
-                Some(t) => t,
-                None => {
-                    g.conns.push(None);
-                    g.conns.len() - 1
-                }
-            };
-            if let Err(e) = self.registry.register(
-                &mut SourceFd(&raw),
-                Token(t),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                crate::fcgi_log!(Error, "cannot register a connection: {e}");
-                g.free.push(t);
-                continue;
-            }
-            let gen = g.next_gen;
-            g.next_gen += 1;
-            g.conns[t] = Some(Conn::new(
-                gen,
-                Arc::new(ConnIo::new(fd)),
-                peer,
-                Instant::now(),
-            ));
-            g.n_conns += 1;
-            self.rearm(g, t);
-        }
-    }
-
-    /// Feeds kept and new input of connection `t` to its engine until the socket is dry, the
-    /// engine is blocked by a full request buffer, or the connection ends.
-    fn pump(&self, g: &mut Core, t: usize) {
-        let now = Instant::now();
-        loop {
-            let Some(conn) = g.conns.get_mut(t).and_then(|c| c.as_mut()) else {
-                return;
-            };
-            if !conn.pending_in.is_empty() {
-                let pending = std::mem::take(&mut conn.pending_in);
-                match self.feed(g, t, &pending, now) {
-                    Ok(c) => {
-                        let conn = g.conns[t].as_mut().expect("feed keeps the connection");
-                        if c < pending.len() {
-                            conn.pending_in = pending;
-                            conn.pending_in.drain(..c);
-                            conn.paused = true;
-                            break;
-                        }
-                        conn.paused = false;
-                        conn.pending_in = pending;
-                        conn.pending_in.clear();
-                    }
-                    Err(()) => return,
-                }
-                continue;
-            }
-            if conn.paused || !conn.readable || conn.read_closed {
-                break;
-            }
-            let fd = conn.io.fd();
-            let mut scratch = std::mem::take(&mut g.scratch);
-            let r = sys::read(fd, &mut scratch);
-            let outcome = match r {
-                Ok(0) => {
-                    g.scratch = scratch;
-                    self.peer_closed(g, t);
-                    return;
-                }
-                Ok(n) => {
-                    let lingering = g.conns[t].as_ref().is_some_and(|c| c.lingering);
-                    let res = if lingering {
-                        Ok(n)
-                    } else {
-                        self.feed(g, t, &scratch[..n], now)
-                    };
-                    match res {
-                        Ok(c) => {
-                            let conn = g.conns[t].as_mut().expect("feed keeps the connection");
-                            if c < n {
-                                conn.pending_in.extend_from_slice(&scratch[c..n]);
-                                conn.paused = true;
-                            } else if n < scratch.len() {
-                                conn.readable = false;
-                            }
-                            Ok(())
-                        }
-                        Err(()) => Err(()),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(c) = g.conns[t].as_mut() {
-                        c.readable = false;
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    crate::fcgi_log!(
-                        Notice,
-                        "read from {:?} failed: {e}",
-                        g.conns[t].as_ref().map(|c| &c.peer)
-                    );
-                    g.scratch = scratch;
-                    self.close_conn(g, t);
-                    return;
-                }
-            };
-            g.scratch = scratch;
-            if outcome.is_err() {
-                return;
-            }
-        }
-        self.rearm(g, t);
-    }
-
-    /// Feeds bytes to the engine of `t` and applies what it produced. `Err` when the
-    /// connection was closed for a protocol error.
-    fn feed(&self, g: &mut Core, t: usize, data: &[u8], now: Instant) -> Result<usize, ()> {
-        let Core {
-            conns,
-            spare,
-            fx,
-            in_flight,
-            out,
-            ..
-        } = g;
-        let conn = conns[t].as_mut().expect("caller checked");
-        let mut sink = ConnSink {
-            reqs: &mut conn.reqs,
-            spare,
-            fx,
-            in_flight: *in_flight,
-            now,
-        };
-        let r = conn.engine.feed(data, &mut sink, out);
-        let io = conn.io.clone();
-        let gen = conn.gen;
-        let peer = conn.peer;
-        self.apply_effects(g, t, gen, &io);
-        if io.is_broken() {
-            // Writing failed, or the peer does not read: nothing more can be answered.
-            self.close_conn(g, t);
-            return Err(());
-        }
-        match r {
-            Ok(c) => Ok(c),
-            Err(e) => {
-                crate::fcgi_log!(
-                    Warning,
-                    "protocol error from {peer:?}: {e:?}; closing the connection"
-                );
-                self.close_conn(g, t);
-                Err(())
-            }
-        }
-    }
-
-    fn apply_effects(&self, g: &mut Core, t: usize, gen: u64, io: &Arc<ConnIo>) {
-        let policy = SendPolicy {
-            write_behind: usize::MAX,
-            wait: None,
-        };
-        let mut fx = std::mem::take(&mut g.fx);
-        if !g.out.is_empty() || !fx.out.is_empty() {
-            let _ = io.send(None, &[&g.out, &fx.out], false, policy);
-            g.out.clear();
-            fx.out.clear();
-            // Answers the library owes (GET_VALUES_RESULT, UNKNOWN_TYPE, refusals) are small,
-            // but a peer that keeps asking without reading would make them grow without
-            // bound: past the write-behind limit plus a margin, it is disconnected.
-            let bound = config::get(Limit::WriteBehindBytes) as usize + MGMT_SLACK;
-            if io.pending_len() > bound {
-                crate::fcgi_log!(
-                    Warning,
-                    "peer does not read its answers ({} bytes waiting); closing the connection",
-                    io.pending_len()
-                );
-                io.set_broken();
-            }
-        }
-        for (id, shared) in fx.aborted_taken.drain(..) {
-            let mut rec = Vec::with_capacity(16);
-            push_end_request(&mut rec, id, 0, ProtocolStatus::RequestComplete);
-            io.send_abort_end(&shared, &rec);
-        }
-        g.in_flight = (g.in_flight as isize + fx.in_flight_delta).max(0) as usize;
-        fx.in_flight_delta = 0;
-        for w in fx.wake.drain(..) {
-            w.cv.notify_one();
-        }
-        for id in fx.ready.drain(..) {
-            g.ready.push_back((t, gen, id));
-            if let Some(i) = g.sleepers.iter().position(|(_, k)| *k == Kind::Accept) {
-                let (w, _) = g.sleepers.remove(i).expect("index from position");
-                w.cv.notify_one();
-            }
-        }
-        g.fx = fx;
-    }
-
-    /// The peer closed its side. Requests still receiving input are cut short; requests
-    /// being served may still write their response; the connection closes when none is left.
-    fn peer_closed(&self, g: &mut Core, t: usize) {
-        let Some(conn) = g.conns[t].as_mut() else {
-            return;
-        };
-        conn.read_closed = true;
-        conn.readable = false;
-        if conn.lingering {
-            self.close_conn(g, t);
-            return;
-        }
-        let mut dropped = 0;
-        let mut i = 0;
-        while i < conn.reqs.len() {
-            let s = &mut conn.reqs[i];
-            if s.phase == Phase::Params {
-                let slot = conn.reqs.swap_remove(i);
-                g.spare.push(slot);
-                dropped += 1;
-                continue;
-            }
-            if !s.stdin_eof || (s.role == crate::protocol::Role::Filter && !s.data_eof) {
-                s.truncated = true;
-                if let Some(w) = s.waiter.take() {
-                    w.cv.notify_one();
-                }
-            }
-            i += 1;
-        }
-        g.in_flight = g.in_flight.saturating_sub(dropped);
-        let conn = g.conns[t].as_mut().expect("present");
-        if conn.reqs.iter().all(|s| s.phase != Phase::Taken) {
-            self.close_conn(g, t);
-        } else {
-            conn.close_when_idle = true;
-        }
-    }
-
-    /// Closes connection `t` now. Requests the application holds are marked aborted.
-    fn close_conn(&self, g: &mut Core, t: usize) {
-        let Some(conn) = g.conns.get_mut(t).and_then(|c| c.take()) else {
-            return;
-        };
-        let fd = conn.io.fd();
-        let _ = self.registry.deregister(&mut SourceFd(&fd));
-        conn.io.set_broken();
-        let mut dropped = 0;
-        for mut s in conn.reqs {
-            if s.phase == Phase::Taken {
-                s.shared.aborted.store(true, Ordering::Release);
-                if let Some(w) = s.waiter.take() {
-                    w.cv.notify_one();
-                }
-                s.shared = Arc::new(ReqShared::default());
-            } else {
-                dropped += 1;
-            }
-            s.params.clear();
-            g.spare.push(s);
-        }
-        g.in_flight = g.in_flight.saturating_sub(dropped);
-        g.n_conns -= 1;
-        g.free.push(t);
-    }
-
-    // ---- timers ----------------------------------------------------------------------------
-
-    fn rearm(&self, g: &mut Core, t: usize) {
-        let Some(conn) = g.conns.get_mut(t).and_then(|c| c.as_mut()) else {
-            return;
-        };
-        if let Some(d) = conn.deadline() {
-            if conn.armed.is_none_or(|a| d < a) {
-                conn.armed = Some(d);
-                let gen = conn.gen;
-                g.timers.push(Reverse((d, t, gen)));
-            }
-        }
-    }
-
-    fn fire_timers(&self, g: &mut Core) {
-        let now = Instant::now();
-        while let Some(Reverse((d, t, gen))) = g.timers.peek().copied() {
-            if d > now {
-                break;
-            }
-            g.timers.pop();
-            let Some(conn) = g
-                .conns
-                .get_mut(t)
-                .and_then(|c| c.as_mut())
-                .filter(|c| c.gen == gen)
-            else {
-                continue;
-            };
-            if conn.armed != Some(d) {
-                continue;
-            }
-            conn.armed = None;
-            match conn.deadline() {
-                Some(dl) if dl <= now => {
-                    if conn.lingering {
-                        crate::fcgi_log!(Debug, "closing connection after linger");
-                    } else if conn.reqs.iter().any(|s| s.phase == Phase::Params) {
-                        crate::fcgi_log!(
-                            Warning,
-                            "PARAMS from {:?} not complete within {} ms; closing the connection",
-                            conn.peer,
-                            config::get(Limit::ParamsTimeoutMs)
-                        );
-                    } else {
-                        crate::fcgi_log!(Debug, "closing idle connection from {:?}", conn.peer);
-                    }
-                    self.close_conn(g, t);
-                }
-                _ => self.rearm(g, t),
             }
         }
     }

@@ -1,0 +1,386 @@
+//! What the leader does with the events of a poll: accept connections, read and feed their
+//! engines, apply what the engines produced, close connections, fire timers. Runs with the
+//! core lock held, on whichever thread leads (see server.rs).
+
+use super::addr::{self, Peer};
+use super::config::{self, Limit};
+use super::conn::{Conn, ConnSink, Phase};
+use super::io::{ConnIo, ReqShared, SendPolicy};
+use super::server::{Core, Kind, Server};
+use super::sys;
+use crate::protocol::record::{push_end_request, ProtocolStatus};
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use std::cmp::Reverse;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Room for management answers beyond the write-behind limit before a peer that does not read
+/// is disconnected.
+const MGMT_SLACK: usize = 64 * 1024;
+
+impl Server {
+    pub(super) fn accept_all(&self, g: &mut Core) {
+        loop {
+            let fd = match sys::accept(self.listen_fd) {
+                Ok(fd) => fd,
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return,
+                    Some(
+                        libc::ECONNABORTED
+                        | libc::EPROTO
+                        | libc::EPERM
+                        | libc::ENETDOWN
+                        | libc::EHOSTUNREACH,
+                    ) => continue,
+                    _ => {
+                        crate::fcgi_log!(Error, "accept failed: {e}");
+                        return;
+                    }
+                },
+            };
+            let max = config::get(Limit::MaxConns) as usize;
+            if g.n_conns >= max {
+                crate::fcgi_log!(
+                    Warning,
+                    "connection closed: {} connections open (limit {max})",
+                    g.n_conns
+                );
+                continue;
+            }
+            let raw = fd.as_raw_fd();
+            let peer = addr::peer_of(raw);
+            if !super::client_allowed(&peer) {
+                crate::fcgi_log!(Warning, "Connection disallowed: {peer:?} has been dropped.");
+                continue;
+            }
+            if matches!(peer, Peer::Tcp(_)) {
+                sys::set_nodelay(raw);
+            }
+            let t = match g.free.pop() {
+                Some(t) => t,
+                None => {
+                    g.conns.push(None);
+                    g.conns.len() - 1
+                }
+            };
+            if let Err(e) = self.registry.register(
+                &mut SourceFd(&raw),
+                Token(t),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                crate::fcgi_log!(Error, "cannot register a connection: {e}");
+                g.free.push(t);
+                continue;
+            }
+            let gen = g.next_gen;
+            g.next_gen += 1;
+            g.conns[t] = Some(Conn::new(
+                gen,
+                Arc::new(ConnIo::new(fd)),
+                peer,
+                Instant::now(),
+            ));
+            g.n_conns += 1;
+            self.rearm(g, t);
+        }
+    }
+
+    /// Feeds kept and new input of connection `t` to its engine until the socket is dry, the
+    /// engine is blocked by a full request buffer, or the connection ends.
+    pub(super) fn pump(&self, g: &mut Core, t: usize) {
+        let now = Instant::now();
+        loop {
+            let Some(conn) = g.conns.get_mut(t).and_then(|c| c.as_mut()) else {
+                return;
+            };
+            if !conn.pending_in.is_empty() {
+                let pending = std::mem::take(&mut conn.pending_in);
+                match self.feed(g, t, &pending, now) {
+                    Ok(c) => {
+                        let conn = g.conns[t].as_mut().expect("feed keeps the connection");
+                        if c < pending.len() {
+                            conn.pending_in = pending;
+                            conn.pending_in.drain(..c);
+                            conn.paused = true;
+                            break;
+                        }
+                        conn.paused = false;
+                        conn.pending_in = pending;
+                        conn.pending_in.clear();
+                    }
+                    Err(()) => return,
+                }
+                continue;
+            }
+            if conn.paused || !conn.readable || conn.read_closed {
+                break;
+            }
+            let fd = conn.io.fd();
+            let mut scratch = std::mem::take(&mut g.scratch);
+            let r = sys::read(fd, &mut scratch);
+            let outcome = match r {
+                Ok(0) => {
+                    g.scratch = scratch;
+                    self.peer_closed(g, t);
+                    return;
+                }
+                Ok(n) => {
+                    let lingering = g.conns[t].as_ref().is_some_and(|c| c.lingering);
+                    let res = if lingering {
+                        Ok(n)
+                    } else {
+                        self.feed(g, t, &scratch[..n], now)
+                    };
+                    match res {
+                        Ok(c) => {
+                            let conn = g.conns[t].as_mut().expect("feed keeps the connection");
+                            if c < n {
+                                conn.pending_in.extend_from_slice(&scratch[c..n]);
+                                conn.paused = true;
+                            } else if n < scratch.len() {
+                                conn.readable = false;
+                            }
+                            Ok(())
+                        }
+                        Err(()) => Err(()),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(c) = g.conns[t].as_mut() {
+                        c.readable = false;
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    crate::fcgi_log!(
+                        Notice,
+                        "read from {:?} failed: {e}",
+                        g.conns[t].as_ref().map(|c| &c.peer)
+                    );
+                    g.scratch = scratch;
+                    self.close_conn(g, t);
+                    return;
+                }
+            };
+            g.scratch = scratch;
+            if outcome.is_err() {
+                return;
+            }
+        }
+        self.rearm(g, t);
+    }
+
+    /// Feeds bytes to the engine of `t` and applies what it produced. `Err` when the
+    /// connection was closed for a protocol error.
+    pub(super) fn feed(
+        &self,
+        g: &mut Core,
+        t: usize,
+        data: &[u8],
+        now: Instant,
+    ) -> Result<usize, ()> {
+        let Core {
+            conns,
+            spare,
+            fx,
+            in_flight,
+            out,
+            ..
+        } = g;
+        let conn = conns[t].as_mut().expect("caller checked");
+        let mut sink = ConnSink {
+            reqs: &mut conn.reqs,
+            spare,
+            fx,
+            in_flight: *in_flight,
+            now,
+        };
+        let r = conn.engine.feed(data, &mut sink, out);
+        let io = conn.io.clone();
+        let gen = conn.gen;
+        let peer = conn.peer;
+        self.apply_effects(g, t, gen, &io);
+        if io.is_broken() {
+            // Writing failed, or the peer does not read: nothing more can be answered.
+            self.close_conn(g, t);
+            return Err(());
+        }
+        match r {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                crate::fcgi_log!(
+                    Warning,
+                    "protocol error from {peer:?}: {e:?}; closing the connection"
+                );
+                self.close_conn(g, t);
+                Err(())
+            }
+        }
+    }
+
+    pub(super) fn apply_effects(&self, g: &mut Core, t: usize, gen: u64, io: &Arc<ConnIo>) {
+        let policy = SendPolicy {
+            write_behind: usize::MAX,
+            wait: None,
+        };
+        let mut fx = std::mem::take(&mut g.fx);
+        if !g.out.is_empty() || !fx.out.is_empty() {
+            let _ = io.send(None, &[&g.out, &fx.out], false, policy);
+            g.out.clear();
+            fx.out.clear();
+            // Answers the library owes (GET_VALUES_RESULT, UNKNOWN_TYPE, refusals) are small,
+            // but a peer that keeps asking without reading would make them grow without
+            // bound: past the write-behind limit plus a margin, it is disconnected.
+            let bound = config::get(Limit::WriteBehindBytes) as usize + MGMT_SLACK;
+            if io.pending_len() > bound {
+                crate::fcgi_log!(
+                    Warning,
+                    "peer does not read its answers ({} bytes waiting); closing the connection",
+                    io.pending_len()
+                );
+                io.set_broken();
+            }
+        }
+        for (id, shared) in fx.aborted_taken.drain(..) {
+            let mut rec = Vec::with_capacity(16);
+            push_end_request(&mut rec, id, 0, ProtocolStatus::RequestComplete);
+            io.send_abort_end(&shared, &rec);
+        }
+        g.in_flight = (g.in_flight as isize + fx.in_flight_delta).max(0) as usize;
+        fx.in_flight_delta = 0;
+        for w in fx.wake.drain(..) {
+            w.cv.notify_one();
+        }
+        for id in fx.ready.drain(..) {
+            g.ready.push_back((t, gen, id));
+            if let Some(i) = g.sleepers.iter().position(|(_, k)| *k == Kind::Accept) {
+                let (w, _) = g.sleepers.remove(i).expect("index from position");
+                w.cv.notify_one();
+            }
+        }
+        g.fx = fx;
+    }
+
+    /// The peer closed its side. Requests still receiving input are cut short; requests
+    /// being served may still write their response; the connection closes when none is left.
+    pub(super) fn peer_closed(&self, g: &mut Core, t: usize) {
+        let Some(conn) = g.conns[t].as_mut() else {
+            return;
+        };
+        conn.read_closed = true;
+        conn.readable = false;
+        if conn.lingering {
+            self.close_conn(g, t);
+            return;
+        }
+        let mut dropped = 0;
+        let mut i = 0;
+        while i < conn.reqs.len() {
+            let s = &mut conn.reqs[i];
+            if s.phase == Phase::Params {
+                let slot = conn.reqs.swap_remove(i);
+                g.spare.push(slot);
+                dropped += 1;
+                continue;
+            }
+            if !s.stdin_eof || (s.role == crate::protocol::Role::Filter && !s.data_eof) {
+                s.truncated = true;
+                if let Some(w) = s.waiter.take() {
+                    w.cv.notify_one();
+                }
+            }
+            i += 1;
+        }
+        g.in_flight = g.in_flight.saturating_sub(dropped);
+        let conn = g.conns[t].as_mut().expect("present");
+        if conn.reqs.iter().all(|s| s.phase != Phase::Taken) {
+            self.close_conn(g, t);
+        } else {
+            conn.close_when_idle = true;
+        }
+    }
+
+    /// Closes connection `t` now. Requests the application holds are marked aborted.
+    pub(super) fn close_conn(&self, g: &mut Core, t: usize) {
+        let Some(conn) = g.conns.get_mut(t).and_then(|c| c.take()) else {
+            return;
+        };
+        let fd = conn.io.fd();
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        conn.io.set_broken();
+        let mut dropped = 0;
+        for mut s in conn.reqs {
+            if s.phase == Phase::Taken {
+                s.shared.aborted.store(true, Ordering::Release);
+                if let Some(w) = s.waiter.take() {
+                    w.cv.notify_one();
+                }
+                s.shared = Arc::new(ReqShared::default());
+            } else {
+                dropped += 1;
+            }
+            s.params.clear();
+            g.spare.push(s);
+        }
+        g.in_flight = g.in_flight.saturating_sub(dropped);
+        g.n_conns -= 1;
+        g.free.push(t);
+    }
+
+    pub(super) fn rearm(&self, g: &mut Core, t: usize) {
+        let Some(conn) = g.conns.get_mut(t).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        if let Some(d) = conn.deadline() {
+            if conn.armed.is_none_or(|a| d < a) {
+                conn.armed = Some(d);
+                let gen = conn.gen;
+                g.timers.push(Reverse((d, t, gen)));
+            }
+        }
+    }
+
+    pub(super) fn fire_timers(&self, g: &mut Core) {
+        let now = Instant::now();
+        while let Some(Reverse((d, t, gen))) = g.timers.peek().copied() {
+            if d > now {
+                break;
+            }
+            g.timers.pop();
+            let Some(conn) = g
+                .conns
+                .get_mut(t)
+                .and_then(|c| c.as_mut())
+                .filter(|c| c.gen == gen)
+            else {
+                continue;
+            };
+            if conn.armed != Some(d) {
+                continue;
+            }
+            conn.armed = None;
+            match conn.deadline() {
+                Some(dl) if dl <= now => {
+                    if conn.lingering {
+                        crate::fcgi_log!(Debug, "closing connection after linger");
+                    } else if conn.reqs.iter().any(|s| s.phase == Phase::Params) {
+                        crate::fcgi_log!(
+                            Warning,
+                            "PARAMS from {:?} not complete within {} ms; closing the connection",
+                            conn.peer,
+                            config::get(Limit::ParamsTimeoutMs)
+                        );
+                    } else {
+                        crate::fcgi_log!(Debug, "closing idle connection from {:?}", conn.peer);
+                    }
+                    self.close_conn(g, t);
+                }
+                _ => self.rearm(g, t),
+            }
+        }
+    }
+}
