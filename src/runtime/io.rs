@@ -14,6 +14,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Slices per `writev` call.
+const MAX_IOV: usize = 64;
+
 /// State of one request shared between the reactor and the application thread serving it.
 #[derive(Default, Debug)]
 pub struct ReqShared {
@@ -148,23 +151,29 @@ impl ConnIo {
             return Ok(());
         }
         // Nothing waiting: write directly from the caller's buffers.
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
         let mut skip = 0usize;
         loop {
-            slices.clear();
+            // Up to MAX_IOV slices from the first unsent byte on, in a stack array: no
+            // allocation on the per-request path.
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
             let mut off = skip;
             for p in parts {
                 if off >= p.len() {
                     off -= p.len();
                     continue;
                 }
-                slices.push(IoSlice::new(&p[off..]));
+                slices[n] = IoSlice::new(&p[off..]);
+                n += 1;
                 off = 0;
+                if n == MAX_IOV {
+                    break;
+                }
             }
-            if slices.is_empty() {
+            if n == 0 {
                 return Ok(());
             }
-            match sys::writev(self.fd(), &slices) {
+            match sys::writev(self.fd(), &slices[..n]) {
                 Ok(n) => skip += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let left = total - skip;
