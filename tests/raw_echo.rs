@@ -13,6 +13,7 @@ use fcgi::protocol::record::{
     push_abort_request, push_begin_request, push_nv_pair, push_record, push_stream,
     push_stream_end, rtype, Header,
 };
+use std::time::Duration;
 
 /// One record with `pad` bytes of (non-zero) padding, whatever alignment that gives.
 fn padded(t: u8, id: u16, content: &[u8], pad: u8) -> Vec<u8> {
@@ -132,7 +133,11 @@ fn multiplexed(t: Transport) {
     );
 }
 
-fn abort(t: Transport) {
+/// ABORT_REQUEST for a request whose PARAMS ended. With `pause`, the abort is sent a little
+/// later, so the application has most likely taken the request and is sleeping in it; without,
+/// it arrives in the same write and most likely finds the request still queued. Both outcomes
+/// are valid either way: nothing here depends on which path the runtime took.
+fn abort_case(t: Transport, pause: Option<Duration>) {
     let s = Server::echo(t, 1);
     let mut c = s.connect();
     let slow = cgi_request(1, "sleep_ms=500").keep_conn(true);
@@ -140,6 +145,11 @@ fn abort(t: Transport) {
     push_begin_request(&mut wire, 1, 1, true);
     push_stream(&mut wire, rtype::PARAMS, 1, &params_payload(&slow));
     push_stream_end(&mut wire, rtype::PARAMS, 1);
+    if let Some(p) = pause {
+        c.send_raw(&wire).unwrap();
+        wire.clear();
+        std::thread::sleep(p);
+    }
     push_abort_request(&mut wire, 1);
     c.send_raw(&wire).unwrap();
     // Output may precede it (an aborted request need not close STDOUT), then exactly one
@@ -166,6 +176,14 @@ fn abort(t: Transport) {
         &echo_expected_for(&reuse),
     );
     assert_closed(&mut c);
+}
+
+fn abort_queued(t: Transport) {
+    abort_case(t, None)
+}
+
+fn abort_running(t: Transport) {
+    abort_case(t, Some(Duration::from_millis(200)))
 }
 
 fn get_values_mid_stdin(t: Transport) {
@@ -403,7 +421,8 @@ on_transports!(
     sequential_same_id,
     pipelined,
     multiplexed,
-    abort,
+    abort_queued,
+    abort_running,
     get_values_mid_stdin,
     unknown_management_type,
     unknown_role,

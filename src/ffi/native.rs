@@ -13,6 +13,7 @@ use super::native_types::*;
 use super::panic::guard;
 use crate::protocol::record::rtype;
 use crate::runtime::config::{self, Limit};
+use crate::runtime::io::SendError;
 use crate::runtime::request::Request;
 use crate::runtime::server::Stream;
 use crate::runtime::{self as rt, addr, log};
@@ -393,10 +394,13 @@ pub unsafe extern "C" fn fcgi_write(
         };
         match r.inner.write(rt_, data) {
             Ok(()) => len,
-            Err(_) => {
+            // A broken connection cannot be kept (as in PHP); an aborted request leaves its
+            // connection, which the server owns under KEEP_CONN, as it is.
+            Err(SendError::Broken) => {
                 r.inner.set_keep(false);
                 -1
             }
+            Err(SendError::Aborted) => -1,
         }
     })
 }

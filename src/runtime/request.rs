@@ -226,7 +226,8 @@ impl Request {
             Server::app_policy(),
         );
         self.out.clear();
-        s.settle(t, !self.keep || r.is_err(), false);
+        // Aborted: the runtime already sent END_REQUEST and the connection is fine.
+        s.settle(t, !self.keep || r == Err(SendError::Broken), false);
         r.is_ok()
     }
 
