@@ -191,8 +191,9 @@ void fcgi_set_allowed_clients(char *ip);
 fcgi_request *fcgi_init_request(int listen_socket, fcgi_hook on_accept, fcgi_hook on_read, fcgi_hook on_close);
 
 /*
- Frees a request object, finishing its request first if one is in progress. The listening
- socket is not closed. NULL is ignored.
+ Frees a request object, finishing its request first if one is in progress and waiting
+ (at most the write timeout) until its output has left. The listening socket is not closed.
+ NULL is ignored.
  */
 void fcgi_destroy_request(fcgi_request *req);
 

@@ -452,3 +452,32 @@ fn get_values_flood_from_a_peer_that_never_reads_is_cut_off() {
         p.log_text()
     );
 }
+
+#[test]
+fn a_slow_reader_gets_all_of_a_large_response_on_a_closing_connection() {
+    // The connection is not kept, so it starts closing as soon as the response is handed
+    // over; a reader that waits longer than the linger time must still get every byte.
+    let addr = format!("127.0.0.1:{}", free_port());
+    // A write-behind buffer larger than the response: the application finishes at once and
+    // what the socket did not take waits in the runtime while the reader sleeps.
+    let p = Proc::start(
+        "hello",
+        &addr,
+        &[],
+        &[("FCGI_RUNTIME_WRITE_BEHIND_BYTES", "33554432")],
+    );
+    let mut c = p.connect();
+    let len = 16 << 20;
+    let req = Request::new(1).param("QUERY_STRING", format!("bytes={len}"));
+    c.send_request(&req).unwrap();
+    std::thread::sleep(Duration::from_millis(3000));
+    let r = c.read_response(1).expect("whole response");
+    let body_at = r
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers")
+        + 4;
+    assert_eq!(r.stdout.len() - body_at, len);
+    assert_eq!(r.protocol_status, 0);
+}

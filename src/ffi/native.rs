@@ -188,8 +188,9 @@ pub extern "C" fn fcgi_init_request(
     })
 }
 
-/// Frees a request object, finishing its request first if one is in progress. The listening
-/// socket is not closed. NULL is ignored.
+/// Frees a request object, finishing its request first if one is in progress and waiting
+/// (at most the write timeout) until its output has left. The listening socket is not closed.
+/// NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
     guard("fcgi_destroy_request", (), || {
@@ -198,7 +199,7 @@ pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
         }
         // SAFETY: req came from fcgi_init_request (caller's contract) and is freed once.
         let mut b = unsafe { Box::from_raw(req) };
-        b.inner.finish(false);
+        b.inner.finish_and_drain();
     })
 }
 

@@ -9,6 +9,10 @@ use crate::protocol::{Admission, Engine, ParamStore, ProtocolStatus, Role, Sink}
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How long a closing connection waits for the peer's EOF (or, while output is still
+/// leaving, for progress) before it is closed.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where a request is in its life, seen from the reactor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -56,8 +60,10 @@ pub struct Conn {
     pub read_closed: bool,
     /// Close once no request is in flight (a request without KEEP_CONN, or fcgi_close).
     pub close_when_idle: bool,
-    /// Shut down for writing; waiting for the peer's EOF before closing.
+    /// Closing: output is drained, then shut down for writing, then the peer's EOF awaited.
     pub lingering: bool,
+    /// When the connection started closing.
+    pub linger_since: Instant,
     /// When the connection last became idle (no request in flight).
     pub idle_since: Instant,
     /// Deadline armed in the timer heap for this connection, if any.
@@ -78,6 +84,7 @@ impl Conn {
             read_closed: false,
             close_when_idle: false,
             lingering: false,
+            linger_since: now,
             idle_since: now,
             armed: None,
         }
@@ -96,7 +103,7 @@ impl Conn {
     pub fn deadline(&self) -> Option<Instant> {
         use std::time::Duration;
         if self.lingering {
-            return Some(self.idle_since + Duration::from_secs(2));
+            return Some(self.idle_since + LINGER);
         }
         let params = self
             .reqs

@@ -204,6 +204,17 @@ impl ConnIo {
         }
     }
 
+    /// Blocks until the write-behind buffer is empty (at most `timeout`). Used before a
+    /// connection is closed at once, so answers already given are not lost. Returns false if
+    /// the buffer could not be drained.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let policy = SendPolicy {
+            write_behind: 0,
+            wait: Some(timeout),
+        };
+        self.send(None, &[], false, policy).is_ok()
+    }
+
     /// Writes the END_REQUEST of an aborted request unless the app already sent its own.
     /// Returns true if this call sent it.
     pub fn send_abort_end(&self, req: &ReqShared, records: &[u8]) -> bool {

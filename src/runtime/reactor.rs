@@ -351,12 +351,7 @@ impl Server {
                 break;
             }
             g.timers.pop();
-            let Some(conn) = g
-                .conns
-                .get_mut(t)
-                .and_then(|c| c.as_mut())
-                .filter(|c| c.gen == gen)
-            else {
+            let Some(conn) = g.conn_mut(t, gen) else {
                 continue;
             };
             if conn.armed != Some(d) {
@@ -364,6 +359,19 @@ impl Server {
             }
             conn.armed = None;
             match conn.deadline() {
+                Some(_)
+                    if conn.lingering
+                        && conn.io.pending_len() > 0
+                        && now.duration_since(conn.linger_since)
+                            < std::time::Duration::from_millis(config::get(
+                                Limit::WriteTimeoutMs,
+                            )) =>
+                {
+                    // Output of the last request is still leaving: wait on, within the write
+                    // timeout.
+                    conn.idle_since = now;
+                    self.rearm(g, t);
+                }
                 Some(dl) if dl <= now => {
                     if conn.lingering {
                         crate::fcgi_log!(Debug, "closing connection after linger");

@@ -243,6 +243,16 @@ impl Request {
         (ok, closed)
     }
 
+    /// Finishes the current request and waits until its output has left (at most the write
+    /// timeout): for a request object that goes away, perhaps with the process.
+    pub fn finish_and_drain(&mut self) {
+        let io = self.cur.as_ref().map(|t| t.io.clone());
+        self.finish(false);
+        if let Some(io) = io {
+            io.drain(Server::app_policy().wait.unwrap_or_default());
+        }
+    }
+
     /// PHP's `fcgi_close`: `destroy` forgets the environment; the connection is let go if
     /// `force` or not kept. Returns true if a connection was closed.
     pub fn close(&mut self, force: bool, destroy: bool) -> bool {
@@ -271,6 +281,8 @@ impl Request {
             return true;
         }
         if force {
+            // The END_REQUEST may still be in the write-behind buffer: let it out first.
+            t.io.drain(Server::app_policy().wait.unwrap_or_default());
             return s.close_connection(&t);
         }
         true

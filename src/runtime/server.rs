@@ -86,6 +86,17 @@ pub struct Core {
     pub(super) standby_started: bool,
 }
 
+impl Core {
+    /// The connection at `token` if it is still the one of generation `gen` (tokens are
+    /// reused; a request holds both).
+    pub(super) fn conn_mut(&mut self, token: usize, gen: u64) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(token)
+            .and_then(|c| c.as_mut())
+            .filter(|c| c.gen == gen)
+    }
+}
+
 /// The reactor of one listening socket in one process.
 pub struct Server {
     pub(super) listen_fd: RawFd,
@@ -227,12 +238,7 @@ impl Server {
                 if t.shared.is_aborted() {
                     return Some(-1);
                 }
-                let Some(conn) = core
-                    .conns
-                    .get_mut(t.token)
-                    .and_then(|c| c.as_mut())
-                    .filter(|c| c.gen == t.gen)
-                else {
+                let Some(conn) = core.conn_mut(t.token, t.gen) else {
                     return Some(-1);
                 };
                 let paused = conn.paused;
@@ -283,12 +289,7 @@ impl Server {
     pub fn retire(&self, t: &Taken) {
         let mut g = self.core.lock();
         g.in_flight = g.in_flight.saturating_sub(1);
-        let Some(conn) = g
-            .conns
-            .get_mut(t.token)
-            .and_then(|c| c.as_mut())
-            .filter(|c| c.gen == t.gen)
-        else {
+        let Some(conn) = g.conn_mut(t.token, t.gen) else {
             return;
         };
         if let Some(i) = conn
@@ -314,12 +315,7 @@ impl Server {
     /// if the connection was closed or is closing.
     pub fn settle(&self, t: &Taken, close: bool, hard: bool) -> bool {
         let mut g = self.core.lock();
-        let Some(conn) = g
-            .conns
-            .get_mut(t.token)
-            .and_then(|c| c.as_mut())
-            .filter(|c| c.gen == t.gen)
-        else {
+        let Some(conn) = g.conn_mut(t.token, t.gen) else {
             return false;
         };
         if hard {
@@ -333,6 +329,7 @@ impl Server {
         if closing {
             conn.lingering = true;
             conn.idle_since = Instant::now();
+            conn.linger_since = conn.idle_since;
             conn.io.shutdown_when_flushed();
         } else if conn.paused || !conn.pending_in.is_empty() {
             // Input for the next pipelined request may be waiting behind this one.
