@@ -481,3 +481,53 @@ fn a_slow_reader_gets_all_of_a_large_response_on_a_closing_connection() {
     assert_eq!(r.stdout.len() - body_at, len);
     assert_eq!(r.protocol_status, 0);
 }
+
+#[test]
+fn preforked_workers_serve_concurrently_and_stop_on_sigterm() {
+    // The parent listens and creates its request object, then forks: no thread or poll may
+    // exist yet (prefork exits 3 if the parent has more than one thread when it forks).
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut p = Proc::start("prefork", &addr, &["-w", "2"], &[]);
+    // Two slow requests at once on two connections, three times: each worker has its own
+    // reactor after the fork, and two different processes answer (a worker whose only thread
+    // is busy does not accept; the other one does).
+    for round in 0..3 {
+        let pids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|i| {
+                    let p = &p;
+                    s.spawn(move || {
+                        if i == 1 {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        let mut c = p.connect();
+                        let r = c
+                            .request(&cgi_request(1, "sleep_ms=250"))
+                            .expect("response");
+                        String::from_utf8(r.stdout).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(pids.iter().all(|o| o.contains("PID=")), "{pids:?}");
+        assert_ne!(
+            pids[0], pids[1],
+            "round {round}: both requests were served by one worker"
+        );
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prefork did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}: {}", p.log_text());
+}

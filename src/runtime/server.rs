@@ -84,6 +84,8 @@ pub struct Core {
     pub(super) freed_at: Instant,
     pub(super) standby_parked: bool,
     pub(super) standby_started: bool,
+    /// The listener reported new connections that nobody was free to accept yet.
+    pub(super) listener_ready: bool,
 }
 
 impl Core {
@@ -160,6 +162,7 @@ impl Server {
                 freed_at: now,
                 standby_parked: false,
                 standby_started: false,
+                listener_ready: false,
             }),
             wake,
             registry,
@@ -390,11 +393,13 @@ impl Server {
                 return r;
             }
             if g.poll.is_some() {
-                self.lead_once(g, Leader::App);
+                self.lead_once(g, Leader::App, kind == Kind::Accept);
                 continue;
             }
             g.sleepers.push_back((me.clone(), kind));
-            if g.leader == Leader::Standby {
+            // The standby hands leadership back; any leader accepts connections that waited
+            // for a thread to serve them.
+            if g.leader == Leader::Standby || (kind == Kind::Accept && g.listener_ready) {
                 self.wake.wake();
             }
             me.cv.wait(g);
@@ -421,7 +426,16 @@ impl Server {
         }
     }
 
-    fn lead_once(&self, g: &mut MutexGuard<'_, Core>, who: Leader) {
+    /// Polls once and processes what it returns. New connections are accepted only while an
+    /// application thread waits in accept (`accepting`, or a sleeper of that kind): a process
+    /// whose threads are all busy leaves them to other processes sharing the listening socket
+    /// (a pre-fork pool) or in the kernel's backlog, and remembers that the listener is ready.
+    fn lead_once(&self, g: &mut MutexGuard<'_, Core>, who: Leader, accepting: bool) {
+        if accepting && g.listener_ready {
+            // Connections that waited for a free thread (the poll will report their input).
+            g.listener_ready = false;
+            self.accept_all(g);
+        }
         let Some((mut poll, mut events)) = g.poll.take() else {
             return;
         };
@@ -438,7 +452,7 @@ impl Server {
         }
         for ev in events.iter() {
             match ev.token() {
-                LISTENER => self.accept_all(g),
+                LISTENER => g.listener_ready = true,
                 WAKE => self.wake.drain(),
                 Token(t) => {
                     let Some(conn) = g.conns.get_mut(t).and_then(|c| c.as_mut()) else {
@@ -453,6 +467,10 @@ impl Server {
                     }
                 }
             }
+        }
+        if g.listener_ready && (accepting || g.sleepers.iter().any(|(_, k)| *k == Kind::Accept)) {
+            g.listener_ready = false;
+            self.accept_all(g);
         }
         self.fire_timers(g);
         g.leader = Leader::None;
@@ -478,7 +496,7 @@ impl Server {
                 let now = Instant::now();
                 if now >= due {
                     quiet = 0;
-                    self.lead_once(&mut g, Leader::Standby);
+                    self.lead_once(&mut g, Leader::Standby, false);
                     if let Some((w, _)) = g.sleepers.pop_front() {
                         w.cv.notify_one();
                         self.standby_cv.wait_for(&mut g, STANDBY_DELAY);
