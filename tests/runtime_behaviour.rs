@@ -66,6 +66,28 @@ impl Proc {
         c
     }
 
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    fn terminate_and_expect_clean_exit(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "exit status {status}: {}",
+            self.log_text()
+        );
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -403,17 +425,7 @@ fn sigterm_wakes_blocked_accepts_and_the_process_exits_cleanly() {
         &p.connect().request(&r).unwrap().stdout,
         &echo_expected_for(&r),
     );
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let status = loop {
-        if let Some(st) = p.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "echo did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status}");
+    p.terminate_and_expect_clean_exit();
 }
 
 #[test]
@@ -516,18 +528,5 @@ fn preforked_workers_serve_concurrently_and_stop_on_sigterm() {
             "round {round}: both requests were served by one worker"
         );
     }
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let status = loop {
-        if let Some(st) = p.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prefork did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status}: {}", p.log_text());
+    p.terminate_and_expect_clean_exit();
 }

@@ -17,7 +17,6 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,7 +106,6 @@ pub struct Server {
     pub(super) wake: EventFd,
     pub(super) registry: mio::Registry,
     standby_cv: Condvar,
-    closed: AtomicBool,
 }
 
 static SERVERS: Mutex<Vec<Arc<Server>>> = Mutex::new(Vec::new());
@@ -119,10 +117,7 @@ impl Server {
         let pid = std::process::id();
         let mut all = SERVERS.lock();
         all.retain(|s| s.pid == pid);
-        if let Some(s) = all
-            .iter()
-            .find(|s| s.listen_fd == listen_fd && !s.closed.load(Ordering::Relaxed))
-        {
+        if let Some(s) = all.iter().find(|s| s.listen_fd == listen_fd) {
             return Ok(s.clone());
         }
         let s = Arc::new(Server::new(listen_fd)?);
@@ -167,7 +162,6 @@ impl Server {
             wake,
             registry,
             standby_cv: Condvar::new(),
-            closed: AtomicBool::new(false),
         })
     }
 
@@ -342,9 +336,9 @@ impl Server {
         closing
     }
 
-    /// True while this server belongs to the calling process and is open.
+    /// True while this server belongs to the calling process (not a parent before a fork).
     pub fn serves_this_process(&self) -> bool {
-        self.pid == std::process::id() && !self.closed.load(Ordering::Relaxed)
+        self.pid == std::process::id()
     }
 
     /// Closes the connection of a request that has ended, if it is still open.
@@ -366,15 +360,6 @@ impl Server {
         SendPolicy {
             write_behind: config::get(Limit::WriteBehindBytes) as usize,
             wait: Some(Duration::from_millis(config::get(Limit::WriteTimeoutMs))),
-        }
-    }
-
-    /// Wakes every thread blocked in accept (shutdown).
-    pub fn wake_all(&self) {
-        self.wake.wake();
-        let g = self.core.lock();
-        for (w, _) in &g.sleepers {
-            w.cv.notify_one();
         }
     }
 
@@ -488,9 +473,6 @@ impl Server {
         let mut g = self.core.lock();
         let mut quiet = 0u32;
         loop {
-            if self.closed.load(Ordering::Relaxed) {
-                return;
-            }
             if g.poll.is_some() {
                 let due = g.freed_at + STANDBY_DELAY;
                 let now = Instant::now();
@@ -515,12 +497,5 @@ impl Server {
                 }
             }
         }
-    }
-
-    /// Marks the server closed; its threads stop at their next wake-up.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
-        self.standby_cv.notify_all();
-        self.wake_all();
     }
 }
