@@ -89,17 +89,28 @@ impl Request {
     }
 }
 
+/// The encoded name-value pairs of `params`, in order.
+pub fn encode_pairs(params: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, v) in params {
+        push_nv_pair(&mut out, n, v);
+    }
+    out
+}
+
+/// Encodes the start of `req`: BEGIN_REQUEST and the whole PARAMS stream, without STDIN (for
+/// tests that send the body later, or never).
+pub fn encode_begin_and_params(req: &Request, out: &mut Vec<u8>) {
+    push_begin_request(out, req.id, req.role, req.keep_conn);
+    push_stream(out, rtype::PARAMS, req.id, &encode_pairs(&req.params));
+    push_stream_end(out, rtype::PARAMS, req.id);
+}
+
 /// Encodes `req` completely: BEGIN_REQUEST; the PARAMS stream (records of at most 65528 bytes,
 /// pairs may straddle records) and its empty end record; STDIN records and the empty STDIN; for
 /// the filter role, DATA records and the empty DATA.
 pub fn encode_request(req: &Request, out: &mut Vec<u8>) {
-    push_begin_request(out, req.id, req.role, req.keep_conn);
-    let mut params = Vec::new();
-    for (n, v) in &req.params {
-        push_nv_pair(&mut params, n, v);
-    }
-    push_stream(out, rtype::PARAMS, req.id, &params);
-    push_stream_end(out, rtype::PARAMS, req.id);
+    encode_begin_and_params(req, out);
     push_stream(out, rtype::STDIN, req.id, &req.stdin);
     push_stream_end(out, rtype::STDIN, req.id);
     if req.role == 3 {

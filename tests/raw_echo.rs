@@ -25,11 +25,7 @@ fn padded(t: u8, id: u16, content: &[u8], pad: u8) -> Vec<u8> {
 
 /// The encoded PARAMS payload of `req` (no record framing).
 fn params_payload(req: &Request) -> Vec<u8> {
-    let mut p = Vec::new();
-    for (n, v) in &req.params {
-        push_nv_pair(&mut p, n, v);
-    }
-    p
+    fcgi::client::encode_pairs(&req.params)
 }
 
 fn simple(t: Transport) {

@@ -5,9 +5,9 @@
 mod common;
 
 use common::{assert_output, cgi_request, echo_expected_for, example, free_port, Transport};
-use fcgi::client::{Client, Request};
+use fcgi::client::{encode_begin_and_params, Client, Request};
 use fcgi::protocol::record::{
-    push_begin_request, push_nv_pair, push_record, push_stream, push_stream_end, rtype,
+    push_begin_request, push_nv_pair, push_record, push_stream_end, rtype,
 };
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,6 +88,12 @@ impl Proc {
         );
     }
 
+    /// The library logged a line containing `what`.
+    fn assert_logged(&self, what: &str) {
+        let log = self.log_text();
+        assert!(log.contains(what), "no {what:?} in the log: {log}");
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -108,17 +114,6 @@ fn assert_eof(c: &mut Client) {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         other => panic!("expected the connection to be closed, got {other:?}"),
     }
-}
-
-/// BEGIN_REQUEST and complete PARAMS for `req`, without STDIN.
-fn begin_and_params(wire: &mut Vec<u8>, req: &Request) {
-    push_begin_request(wire, req.id, req.role, req.keep_conn);
-    let mut p = Vec::new();
-    for (n, v) in &req.params {
-        push_nv_pair(&mut p, n, v);
-    }
-    push_stream(wire, rtype::PARAMS, req.id, &p);
-    push_stream_end(wire, rtype::PARAMS, req.id);
 }
 
 /// Reads records until END_REQUEST for `id`; returns its protocol status.
@@ -145,11 +140,7 @@ fn params_larger_than_the_limit_close_the_connection_with_a_log_line() {
     let mut c = p.connect();
     let ok = cgi_request(1, "small=1");
     assert_output(&c.request(&ok).unwrap().stdout, &echo_expected_for(&ok));
-    assert!(
-        p.log_text().contains("ParamsTooLarge"),
-        "log: {}",
-        p.log_text()
-    );
+    p.assert_logged("ParamsTooLarge");
 }
 
 #[test]
@@ -162,11 +153,7 @@ fn too_many_params_close_the_connection() {
     }
     c.send_request(&req).expect("send");
     assert_eof(&mut c);
-    assert!(
-        p.log_text().contains("TooManyParams"),
-        "log: {}",
-        p.log_text()
-    );
+    p.assert_logged("TooManyParams");
 }
 
 #[test]
@@ -178,7 +165,7 @@ fn requests_past_the_per_connection_limit_are_overloaded() {
         .map(|i| cgi_request(i, "sleep_ms=200").keep_conn(true))
         .collect();
     for r in &reqs {
-        begin_and_params(&mut wire, r);
+        encode_begin_and_params(r, &mut wire);
     }
     c.send_raw(&wire).unwrap();
     // The third is refused at once; the first two are served once their STDIN ends.
@@ -202,8 +189,8 @@ fn without_multiplexing_a_second_request_gets_cant_mpx_conn() {
     assert_eq!(vals, vec![("FCGI_MPXS_CONNS".to_string(), "0".to_string())]);
     let mut wire = Vec::new();
     let first = cgi_request(1, "sleep_ms=100").keep_conn(true);
-    begin_and_params(&mut wire, &first);
-    begin_and_params(&mut wire, &cgi_request(2, "").keep_conn(true));
+    encode_begin_and_params(&first, &mut wire);
+    encode_begin_and_params(&cgi_request(2, "").keep_conn(true), &mut wire);
     push_stream_end(&mut wire, rtype::STDIN, 1);
     c.send_raw(&wire).unwrap();
     assert_eq!(protocol_status_of(&mut c, 2), 1, "FCGI_CANT_MPX_CONN");
@@ -225,18 +212,14 @@ fn requests_past_the_process_limit_are_overloaded_and_reported() {
     b.get_values(&["FCGI_MAX_CONNS"]).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let mut wire = Vec::new();
-    begin_and_params(&mut wire, &cgi_request(1, ""));
+    encode_begin_and_params(&cgi_request(1, ""), &mut wire);
     b.send_raw(&wire).unwrap();
     assert_eq!(protocol_status_of(&mut b, 1), 2, "FCGI_OVERLOADED");
     assert_output(
         &a.read_response(1).unwrap().stdout,
         &echo_expected_for(&slow),
     );
-    assert!(
-        p.log_text().contains("FCGI_OVERLOADED"),
-        "log: {}",
-        p.log_text()
-    );
+    p.assert_logged("FCGI_OVERLOADED");
 }
 
 #[test]
@@ -268,7 +251,7 @@ fn connections_past_the_limit_are_closed() {
     drop(a);
     // A slot frees up once a connection goes.
     served(&p);
-    assert!(p.log_text().contains("limit 2"), "log: {}", p.log_text());
+    p.assert_logged("limit 2");
 }
 
 #[test]
@@ -283,11 +266,7 @@ fn slow_params_hit_the_params_timeout() {
     c.send_raw(&wire).unwrap();
     // PARAMS never end: the server gives up and closes.
     assert_eof(&mut c);
-    assert!(
-        p.log_text().contains("not complete within 200 ms"),
-        "log: {}",
-        p.log_text()
-    );
+    p.assert_logged("not complete within 200 ms");
 }
 
 #[test]
@@ -375,11 +354,7 @@ fn allowed_clients_filter_tcp_peers() {
     let mut c = refused.connect();
     c.send_request(&cgi_request(1, "")).ok();
     assert_eof(&mut c);
-    assert!(
-        refused.log_text().contains("disallowed"),
-        "log: {}",
-        refused.log_text()
-    );
+    refused.assert_logged("disallowed");
     let allowed = Proc::echo(&[("FCGI_WEB_SERVER_ADDRS", "10.0.0.0/8,127.0.0.0/8")], "1");
     let mut c = allowed.connect();
     let r = cgi_request(1, "");
@@ -458,11 +433,7 @@ fn get_values_flood_from_a_peer_that_never_reads_is_cut_off() {
         closed,
         "the server kept accepting GET_VALUES it could not answer"
     );
-    assert!(
-        p.log_text().contains("does not read"),
-        "log: {}",
-        p.log_text()
-    );
+    p.assert_logged("does not read");
 }
 
 #[test]

@@ -90,10 +90,6 @@ impl Conn {
         }
     }
 
-    pub fn slot(&self, id: u16) -> Option<&ReqSlot> {
-        self.reqs.iter().find(|s| s.id == id)
-    }
-
     pub fn slot_mut(&mut self, id: u16) -> Option<&mut ReqSlot> {
         self.reqs.iter_mut().find(|s| s.id == id)
     }
@@ -267,8 +263,8 @@ impl Sink for ConnSink<'_> {
                 self.fx.wake.push(w);
             }
             self.fx.aborted_taken.push((id, slot.shared.clone()));
-            // The in-flight count drops when the application finishes it.
-            slot.shared = Arc::new(ReqShared::default());
+            // The in-flight count drops when the application finishes it. The application
+            // still holds `shared`; `begin` gives the slot a new one when it is reused.
         } else {
             push_end_request(&mut self.fx.out, id, 0, ProtocolStatus::RequestComplete);
             self.fx.in_flight_delta -= 1;

@@ -5,7 +5,7 @@
 use super::addr::{self, Peer};
 use super::config::{self, Limit};
 use super::conn::{Conn, ConnSink, Phase};
-use super::io::{ConnIo, ReqShared, SendPolicy};
+use super::io::{ConnIo, SendPolicy};
 use super::server::{Core, Kind, Server};
 use super::sys;
 use crate::protocol::record::{push_end_request, ProtocolStatus};
@@ -319,7 +319,6 @@ impl Server {
                 if let Some(w) = s.waiter.take() {
                     w.cv.notify_one();
                 }
-                s.shared = Arc::new(ReqShared::default());
             } else {
                 dropped += 1;
             }

@@ -298,7 +298,6 @@ impl Server {
             conn.engine.end_request(t.id);
             slot.params.clear();
             slot.waiter = None;
-            slot.shared = Arc::new(ReqShared::default());
             if conn.reqs.is_empty() {
                 conn.idle_since = Instant::now();
             }
