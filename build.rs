@@ -1,9 +1,23 @@
-//! Generates include/fcgi.h from the native API (src/ffi/native*.rs) with cbindgen. The header
-//! is committed; `make check-header` fails when it is stale.
+//! 1. Generates include/fcgi.h from the native API (src/ffi/native*.rs) with cbindgen. The
+//!    header is committed; `make check-header` fails when it is stale.
+//! 2. Compiles csrc/printf.c, the C bodies of libfcgi's variadic functions.
+//! 3. Gives the shared library libfcgi's SONAME, libfcgi.so.0, so programs linked against
+//!    either library ask for the same file.
 
 use std::path::PathBuf;
 
 fn main() {
+    println!("cargo:rerun-if-changed=csrc/printf.c");
+    cc::Build::new()
+        .file("csrc/printf.c")
+        .flag_if_supported("-fvisibility=hidden")
+        .warnings(true)
+        .extra_warnings(true)
+        .compile("fcgi_cshim");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libfcgi.so.0");
+    }
+
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let srcs = ["src/ffi/native_types.rs", "src/ffi/native.rs"];
     for s in srcs {

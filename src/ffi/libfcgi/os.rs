@@ -1,0 +1,1 @@
+//! fcgios.h: the OS_* layer (written by the OS helper).
