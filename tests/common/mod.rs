@@ -37,10 +37,7 @@ fn profile_dir() -> Option<PathBuf> {
     Some(deps.parent()?.to_path_buf())
 }
 
-fn build_examples() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("FCGI_TEST_EXAMPLES_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
+fn find_lib_dir() -> Result<PathBuf, String> {
     let manifest = manifest_dir();
     let profile = profile_dir().unwrap_or_else(|| manifest.join("target/release"));
     let candidates = [
@@ -56,6 +53,45 @@ fn build_examples() -> Result<PathBuf, String> {
                 "libfcgi.so not found in {candidates:?}; run `cargo build --release` (or `make build`)"
             )
         })?;
+    // Programs ask for the SONAME, libfcgi.so.0; cargo writes only libfcgi.so.
+    let so0 = libdir.join("libfcgi.so.0");
+    if std::fs::read_link(&so0).is_err() {
+        let _ = std::fs::remove_file(&so0);
+        let tmp = libdir.join(format!("libfcgi.so.0.tmp{}", std::process::id()));
+        std::os::unix::fs::symlink("libfcgi.so", &tmp)
+            .and_then(|_| std::fs::rename(&tmp, &so0))
+            .map_err(|e| format!("cannot link {}: {e}", so0.display()))?;
+    }
+    Ok(libdir.clone())
+}
+
+/// The directory holding the project's `libfcgi.so` built by this cargo invocation, with the
+/// `libfcgi.so.0` link beside it: what `LD_LIBRARY_PATH` names to run an unmodified libfcgi
+/// program on the project's library. Panics if the library is missing.
+pub fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match DIR.get_or_init(find_lib_dir) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// True if process `pid` has the project's library mapped (and not Debian's libfcgi): proof
+/// that an `LD_LIBRARY_PATH` swap took effect.
+pub fn runs_project_lib(pid: u32) -> bool {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let ours = lib_dir().canonicalize().unwrap_or_else(|_| lib_dir().to_path_buf());
+    maps.lines().any(|l| l.contains(ours.to_str().unwrap_or("\0")))
+        && !maps.lines().any(|l| l.contains("/usr/lib/x86_64-linux-gnu/libfcgi.so"))
+}
+
+fn build_examples() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("FCGI_TEST_EXAMPLES_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let manifest = manifest_dir();
+    let profile = profile_dir().unwrap_or_else(|| manifest.join("target/release"));
+    let libdir = lib_dir();
     let builddir = profile.join("c-examples");
     let out = Command::new("make")
         .arg("-C")
