@@ -5,4 +5,4 @@ pub mod libfcgi;
 pub mod native;
 pub mod native_types;
 pub mod panic;
-mod signals;
+pub(crate) mod signals;

@@ -2,11 +2,21 @@
 //! FastCGI mode and `fcgi_listen`). SIGTERM and SIGUSR1 request shutdown and wake blocked
 //! accepts; SIGPIPE, if left at its default, is ignored (sockets use MSG_NOSIGNAL anyway).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_shutdown_signal(_sig: libc::c_int) {
     // Only atomics and write(2): async-signal-safe.
+    SIGNALLED.store(true, Ordering::Relaxed);
     crate::runtime::terminate();
+}
+
+/// True once SIGTERM or SIGUSR1 requested the shutdown (libfcgi's accept then fails with
+/// -EINTR, where FCGX_ShutdownPending makes it fail with -9999).
+pub fn signalled() -> bool {
+    SIGNALLED.load(Ordering::Relaxed)
 }
 
 extern "C" fn on_sigpipe(_sig: libc::c_int) {}
