@@ -77,12 +77,22 @@ pub fn lib_dir() -> &'static Path {
 }
 
 /// True if process `pid` has the project's library mapped (and not Debian's libfcgi): proof
-/// that an `LD_LIBRARY_PATH` swap took effect.
+/// that an `LD_LIBRARY_PATH` swap took effect. Compares inodes: cargo hard-links the library
+/// into several directories, and maps may show any of their names.
 pub fn runs_project_lib(pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(lib_dir().join("libfcgi.so")) else {
+        return false;
+    };
+    let ino = meta.ino().to_string();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    let ours = lib_dir().canonicalize().unwrap_or_else(|_| lib_dir().to_path_buf());
-    maps.lines().any(|l| l.contains(ours.to_str().unwrap_or("\0")))
-        && !maps.lines().any(|l| l.contains("/usr/lib/x86_64-linux-gnu/libfcgi.so"))
+    let ours = maps
+        .lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(ino.as_str()) && l.contains("libfcgi"));
+    let debian = maps
+        .lines()
+        .any(|l| l.contains("/usr/lib/x86_64-linux-gnu/libfcgi.so"));
+    ours && !debian
 }
 
 fn build_examples() -> Result<PathBuf, String> {
