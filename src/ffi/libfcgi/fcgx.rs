@@ -26,9 +26,11 @@ use std::sync::atomic::{AtomicBool, AtomicI8, Ordering};
 /// The runtime's state of one FCGX_Request while it holds a request.
 pub struct LfState {
     pub(super) req: Request,
-    /// The three streams handed out as `in`, `out`, `err`; boxed so their addresses are stable.
-    streams: Box<[FCGX_Stream; 3]>,
-    backings: Box<[Backing; 3]>,
+    /// The three streams handed out as `in`, `out`, `err`, and what each is backed by. Raw
+    /// allocations (freed in Drop), not Boxes: the streams are used through pointers the C
+    /// side holds, while references to this state exist, so the state must not claim them.
+    streams: *mut [FCGX_Stream; 3],
+    backings: *mut [Backing; 3],
     /// The reader's buffer.
     pub(super) rbuf: Box<[u8]>,
     /// The `envp` vector: pointers into the request's PARAMS (`NAME=VALUE\0`), then NULL.
@@ -48,12 +50,12 @@ impl LfState {
     fn new(listen_fd: c_int) -> Box<LfState> {
         let mut st = Box::new(LfState {
             req: Request::new(listen_fd),
-            streams: Box::new([
+            streams: Box::into_raw(Box::new([
                 FCGX_Stream::zeroed(),
                 FCGX_Stream::zeroed(),
                 FCGX_Stream::zeroed(),
-            ]),
-            backings: Box::new([
+            ])),
+            backings: Box::into_raw(Box::new([
                 Backing::Request {
                     owner: ptr::null_mut(),
                     kind: Kind::In,
@@ -66,7 +68,7 @@ impl LfState {
                     owner: ptr::null_mut(),
                     kind: Kind::Err,
                 },
-            ]),
+            ])),
             rbuf: vec![0u8; READ_BUF].into_boxed_slice(),
             envp: Vec::new(),
             fcgx: ptr::null_mut(),
@@ -76,13 +78,24 @@ impl LfState {
             active: false,
         });
         let me: *mut LfState = &mut *st;
-        for (i, b) in st.backings.iter_mut().enumerate() {
-            if let Backing::Request { owner, .. } = b {
-                *owner = me;
+        for i in 0..3 {
+            // SAFETY: both arrays were just allocated and have 3 elements.
+            unsafe {
+                let b = (st.backings as *mut Backing).add(i);
+                if let Backing::Request { owner, .. } = &mut *b {
+                    *owner = me;
+                }
+                (*st.stream(i)).data = b.cast::<c_void>();
             }
-            st.streams[i].data = (b as *mut Backing).cast::<c_void>();
         }
         st
+    }
+
+    /// Stream `i` (0 in, 1 out, 2 err).
+    fn stream(&self, i: usize) -> *mut FCGX_Stream {
+        debug_assert!(i < 3);
+        // SAFETY: i < 3, inside the allocation.
+        unsafe { (self.streams as *mut FCGX_Stream).add(i) }
     }
 
     /// True while the state holds a request of this process.
@@ -131,6 +144,16 @@ impl LfState {
                 .push(unsafe { base.add(e.off as usize) }.cast::<c_char>());
         }
         self.envp.push(ptr::null_mut());
+    }
+}
+
+impl Drop for LfState {
+    fn drop(&mut self) {
+        // SAFETY: allocated with Box::into_raw in new(), freed only here.
+        unsafe {
+            drop(Box::from_raw(self.streams));
+            drop(Box::from_raw(self.backings));
+        }
     }
 }
 
@@ -320,14 +343,18 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
                 st.fcgx = request;
                 st.build_envp();
                 let buf = st.rbuf.as_mut_ptr();
-                st.streams[0].reset(true, buf);
-                st.streams[1].reset(false, ptr::null_mut());
-                st.streams[2].reset(false, ptr::null_mut());
+                // SAFETY: the state's own streams; no application holds them between
+                // requests.
+                unsafe {
+                    (*st.stream(0)).reset(true, buf);
+                    (*st.stream(1)).reset(false, ptr::null_mut());
+                    (*st.stream(2)).reset(false, ptr::null_mut());
+                }
                 r.requestId = id as c_int;
                 r.role = role;
-                r.r#in = &mut st.streams[0];
-                r.out = &mut st.streams[1];
-                r.err = &mut st.streams[2];
+                r.r#in = st.stream(0);
+                r.out = st.stream(1);
+                r.err = st.stream(2);
                 r.envp = st.envp.as_mut_ptr();
                 r.ipcFd = fd;
                 r.isBeginProcessed = 1;
