@@ -83,7 +83,8 @@ HIDDEN int fcgi_c_FCGI_vprintf(const char *format, va_list ap)
     return fcgi_c_FCGI_vfprintf(&_fcgi_sF[1], format, ap);
 }
 
-/* As in libfcgi, fprintf and printf return 0 (not EOF) when the FILE has no stream. */
+/* As in libfcgi, fprintf returns 0 (not EOF) when the FILE has no stream; printf and vprintf
+ * return EOF then. */
 HIDDEN int fcgi_c_FCGI_fprintf(FCGI_FILE *fp, const char *format, ...)
 {
     va_list ap;
@@ -100,13 +101,9 @@ HIDDEN int fcgi_c_FCGI_fprintf(FCGI_FILE *fp, const char *format, ...)
 HIDDEN int fcgi_c_FCGI_printf(const char *format, ...)
 {
     va_list ap;
-    int n = 0;
-    FCGI_FILE *fp = &_fcgi_sF[1];
-    if (format == NULL)
-        return EOF;
+    int n;
     va_start(ap, format);
-    if (fp->stdio_stream || fp->fcgx_stream)
-        n = fcgi_c_FCGI_vfprintf(fp, format, ap);
+    n = fcgi_c_FCGI_vfprintf(&_fcgi_sF[1], format, ap);
     va_end(ap);
     return n;
 }
