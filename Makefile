@@ -6,8 +6,13 @@
 #                       then check that the committed include/fcgi.h is up to date
 #   make check-header   fail when include/fcgi.h differs from what the build generated
 #   make lint           rustfmt --check and clippy -D warnings on every target
+#   make install        install the library, headers and pkg-config files (docs/install.md)
+#   make uninstall      remove what make install installed (same variables)
 #
 # Variables: CARGO (cargo), DEMO_HOST (127.0.0.1), DEMO_PORT (first free port from 9123).
+# Installation: PREFIX (/usr/local), DESTDIR (empty), LIBDIR ($(PREFIX)/lib),
+# INCLUDEDIR ($(PREFIX)/include), PKGCONFIGDIR ($(LIBDIR)/pkgconfig), BUILDLIBDIR (the
+# directory holding the built libfcgi.so and libfcgi.a: target/release, built if missing).
 
 SHELL       := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -17,12 +22,14 @@ DEMO_HOST   ?= 127.0.0.1
 DEMO_PORT   ?=
 RELEASE_DIR := target/release
 
-.PHONY: all build demo test check-header lint clean
+.PHONY: all build demo test check-header lint clean install uninstall
 
 all: build
 
+# cargo writes only libfcgi.so; programs linked against it ask for its SONAME, libfcgi.so.0.
 build:
 	$(CARGO) build --release
+	ln -sfn libfcgi.so $(RELEASE_DIR)/libfcgi.so.0
 	$(MAKE) -C c-examples
 
 # Runs without any web server: hello listens on TCP, fcgi-client speaks FastCGI to it.
@@ -83,3 +90,80 @@ lint:
 clean:
 	$(CARGO) clean
 	$(MAKE) -C c-examples clean
+
+# ---- Installation ------------------------------------------------------------------------------
+#
+# Installs, under $(DESTDIR):
+#   $(LIBDIR)/libfcgi.so.0.<minor>.<patch>  the shared library (0: libfcgi's ABI, the SONAME;
+#                                           minor.patch: fcgi-runtime's version), with the links
+#                                           libfcgi.so.0 (what programs load) and libfcgi.so (-lfcgi)
+#   $(LIBDIR)/libfcgi.a                     the static library
+#   $(INCLUDEDIR)/                          fcgi.h (native API) and libfcgi's headers: fcgiapp.h,
+#                                           fcgi_stdio.h, fastcgi.h, fcgios.h, fcgi_config.h, fcgimisc.h
+#   $(PKGCONFIGDIR)/fcgi-runtime.pc         pkg-config for the native API
+#   $(PKGCONFIGDIR)/fcgi.pc                 pkg-config named like libfcgi's
+# The .pc files name PREFIX/LIBDIR/INCLUDEDIR, never DESTDIR (a staging directory).
+
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+BUILDLIBDIR  ?= $(RELEASE_DIR)
+INSTALL      ?= install
+LDCONFIG     ?= ldconfig
+
+VERSION      := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
+SO_REALNAME  := libfcgi.so.0.$(word 2,$(subst ., ,$(VERSION))).$(word 3,$(subst ., ,$(VERSION)))
+HEADERS      := fcgi.h fcgiapp.h fcgi_stdio.h fastcgi.h fcgios.h fcgi_config.h fcgimisc.h
+PC_FILES     := fcgi-runtime.pc fcgi.pc
+
+# In the .pc files, libdir and includedir are written relative to ${prefix} when they lie
+# below PREFIX, so `pkg-config --define-prefix` can relocate them.
+pc_rel = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}/$(patsubst $(PREFIX)/%,%,$(1)),$(1))
+
+# Only when nothing was built yet (the release build, as `make build` does it).
+$(RELEASE_DIR)/libfcgi.so $(RELEASE_DIR)/libfcgi.a:
+	$(CARGO) build --release
+
+install: $(BUILDLIBDIR)/libfcgi.so $(BUILDLIBDIR)/libfcgi.a $(addprefix include/,$(HEADERS)) \
+         $(addprefix pkgconfig/,$(addsuffix .in,$(PC_FILES)))
+	@[ -n '$(VERSION)' ] || { echo "install: no version in Cargo.toml" >&2; exit 1; }
+	$(INSTALL) -d '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(PKGCONFIGDIR)'
+	$(INSTALL) -m 755 '$(BUILDLIBDIR)/libfcgi.so' '$(DESTDIR)$(LIBDIR)/$(SO_REALNAME)'
+	ln -sfn '$(SO_REALNAME)' '$(DESTDIR)$(LIBDIR)/libfcgi.so.0'
+	ln -sfn '$(SO_REALNAME)' '$(DESTDIR)$(LIBDIR)/libfcgi.so'
+	$(INSTALL) -m 644 '$(BUILDLIBDIR)/libfcgi.a' '$(DESTDIR)$(LIBDIR)/libfcgi.a'
+	$(INSTALL) -m 644 $(addprefix include/,$(HEADERS)) '$(DESTDIR)$(INCLUDEDIR)/'
+	@for pc in $(PC_FILES); do \
+	    tmp='$(DESTDIR)$(PKGCONFIGDIR)/'".$$pc.tmp.$$$$"; \
+	    sed -e 's|@PREFIX@|$(PREFIX)|g' \
+	        -e 's|@LIBDIR@|$(call pc_rel,$(LIBDIR))|g' \
+	        -e 's|@INCLUDEDIR@|$(call pc_rel,$(INCLUDEDIR))|g' \
+	        -e 's|@VERSION@|$(VERSION)|g' "pkgconfig/$$pc.in" > "$$tmp"; \
+	    echo "sed pkgconfig/$$pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc"; \
+	    $(INSTALL) -m 644 "$$tmp" '$(DESTDIR)$(PKGCONFIGDIR)/'"$$pc"; rm -f "$$tmp"; \
+	done
+	@$(LDCONFIG_IF_LIVE)
+
+# Removes only what install put there: the links when they still point at this library, and
+# headers and .pc files that are still fcgi-runtime's (another package may have replaced them).
+uninstall:
+	rm -f '$(DESTDIR)$(LIBDIR)/$(SO_REALNAME)'
+	@for l in libfcgi.so.0 libfcgi.so; do \
+	    f='$(DESTDIR)$(LIBDIR)/'"$$l"; \
+	    if [ -L "$$f" ] && [ "$$(readlink "$$f")" = '$(SO_REALNAME)' ]; then \
+	        echo "rm -f $$f"; rm -f "$$f"; fi; \
+	done
+	rm -f '$(DESTDIR)$(LIBDIR)/libfcgi.a'
+	@for f in $(addprefix '$(DESTDIR)$(INCLUDEDIR)'/,$(HEADERS)) \
+	          $(addprefix '$(DESTDIR)$(PKGCONFIGDIR)'/,$(PC_FILES)); do \
+	    if [ -f "$$f" ] && grep -qE 'FCGI_RUNTIME_COMPAT|fcgi-runtime' "$$f"; then \
+	        echo "rm -f $$f"; rm -f "$$f"; \
+	    elif [ -e "$$f" ]; then echo "uninstall: $$f is not fcgi-runtime's, kept" >&2; fi; \
+	done
+	@$(LDCONFIG_IF_LIVE)
+
+# Refresh the dynamic loader's cache after a live (DESTDIR-less) install or uninstall as root.
+LDCONFIG_IF_LIVE = if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
+	    echo "$(LDCONFIG)"; $(LDCONFIG); fi
