@@ -55,6 +55,8 @@ impl App {
         cmd.arg(&addr)
             .arg(threads.to_string())
             .env_remove("FCGI_WEB_SERVER_ADDRS")
+            // cargo's LD_LIBRARY_PATH may name another build of libfcgi.so.0 first.
+            .env("LD_LIBRARY_PATH", common::lib_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));

@@ -178,8 +178,14 @@ impl Server {
     pub fn start(program: &str, transport: Transport, args: &[&str]) -> Server {
         let path = example(program);
         let mut cmd = Command::new(&path);
-        cmd.args(args)
-            .env_remove("FCGI_ADDR")
+        cmd.args(args);
+        // cargo's own LD_LIBRARY_PATH names several target directories, which may hold
+        // different builds of libfcgi.so.0 (and it outranks the programs' RUNPATH): name the
+        // one the examples were linked against.
+        if std::env::var_os("FCGI_TEST_EXAMPLES_DIR").is_none() {
+            cmd.env("LD_LIBRARY_PATH", lib_dir());
+        }
+        cmd.env_remove("FCGI_ADDR")
             .env_remove("FCGI_WEB_SERVER_ADDRS")
             .stdout(Stdio::null());
         let mut dir = None;
