@@ -17,8 +17,6 @@ use crate::ffi::panic::guard;
 use crate::runtime::request::{AcceptError, Request};
 use crate::runtime::{self as rt, addr};
 use std::cell::RefCell;
-use std::ffi::CStr;
-use std::os::fd::IntoRawFd;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI8, Ordering};
@@ -259,39 +257,19 @@ pub extern "C" fn FCGX_Init() -> c_int {
     })
 }
 
-/// Opens a listening socket: `:port`, `*:port`, `host:port`, `[ipv6]:port` or a Unix socket
-/// path (an existing socket file there is replaced). Returns the descriptor (close-on-exec),
-/// or -1 after logging why. Unlike libfcgi it never exits the process.
+/// Opens a listening socket, as libfcgi does, through OS_CreateLocalIpcFd: `host:port`,
+/// `:port`, `*:port`, `[ipv6]:port`, or a Unix socket path (anything else, `9000` included;
+/// mode from the umask; an existing socket file there is replaced). Returns the descriptor
+/// (close-on-exec), or -1 after reporting why. Unlike libfcgi it never exits the process.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_OpenSocket(path: *const c_char, backlog: c_int) -> c_int {
     guard("FCGX_OpenSocket", -1, || {
-        if path.is_null() {
-            return -1;
+        // SAFETY: forwarded contract (NULL-safe).
+        let fd = unsafe { super::os::OS_CreateLocalIpcFd(path, backlog) };
+        if fd == 0 {
+            IS_FASTCGI.store(1, Ordering::Release);
         }
-        // SAFETY: the caller passes a NUL-terminated string.
-        let s = unsafe { CStr::from_ptr(path) }
-            .to_string_lossy()
-            .into_owned();
-        let parsed = match addr::parse_listen(&s) {
-            Ok(a) => a,
-            Err(e) => {
-                crate::fcgi_log!(Error, "FCGX_OpenSocket('{s}'): {e}");
-                return -1;
-            }
-        };
-        match addr::listen(&parsed, if backlog > 0 { backlog } else { 128 }) {
-            Ok(fd) => {
-                let fd = fd.into_raw_fd();
-                if fd == 0 {
-                    IS_FASTCGI.store(1, Ordering::Release);
-                }
-                fd
-            }
-            Err(e) => {
-                crate::fcgi_log!(Error, "FCGX_OpenSocket('{s}'): {e}");
-                -1
-            }
-        }
+        fd
     })
 }
 
