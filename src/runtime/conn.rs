@@ -68,6 +68,8 @@ pub struct Conn {
     pub idle_since: Instant,
     /// Deadline armed in the timer heap for this connection, if any.
     pub armed: Option<Instant>,
+    /// No request of this connection has been taken by a thread yet.
+    pub fresh: bool,
 }
 
 impl Conn {
@@ -87,6 +89,7 @@ impl Conn {
             linger_since: now,
             idle_since: now,
             armed: None,
+            fresh: true,
         }
     }
 

@@ -23,12 +23,15 @@ use std::time::Instant;
 const MGMT_SLACK: usize = 64 * 1024;
 
 impl Server {
-    pub(super) fn accept_all(&self, g: &mut Core) {
-        loop {
+    /// Accepts up to `max` connections; returns how many were accepted (fewer than `max`
+    /// means the backlog is empty, or accept failed).
+    pub(super) fn accept_all(&self, g: &mut Core, max: usize) -> usize {
+        let mut accepted = 0;
+        while accepted < max {
             let fd = match sys::accept(self.listen_fd) {
                 Ok(fd) => fd,
                 Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return,
+                    Some(libc::EAGAIN) => return accepted,
                     Some(
                         libc::ECONNABORTED
                         | libc::EPROTO
@@ -38,7 +41,7 @@ impl Server {
                     ) => continue,
                     _ => {
                         crate::fcgi_log!(Error, "accept failed: {e}");
-                        return;
+                        return accepted;
                     }
                 },
             };
@@ -85,8 +88,11 @@ impl Server {
                 Instant::now(),
             ));
             g.n_conns += 1;
+            g.fresh.push_back((t, gen, Instant::now()));
+            accepted += 1;
             self.rearm(g, t);
         }
+        accepted
     }
 
     /// Feeds kept and new input of connection `t` to its engine until the socket is dry, the

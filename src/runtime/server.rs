@@ -25,6 +25,10 @@ const WAKE: Token = Token(usize::MAX - 2);
 /// How long the poll may stay free before the standby thread takes it.
 const STANDBY_DELAY: Duration = Duration::from_millis(5);
 const READ_CHUNK: usize = 64 * 1024;
+/// How long an accepted connection that has not delivered a request yet keeps a waiting thread
+/// reserved for itself (see `accept_some`): long enough for a web server's first request to
+/// arrive, short enough that silent connections do not stop accepting.
+const FRESH_WINDOW: Duration = Duration::from_millis(100);
 
 /// A thread blocked in the library: it sleeps on its own condvar (with the core mutex).
 #[derive(Default)]
@@ -85,6 +89,9 @@ pub struct Core {
     pub(super) standby_started: bool,
     /// The listener reported new connections that nobody was free to accept yet.
     pub(super) listener_ready: bool,
+    /// Connections accepted recently whose first request no thread has taken yet (token,
+    /// generation, accepted at): each stands for a thread that will be busy soon.
+    pub(super) fresh: VecDeque<(usize, u64, Instant)>,
 }
 
 impl Core {
@@ -158,6 +165,7 @@ impl Server {
                 standby_parked: false,
                 standby_started: false,
                 listener_ready: false,
+                fresh: VecDeque::new(),
             }),
             wake,
             registry,
@@ -194,14 +202,15 @@ impl Server {
                 if conn.gen != gen {
                     continue;
                 }
+                if !conn.slot_mut(id).is_some_and(|s| s.phase == Phase::Ready) {
+                    continue;
+                }
+                conn.fresh = false;
                 let peer = conn.peer;
                 let io = conn.io.clone();
                 let Some(slot) = conn.slot_mut(id) else {
                     continue;
                 };
-                if slot.phase != Phase::Ready {
-                    continue;
-                }
                 slot.phase = Phase::Taken;
                 params.clear();
                 std::mem::swap(params, &mut slot.params);
@@ -410,6 +419,38 @@ impl Server {
         }
     }
 
+    /// Accepts as many new connections as there are application threads waiting in accept
+    /// (the caller, if `accepting`, and sleepers), less the work already waiting for them:
+    /// requests ready to be taken and connections accepted within [`FRESH_WINDOW`] that have
+    /// not delivered their first request yet. The rest stay in the kernel's backlog, where
+    /// other processes sharing the listening socket (a pre-fork pool) can take them; a
+    /// process with one thread takes one connection at a time, as libfcgi does.
+    fn accept_some(&self, g: &mut Core, accepting: bool) {
+        let now = Instant::now();
+        let waiting = accepting as usize
+            + g.sleepers
+                .iter()
+                .filter(|(_, k)| *k == Kind::Accept)
+                .count();
+        let conns = &g.conns;
+        g.fresh.retain(|&(t, gen, at)| {
+            now.duration_since(at) < FRESH_WINDOW
+                && conns
+                    .get(t)
+                    .and_then(|c| c.as_ref())
+                    .is_some_and(|c| c.gen == gen && c.fresh)
+        });
+        let budget = waiting.saturating_sub(g.fresh.len() + g.ready.len());
+        if budget == 0 {
+            return;
+        }
+        g.listener_ready = false;
+        if self.accept_all(g, budget) == budget {
+            // Stopped by the budget, not by an empty backlog.
+            g.listener_ready = true;
+        }
+    }
+
     /// Polls once and processes what it returns. New connections are accepted only while an
     /// application thread waits in accept (`accepting`, or a sleeper of that kind): a process
     /// whose threads are all busy leaves them to other processes sharing the listening socket
@@ -417,17 +458,25 @@ impl Server {
     fn lead_once(&self, g: &mut MutexGuard<'_, Core>, who: Leader, accepting: bool) {
         if accepting && g.listener_ready {
             // Connections that waited for a free thread (the poll will report their input).
-            g.listener_ready = false;
-            self.accept_all(g);
+            self.accept_some(g, accepting);
         }
         let Some((mut poll, mut events)) = g.poll.take() else {
             return;
         };
         g.leader = who;
-        let timeout = g
+        let now = Instant::now();
+        let mut timeout = g
             .timers
             .peek()
-            .map(|Reverse((d, _, _))| d.saturating_duration_since(Instant::now()));
+            .map(|Reverse((d, _, _))| d.saturating_duration_since(now));
+        if g.listener_ready {
+            // Connections wait in the backlog while fresh ones stand for the waiting threads;
+            // look again when the oldest fresh one stops counting.
+            if let Some(&(_, _, at)) = g.fresh.front() {
+                let left = (at + FRESH_WINDOW).saturating_duration_since(now);
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+        }
         let r = MutexGuard::unlocked(g, || poll.poll(&mut events, timeout));
         if let Err(e) = r {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -452,9 +501,8 @@ impl Server {
                 }
             }
         }
-        if g.listener_ready && (accepting || g.sleepers.iter().any(|(_, k)| *k == Kind::Accept)) {
-            g.listener_ready = false;
-            self.accept_all(g);
+        if g.listener_ready {
+            self.accept_some(g, accepting);
         }
         self.fire_timers(g);
         g.leader = Leader::None;
