@@ -107,17 +107,33 @@ impl LfState {
             return Err(FCGX_CALL_SEQ_ERROR);
         }
         self.open_writers = self.open_writers.saturating_sub(1);
-        if self.open_writers == 0 {
-            self.sync_status();
-            if self.req.end() {
-                Ok(())
-            } else if self.req.is_aborted() {
-                Err(libc::ECONNABORTED)
-            } else {
-                Err(libc::EPIPE)
-            }
+        if self.open_writers > 0 {
+            return self.req.flush().map_err(super::stream::send_error_code);
+        }
+        self.sync_status();
+        if self.req.end() {
+            Ok(())
+        } else if self.aborted() {
+            Err(libc::ECONNABORTED)
         } else {
-            self.req.flush().map_err(|_| libc::EPIPE)
+            Err(libc::EPIPE)
+        }
+    }
+
+    /// The server aborted the request (as opposed to the connection failing, which marks
+    /// its requests aborted too).
+    fn aborted(&self) -> bool {
+        self.req
+            .current()
+            .is_some_and(|t| t.shared.is_aborted() && !t.io.is_broken())
+    }
+
+    /// The error code of a failed read: ECONNABORTED after an abort, else ECONNRESET.
+    pub(super) fn input_error(&self) -> c_int {
+        if self.aborted() {
+            libc::ECONNABORTED
+        } else {
+            libc::ECONNRESET
         }
     }
 

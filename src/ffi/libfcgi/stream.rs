@@ -110,7 +110,7 @@ unsafe fn owner<'a>(s: &FCGX_Stream) -> Option<(&'a mut LfState, Kind)> {
     }
 }
 
-fn send_error_code(e: SendError) -> c_int {
+pub(super) fn send_error_code(e: SendError) -> c_int {
     match e {
         SendError::Aborted => libc::ECONNABORTED,
         SendError::Broken => libc::EPIPE,
@@ -155,12 +155,7 @@ unsafe fn fill(s: &mut FCGX_Stream) -> bool {
         s.isClosed = 1;
         false
     } else {
-        let code = if st.req.is_aborted() && !st.req.current().is_some_and(|t| t.io.is_broken()) {
-            libc::ECONNABORTED
-        } else {
-            libc::ECONNRESET
-        };
-        s.set_error(code);
+        s.set_error(st.input_error());
         false
     }
 }
