@@ -11,15 +11,15 @@
 //! test. Processes are killed when the fixture is dropped; every wait is bounded.
 
 mod common;
-mod libfcgi_bin_support;
+mod support;
 
-use libfcgi_bin_support::*;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::*;
 
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -145,8 +145,7 @@ fn start_fcgiwrap_unix(fx: &mut Fixture, name: &str, sock: &Path, args: &[&str])
 /// `spawn-fcgi -n -a 127.0.0.1 -p PORT -- /usr/sbin/fcgiwrap ARGS` on a free port (another one
 /// if the port was taken meanwhile). Returns the port.
 fn start_fcgiwrap_tcp(fx: &mut Fixture, name: &str, args: &[&str]) -> u16 {
-    for attempt in 0..5 {
-        let port = free_port();
+    let make_cmd = |port: u16| {
         let mut cmd = Command::new(SPAWN_FCGI);
         cmd.args([
             "-n",
@@ -160,28 +159,11 @@ fn start_fcgiwrap_tcp(fx: &mut Fixture, name: &str, args: &[&str]) -> u16 {
         .args(args)
         .stdin(Stdio::null());
         on_lib(&mut cmd);
-        let this = format!("{name}-try{attempt}");
-        let pid = fx.spawn(&this, &mut cmd);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if is_fcgiwrap(pid) && tcp_ready(port) {
-                // Keep the logs under the plain name for the assertions.
-                fx.rename(&this, name);
-                return port;
-            }
-            if fx.exited(&this).is_some() {
-                if fx.stderr_of(&this).contains("Address already in use") {
-                    break;
-                }
-                fx.fail(&format!("{this} exited before listening on port {port}"));
-            }
-            if Instant::now() > deadline {
-                fx.fail(&format!("{this} not ready after {START_TIMEOUT:?}"));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-    fx.fail(&format!("cannot start {name}: no free port"))
+        cmd
+    };
+    fx.start_on_free_port(name, "Address already in use", make_cmd, |pid, port| {
+        is_fcgiwrap(pid) && tcp_ready(port)
+    })
 }
 
 /// Whether `pid` already executes fcgiwrap (spawn-fcgi -n execs it in place).
@@ -217,7 +199,7 @@ fn fcgiwrap_post_of_5_mb_reaches_the_script_intact() {
     let w = Wrap::start();
     let len = 5 * 1024 * 1024;
     let file = w.fx.path("upload.bin");
-    fs::write(&file, pseudo_random(len, 0x5eed_0005)).expect("write upload");
+    fs::write(&file, common::body(len, 0x5eed_0005)).expect("write upload");
     let sha = sha256_file(&file);
     let data = format!("@{}", file.display());
     for (loc, _) in WRAPS {
@@ -316,7 +298,7 @@ fn fcgiwrap_survives_a_script_that_ignores_a_5_mb_body() {
     let fx = &w.fx;
     let len = 5 * 1024 * 1024;
     let file = fx.path("upload.bin");
-    fs::write(&file, pseudo_random(len, 0x5eed_0006)).expect("write upload");
+    fs::write(&file, common::body(len, 0x5eed_0006)).expect("write upload");
     let data = format!("@{}", file.display());
     // The script exits without reading its stdin; fcgiwrap's write to it fails, fcgiwrap answers
     // 502 and goes back to FCGI_Accept with most of the FastCGI stdin unread. The library must
@@ -399,30 +381,9 @@ fn fcgiwrap_exits_on_sigterm() {
     // fcgiwrap's own SIGTERM handler (sigaction without SA_RESTART) calls
     // FCGX_ShutdownPending(); FCGI_Accept must then return < 0, waiting in accept (`plain`,
     // `stderr`) or on nginx's idle kept connection (`keep`), and fcgiwrap returns from main
-    // with 0. Debian's libfcgi checks its flag just before accept(), so a signal landing
-    // between the check and the call is only seen at the next one: repeat it every 500 ms
-    // while the process runs (bounded).
+    // with 0 (the signal is repeated while it runs, see `sigterm_until_exit`).
     for (_, name) in WRAPS {
-        let pid = w.fx.pid(name);
-        let deadline = Instant::now() + START_TIMEOUT;
-        let st = loop {
-            // SAFETY: kill(2) on the pid of a child this fixture started and has not reaped.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
-            let until = Instant::now() + Duration::from_millis(500);
-            let mut done = None;
-            while done.is_none() && Instant::now() < until {
-                done = w.fx.exited(name);
-                thread::sleep(Duration::from_millis(5));
-            }
-            if let Some(st) = done {
-                break st;
-            }
-            if Instant::now() > deadline {
-                w.fx.fail(&format!("{name} still runs after SIGTERM"));
-            }
-        };
+        let st = w.fx.sigterm_until_exit(name);
         w.fx.check(st.success(), || {
             format!("{name} exited with {st} after SIGTERM, want 0")
         });

@@ -10,15 +10,15 @@
 //! test. Processes are killed when the fixture is dropped; every wait is bounded.
 
 mod common;
-mod libfcgi_bin_support;
+mod support;
 
-use libfcgi_bin_support::*;
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::*;
 
 // ---------------------------------------------------------------------------------------------
 // cgi-fcgi
@@ -144,7 +144,7 @@ fn cgi_fcgi_echo_round(fx: &Fixture, addr: &str, label: &str) {
     check_exit(fx, &format!("{label}: GET"), &out, 0);
     check_echo_output(fx, &format!("{label}: GET"), &out, &env, b"");
 
-    let body = pseudo_random(1024 * 1024, 0x1_0000_0001);
+    let body = common::body(1024 * 1024, 0x1_0000_0001);
     let env = cgi_env("POST", "upload=1mb", Some(body.len()));
     let out = cgi_fcgi(fx, &args, &env, &body);
     check_exit(fx, &format!("{label}: POST 1 MB"), &out, 0);
@@ -179,7 +179,7 @@ fn cgi_fcgi_as_client_receives_a_2_mb_response() {
     // hello ignores the body and answers at once; cgi-fcgi is held by its stdout instead: 2 MB
     // do not fit in the pipe, which is read only after its mappings are checked. Then its
     // blocking writes to the pipe interleave with its async reads from the application.
-    let body = pseudo_random(16, 1);
+    let body = common::body(16, 1);
     let env = cgi_env("POST", &format!("bytes={n}"), Some(body.len()));
     let out = cgi_fcgi(&fx, &["-bind", "-connect", server.addr()], &env, &body);
     check_exit(&fx, "2 MB response", &out, 0);
@@ -325,7 +325,7 @@ fn cgi_fcgi_connect_spawns_a_project_example_on_demand() {
     fx.own_exe(&app);
     let sock_s = sock.to_str().unwrap().to_string();
     let app_s = app.to_str().unwrap().to_string();
-    let body = pseudo_random(100_000, 77);
+    let body = common::body(100_000, 77);
     let env = cgi_env("POST", "first=1", Some(body.len()));
     let out = cgi_fcgi(&fx, &["-connect", &sock_s, &app_s], &env, &body);
     check_exit(&fx, "first request (spawning)", &out, 0);

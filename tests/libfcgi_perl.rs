@@ -12,16 +12,14 @@
 //! Every test asserts through `/proc/<pid>/maps` that perl mapped the library under test.
 
 mod common;
-mod libfcgi_bin_support;
+mod support;
 
-use libfcgi_bin_support::*;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use support::*;
 
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const STDERR_LINE: &str = "FastCGI sent in stderr: \"fcgi_echo.pl: warning for request";
@@ -119,30 +117,12 @@ fn perl_cmd(socket: &str) -> Command {
 /// fcgi_echo.pl on `127.0.0.1:PORT` (FCGX_OpenSocket's TCP form) for a free port, another one if
 /// the port was taken meanwhile (libfcgi then exits with "bind/listen"). Returns the port.
 fn start_perl_tcp(fx: &mut Fixture, name: &str) -> u16 {
-    for attempt in 0..5 {
-        let port = free_port();
-        let this = format!("{name}-try{attempt}");
-        let mut cmd = perl_cmd(&format!("127.0.0.1:{port}"));
-        fx.spawn(&this, &mut cmd);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if tcp_ready(port) {
-                fx.rename(&this, name);
-                return port;
-            }
-            if fx.exited(&this).is_some() {
-                if fx.stderr_of(&this).contains("in use") {
-                    break;
-                }
-                fx.fail(&format!("{this} exited before listening on port {port}"));
-            }
-            if Instant::now() > deadline {
-                fx.fail(&format!("{this} not ready after {START_TIMEOUT:?}"));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-    fx.fail(&format!("cannot start {name}: no free port"))
+    fx.start_on_free_port(
+        name,
+        "in use",
+        |port| perl_cmd(&format!("127.0.0.1:{port}")),
+        |_, port| tcp_ready(port),
+    )
 }
 
 /// A minimal HTTP/1.1 client that keeps one connection to nginx open: every answer must carry
@@ -276,7 +256,7 @@ fn perl_fcgi_post_flush_and_stderr() {
     let fx = &p.fx;
     let len = 1024 * 1024;
     let file = fx.path("upload.bin");
-    fs::write(&file, pseudo_random(len, 0x9e71)).expect("write upload");
+    fs::write(&file, common::body(len, 0x9e71)).expect("write upload");
     let sha = sha256_file(&file);
     let data = format!("@{}", file.display());
     for loc in ["/perl", "/perl-close"] {
@@ -385,29 +365,8 @@ fn perl_fcgi_sigterm_ends_a_waiting_accept() {
     p.check_libs();
     // Perl installs no SIGTERM handler; libfcgi's (installed by FCGX_Init, without SA_RESTART)
     // makes the waiting Accept return < 0 (FAIL_ACCEPT_ON_INTR is FCGI.pm's default), and the
-    // script exits 0. Debian's libfcgi checks its shutdown flag just before accept(), so a
-    // signal landing exactly between the check and the call is only seen at the next signal:
-    // send it again every 500 ms while the process runs (bounded).
-    let pid = p.fx.pid("perl-close");
-    let deadline = Instant::now() + START_TIMEOUT;
-    let st = loop {
-        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
-        let until = Instant::now() + Duration::from_millis(500);
-        let mut done = None;
-        while done.is_none() && Instant::now() < until {
-            done = p.fx.exited("perl-close");
-            thread::sleep(Duration::from_millis(5));
-        }
-        if let Some(st) = done {
-            break st;
-        }
-        if Instant::now() > deadline {
-            p.fx.fail("perl still runs after SIGTERM");
-        }
-    };
+    // script exits 0 (the signal is repeated while it runs, see `sigterm_until_exit`).
+    let st = p.fx.sigterm_until_exit("perl-close");
     let err = p.fx.stderr_of("perl-close");
     p.fx.check(st.success(), || {
         format!("perl exited with {st} after SIGTERM, want 0; stderr:\n{err}")
@@ -459,7 +418,7 @@ fn perl_fcgi_on_fd_0_started_by_spawn_fcgi() {
         format!("FCGI.pm does not take fd 0 for a FastCGI socket; stderr:\n{err}")
     });
     let file = p.fx.path("upload.bin");
-    fs::write(&file, pseudo_random(100_000, 3)).expect("write upload");
+    fs::write(&file, common::body(100_000, 3)).expect("write upload");
     let sha = sha256_file(&file);
     let data = format!("@{}", file.display());
     for i in 1..=3 {

@@ -1,8 +1,10 @@
-//! Shared by `tests/libfcgi_binaries.rs` (fcgiwrap), `tests/libfcgi_cgi_fcgi.rs` (cgi-fcgi) and
+//! The web-server and process fixture shared by `tests/nginx.rs` (the C examples behind nginx)
+//! and by `tests/libfcgi_binaries.rs` (fcgiwrap), `tests/libfcgi_cgi_fcgi.rs` (cgi-fcgi) and
 //! `tests/libfcgi_perl.rs` (Perl's FCGI module), which run real, unmodified Debian programs on
-//! the project's `libfcgi.so.0`.
+//! the project's `libfcgi.so.0`. Generic helpers (free ports, FNV-1a, pseudo-random bodies, the
+//! C examples) come from `tests/common`.
 //!
-//! The library under test is chosen with `FCGI_TEST_LIBFCGI`:
+//! The library under test of the libfcgi programs is chosen with `FCGI_TEST_LIBFCGI`:
 //! - unset or `project`: every libfcgi program runs with `LD_LIBRARY_PATH` naming the freshly
 //!   built library ([`common::lib_dir`]), and each test asserts through `/proc/<pid>/maps` that
 //!   the program really mapped it and not Debian's;
@@ -21,7 +23,7 @@ use crate::common;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -46,7 +48,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Read/write timeout of the test's own sockets.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
-const CURL_MAX_TIME: &str = "60";
+/// Default of [`Fixture::curl_max_time`].
+const CURL_MAX_TIME: u32 = 60;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -169,13 +172,6 @@ pub fn require(path: &str, package: &str) {
     );
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
 pub fn tcp_ready(port: u16) -> bool {
     TcpStream::connect_timeout(
         &format!("127.0.0.1:{port}").parse().unwrap(),
@@ -207,11 +203,6 @@ pub fn show(body: &[u8]) -> String {
     } else {
         text
     }
-}
-
-/// Deterministic, incompressible-looking bytes (xorshift64*).
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    common::body(len, seed)
 }
 
 /// SHA-256 of a file, in hex, by coreutils' `sha256sum`.
@@ -414,6 +405,18 @@ pub struct Response {
 }
 
 impl Response {
+    /// The response curl wrote to the files `body` and `headers`, which are removed.
+    fn take(status: u16, body: &Path, headers: &Path) -> Response {
+        let r = Response {
+            status,
+            headers: fs::read_to_string(headers).unwrap_or_default(),
+            body: fs::read(body).unwrap_or_default(),
+        };
+        let _ = fs::remove_file(body);
+        let _ = fs::remove_file(headers);
+        r
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -445,6 +448,9 @@ pub struct Fixture {
     pub dir: PathBuf,
     /// nginx's port, once started.
     pub port: u16,
+    /// curl's `--max-time` (seconds) for every request of [`Fixture::curl`],
+    /// [`Fixture::curl_spawn`] and [`Fixture::curl_many`].
+    pub curl_max_time: u32,
     /// Started processes; nginx is moved to the front so it stops first.
     children: Vec<(String, Child)>,
     /// Processes the test did not start itself but found and owns (e.g. an application that
@@ -467,6 +473,7 @@ impl Fixture {
         Fixture {
             dir,
             port: 0,
+            curl_max_time: CURL_MAX_TIME,
             children: Vec::new(),
             adopted: Vec::new(),
             owned_exes: Vec::new(),
@@ -523,6 +530,43 @@ impl Fixture {
         }
     }
 
+    /// Starts `name` listening on a free port of 127.0.0.1: `make_cmd(port)` builds the command,
+    /// `ready(pid, port)` says when it serves. If it exits first and its stderr contains
+    /// `in_use` (the port was taken meanwhile), tries another port. Its logs end up under `name`.
+    /// Returns the port.
+    pub fn start_on_free_port(
+        &mut self,
+        name: &str,
+        in_use: &str,
+        mut make_cmd: impl FnMut(u16) -> Command,
+        ready: impl Fn(u32, u16) -> bool,
+    ) -> u16 {
+        for attempt in 0..5 {
+            let port = common::free_port();
+            let this = format!("{name}-try{attempt}");
+            let pid = self.spawn(&this, &mut make_cmd(port));
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if ready(pid, port) {
+                    // Keep the logs under the plain name for the assertions.
+                    self.rename(&this, name);
+                    return port;
+                }
+                if self.exited(&this).is_some() {
+                    if self.stderr_of(&this).contains(in_use) {
+                        break;
+                    }
+                    self.fail(&format!("{this} exited before listening on port {port}"));
+                }
+                if Instant::now() > deadline {
+                    self.fail(&format!("{this} not ready after {START_TIMEOUT:?}"));
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.fail(&format!("cannot start {name}: no free port"))
+    }
+
     /// The exit status of process `name` if it has exited.
     pub fn exited(&mut self, name: &str) -> Option<ExitStatus> {
         let (_, child) = self.children.iter_mut().find(|(n, _)| n == name)?;
@@ -540,6 +584,31 @@ impl Fixture {
                 self.fail(&format!("{name} did not exit within {START_TIMEOUT:?}"));
             }
             thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM to process `name` every 500 ms until it exits (bounded by
+    /// [`START_TIMEOUT`]) and returns its exit status. Repeated because Debian's libfcgi checks
+    /// its shutdown flag just before accept(): a signal landing between the check and the call
+    /// is only seen at the next one.
+    pub fn sigterm_until_exit(&mut self, name: &str) -> ExitStatus {
+        let pid = self.pid(name);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            // SAFETY: kill(2) on the pid of a child this fixture started and has not reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+            let until = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < until {
+                if let Some(st) = self.exited(name) {
+                    return st;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("{name} still runs after SIGTERM"));
+            }
         }
     }
 
@@ -672,7 +741,7 @@ fastcgi_param REDIRECT_STATUS   200;
     fn nginx_conf(&self, port: u16, upstreams: &str, locations: &str) -> String {
         let d = self.dir.display();
         format!(
-            r#"# generated by tests/libfcgi_bin_support/mod.rs
+            r#"# generated by tests/support/mod.rs
 daemon off;
 master_process off;
 worker_processes 1;
@@ -723,7 +792,7 @@ http {{
         let error_log = self.path("error.log");
         let mut last = String::new();
         for attempt in 0..5 {
-            let port = free_port();
+            let port = common::free_port();
             fs::write(&conf, self.nginx_conf(port, &upstreams, &locations))
                 .expect("write nginx.conf");
             let mut prefix = self.dir.as_os_str().to_owned();
@@ -783,24 +852,19 @@ http {{
         let body = self.path(&format!("resp-{n}.body"));
         let headers = self.path(&format!("resp-{n}.headers"));
         let label = format!("curl {} {}", extra.join(" "), path);
+        let max_time = self.curl_max_time.to_string();
         let mut cmd = Command::new("curl");
-        cmd.args([
-            "-sS",
-            "--max-time",
-            CURL_MAX_TIME,
-            "--connect-timeout",
-            "10",
-        ])
-        .arg("-o")
-        .arg(&body)
-        .arg("-D")
-        .arg(&headers)
-        .args(["-w", "%{http_code}", "-H", "Expect:"])
-        .args(extra)
-        .arg(self.url(path))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.args(["-sS", "--max-time", &max_time, "--connect-timeout", "10"])
+            .arg("-o")
+            .arg(&body)
+            .arg("-D")
+            .arg(&headers)
+            .args(["-w", "%{http_code}", "-H", "Expect:"])
+            .args(extra)
+            .arg(self.url(path))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| self.fail(&format!("{label}: cannot run curl: {e}")));
@@ -834,14 +898,7 @@ http {{
         let status = code
             .parse()
             .unwrap_or_else(|_| self.fail(&format!("{label}: bad status {code:?}")));
-        let r = Response {
-            status,
-            headers: fs::read_to_string(&headers).unwrap_or_default(),
-            body: fs::read(&body).unwrap_or_default(),
-        };
-        let _ = fs::remove_file(&body);
-        let _ = fs::remove_file(&headers);
-        r
+        Response::take(status, &body, &headers)
     }
 
     /// One curl for all `paths`, in order, on one connection to nginx (curl reuses it).
@@ -855,6 +912,7 @@ http {{
                 )
             })
             .collect();
+        let max_time = self.curl_max_time.to_string();
         // `--next` gives every URL its own options (-D is not per URL otherwise); curl still
         // reuses its connection.
         let mut cmd = Command::new("curl");
@@ -866,7 +924,7 @@ http {{
             cmd.args([
                 "-sS",
                 "--max-time",
-                CURL_MAX_TIME,
+                &max_time,
                 "--connect-timeout",
                 "10",
                 "-w",
@@ -909,14 +967,7 @@ http {{
             .zip(files)
             .map(|(line, (body, headers))| {
                 let status = line.split(' ').next().unwrap_or("").parse().unwrap_or(0);
-                let r = Response {
-                    status,
-                    headers: fs::read_to_string(&headers).unwrap_or_default(),
-                    body: fs::read(&body).unwrap_or_default(),
-                };
-                let _ = fs::remove_file(&body);
-                let _ = fs::remove_file(&headers);
-                r
+                Response::take(status, &body, &headers)
             })
             .collect()
     }
