@@ -121,7 +121,7 @@ impl Server {
     /// The server of `listen_fd` in this process, created on first use (after a fork the
     /// child gets its own: the parent's poll and threads are not inherited).
     pub fn for_listener(listen_fd: RawFd) -> io::Result<Arc<Server>> {
-        let pid = std::process::id();
+        let pid = super::sys::pid();
         let mut all = SERVERS.lock();
         all.retain(|s| s.pid == pid);
         if let Some(s) = all.iter().find(|s| s.listen_fd == listen_fd) {
@@ -145,7 +145,7 @@ impl Server {
         let now = Instant::now();
         Ok(Server {
             listen_fd,
-            pid: std::process::id(),
+            pid: super::sys::pid(),
             core: Mutex::new(Core {
                 poll: Some((poll, Events::with_capacity(256))),
                 leader: Leader::None,
@@ -346,7 +346,7 @@ impl Server {
 
     /// True while this server belongs to the calling process (not a parent before a fork).
     pub fn serves_this_process(&self) -> bool {
-        self.pid == std::process::id()
+        self.pid == super::sys::pid()
     }
 
     /// Closes the connection of a request that has ended, if it is still open.

@@ -162,3 +162,28 @@ pub fn wake_raw(fd: RawFd) {
     // SAFETY: writes 8 bytes from a local; write is async-signal-safe.
     unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
 }
+
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn forget_pid_after_fork() {
+    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The process id without a system call per use (glibc no longer caches getpid, and the
+/// request path asks several times per request whether state belongs to this process).
+/// A fork handler clears the cache in the child.
+pub fn pid() -> u32 {
+    use std::sync::atomic::Ordering;
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_after_fork)) };
+    });
+    let p = std::process::id();
+    PID.store(p, Ordering::Relaxed);
+    p
+}

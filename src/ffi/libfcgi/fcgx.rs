@@ -72,7 +72,7 @@ impl LfState {
             fcgx: ptr::null_mut(),
             reading_data: false,
             open_writers: 0,
-            pid: std::process::id(),
+            pid: crate::runtime::sys::pid(),
             active: false,
         });
         let me: *mut LfState = &mut *st;
@@ -98,7 +98,7 @@ impl LfState {
 
     /// True while the state holds a request of this process.
     pub(super) fn is_current(&self) -> bool {
-        self.active && self.pid == std::process::id()
+        self.active && self.pid == crate::runtime::sys::pid()
     }
 
     /// FCGX_FClose of a writer: sends what is buffered; the last writer ends the request.
@@ -188,7 +188,7 @@ fn take_state(listen_fd: c_int) -> Box<LfState> {
         .ok()
         .flatten();
     match cached {
-        Some(s) if s.pid == std::process::id() => s,
+        Some(s) if s.pid == crate::runtime::sys::pid() => s,
         Some(s) => {
             // Inherited across fork: its runtime belongs to the parent.
             std::mem::forget(s);
@@ -199,7 +199,7 @@ fn take_state(listen_fd: c_int) -> Box<LfState> {
 }
 
 fn give_back(st: Box<LfState>) {
-    if st.pid != std::process::id() {
+    if st.pid != crate::runtime::sys::pid() {
         // A forked child must not run the parent's runtime code paths (drop included).
         std::mem::forget(st);
         return;
