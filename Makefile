@@ -6,6 +6,8 @@
 #                       then check that the committed include/fcgi.h is up to date
 #   make check-header   fail when include/fcgi.h differs from what the build generated
 #   make lint           rustfmt --check and clippy -D warnings on every target
+#   make bench          the benchmark suite (bench/): rewrites BENCHMARKS.md and bench/chart.svg;
+#                       needs libfcgi-dev, valgrind and strace; BENCH_ARGS passes options
 #   make install        install the library, headers and pkg-config files (docs/install.md)
 #   make uninstall      remove what make install installed (same variables)
 #
@@ -22,7 +24,7 @@ DEMO_HOST   ?= 127.0.0.1
 DEMO_PORT   ?=
 RELEASE_DIR := target/release
 
-.PHONY: all build demo test check-header lint clean install uninstall
+.PHONY: all build demo test check-header lint bench clean install uninstall
 
 all: build
 
@@ -31,6 +33,10 @@ build:
 	$(CARGO) build --release
 	ln -sfn libfcgi.so $(RELEASE_DIR)/libfcgi.so.0
 	$(MAKE) -C c-examples
+
+# Not a test: nothing here passes or fails on timing (docs in BENCHMARKS.md).
+bench: build
+	$(CARGO) bench --bench suite -- $(BENCH_ARGS)
 
 # Runs without any web server: hello listens on TCP, fcgi-client speaks FastCGI to it.
 demo: build

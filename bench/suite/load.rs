@@ -1,0 +1,172 @@
+//! Driving load: fcgi-bench runs (parsed from its --json output) and the idle-connection holder
+//! of S5.
+
+use crate::app::Env;
+use fcgi::client::{Client, Request};
+use std::process::Command;
+use std::time::Duration;
+
+/// One fcgi-bench invocation.
+#[derive(Clone, Debug)]
+pub struct Load {
+    pub conns: u32,
+    pub depth: u32,
+    pub body: u64,
+    pub keep: bool,
+    /// Run for this long (seconds), or for `count` requests.
+    pub secs: Option<f64>,
+    pub count: Option<u64>,
+    pub warmup: f64,
+    pub expect: Option<&'static str>,
+    pub expect_stdin_length: bool,
+    pub timeout: f64,
+}
+
+impl Load {
+    pub fn timed(conns: u32, secs: f64, warmup: f64) -> Load {
+        Load {
+            conns,
+            depth: 1,
+            body: 0,
+            keep: true,
+            secs: Some(secs),
+            count: None,
+            warmup,
+            expect: None,
+            expect_stdin_length: false,
+            timeout: 10.0,
+        }
+    }
+
+    pub fn counted(conns: u32, count: u64) -> Load {
+        Load {
+            secs: None,
+            count: Some(count),
+            warmup: 0.0,
+            ..Load::timed(conns, 0.0, 0.0)
+        }
+    }
+
+    /// The arguments for the documentation, quoted where a shell needs it.
+    pub fn shown_args(&self) -> String {
+        self.args()
+            .iter()
+            .map(|a| match a.contains(' ') {
+                true => format!("'{a}'"),
+                false => a.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The fcgi-bench arguments (without the address).
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec!["-c".to_string(), self.conns.to_string()];
+        if self.depth > 1 {
+            a.extend(["-m".to_string(), self.depth.to_string()]);
+        }
+        if self.body > 0 {
+            a.extend(["-b".to_string(), self.body.to_string()]);
+        }
+        if !self.keep {
+            a.push("--no-keep".into());
+        }
+        if let Some(s) = self.secs {
+            a.extend(["-d".to_string(), s.to_string()]);
+        }
+        if let Some(n) = self.count {
+            a.extend(["-n".to_string(), n.to_string()]);
+        }
+        if self.warmup > 0.0 {
+            a.extend(["--warmup".to_string(), self.warmup.to_string()]);
+        }
+        if let Some(e) = self.expect {
+            a.extend(["--expect".to_string(), e.to_string()]);
+        }
+        if self.expect_stdin_length {
+            a.push("--expect-stdin-length".into());
+        }
+        if self.timeout != 10.0 {
+            a.extend(["--timeout".to_string(), self.timeout.to_string()]);
+        }
+        a
+    }
+}
+
+/// What fcgi-bench reported.
+#[derive(Clone, Debug, Default)]
+pub struct BenchResult {
+    pub rps: f64,
+    pub requests: f64,
+    pub errors: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub mb_in: f64,
+    pub never_served: f64,
+}
+
+/// The number after `"key":` in a flat JSON object (fcgi-bench's output is machine-written).
+pub fn json_num(json: &str, key: &str) -> Option<f64> {
+    let pat = format!("\"{key}\":");
+    let at = json.find(&pat)? + pat.len();
+    let rest = &json[at..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Runs fcgi-bench against `addr`. Failed requests are counted, not fatal: libfcgi refusing a
+/// multiplexed request is a result.
+pub fn bench(env: &Env, addr: &str, load: &Load) -> Result<BenchResult, String> {
+    let out = Command::new(&env.fcgi_bench)
+        .arg("--json")
+        .args(load.args())
+        .arg(addr)
+        .output()
+        .map_err(|e| format!("fcgi-bench: {e}"))?;
+    let json = String::from_utf8_lossy(&out.stdout);
+    let get = |k: &str| {
+        json_num(&json, k).ok_or_else(|| {
+            format!(
+                "fcgi-bench gave no {k}: {json} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    Ok(BenchResult {
+        rps: get("requests_per_s")?,
+        requests: get("requests")?,
+        errors: get("errors")?,
+        p50_us: get("p50")?,
+        p99_us: get("p99")?,
+        mb_in: get("mb_per_s_in")?,
+        never_served: get("connections_never_served")?,
+    })
+}
+
+/// Opens up to `n` connections, sends one keep-alive request on each and reads its response,
+/// and keeps them all open. Stops at the first connection whose response does not come within
+/// `wait` (an application that cannot hold more). Returns the held connections.
+pub fn hold_idle(addr: &str, n: u32, wait: Duration) -> Vec<Client> {
+    let req = Request::new(1)
+        .keep_conn(true)
+        .param("REQUEST_METHOD", "GET")
+        .param("SCRIPT_NAME", "/")
+        .param("REQUEST_URI", "/")
+        .param("SERVER_PROTOCOL", "HTTP/1.1");
+    let mut held = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let Ok(mut c) = Client::connect(addr) else {
+            break;
+        };
+        if c.set_timeout(Some(wait)).is_err() {
+            break;
+        }
+        match c.request(&req) {
+            Ok(r) if r.protocol_status == 0 => held.push(c),
+            _ => break,
+        }
+    }
+    held
+}
