@@ -12,6 +12,7 @@
 
 mod cli;
 mod encode;
+mod matcher;
 mod report;
 mod stats;
 mod worker;

@@ -2,6 +2,7 @@
 
 use crate::cli::Options;
 use crate::encode::Encoded;
+use crate::matcher::StreamMatch;
 use crate::stats::{io_kind, Kind, Stats};
 use fcgi::protocol::record::{rtype, Header, HEADER_LEN, VERSION_1};
 use fcgi::runtime::addr::{self, ClientStream};
@@ -51,7 +52,8 @@ pub(crate) struct Slot {
     pub(crate) start: Instant,
     pub(crate) stdout_closed: bool,
     pub(crate) bytes_in: u64,
-    pub(crate) out: Vec<u8>,
+    /// The --expect substring, then the STDIN_LENGTH line, searched as STDOUT arrives.
+    pub(crate) checks: Vec<StreamMatch>,
 }
 
 /// A connection: the stream, a reusable read buffer, the id slots and an optional writer thread.
@@ -64,7 +66,6 @@ pub(crate) struct Conn<'a> {
     pub(crate) slots: Vec<Slot>,
     pub(crate) inflight: usize,
     pub(crate) writer: Option<(mpsc::Sender<u16>, std::thread::JoinHandle<()>)>,
-    pub(crate) collect: bool,
 }
 
 pub(crate) const READ_BUF: usize = 128 * 1024;
@@ -94,6 +95,14 @@ impl<'a> Conn<'a> {
         };
         let depth = sh.reqs.len() - 1;
         let now = Instant::now();
+        let mut checks = Vec::new();
+        if let Some(e) = &sh.o.expect {
+            checks.push(StreamMatch::new(e.as_bytes(), b""));
+        }
+        if sh.o.expect_stdin_length {
+            // The line must start the output or follow a newline.
+            checks.push(StreamMatch::new(&sh.stdin_line, b"\n"));
+        }
         Ok(Conn {
             sh,
             stream,
@@ -106,12 +115,11 @@ impl<'a> Conn<'a> {
                     start: now,
                     stdout_closed: false,
                     bytes_in: 0,
-                    out: Vec::new(),
+                    checks: checks.clone(),
                 })
                 .collect(),
             inflight: 0,
             writer,
-            collect: sh.o.expect.is_some() || sh.o.expect_stdin_length,
         })
     }
 
@@ -123,7 +131,7 @@ impl<'a> Conn<'a> {
         s.start = now;
         s.stdout_closed = false;
         s.bytes_in = 0;
-        s.out.clear();
+        s.checks.iter_mut().for_each(StreamMatch::reset);
         self.inflight += 1;
         let req = &self.sh.reqs[id as usize];
         if now >= self.sh.measure_start {
@@ -187,8 +195,8 @@ impl<'a> Conn<'a> {
                     }
                     if clen == 0 {
                         slot.stdout_closed = true;
-                    } else if self.collect {
-                        slot.out.extend_from_slice(content);
+                    } else {
+                        slot.checks.iter_mut().for_each(|m| m.feed(content));
                     }
                 }
                 rtype::STDERR => {}
@@ -216,19 +224,13 @@ impl<'a> Conn<'a> {
     }
 
     pub(crate) fn verify_output(&self, id: usize) -> Option<Kind> {
-        let out = &self.slots[id].out;
-        if let Some(e) = &self.sh.o.expect {
-            if !contains(out, e.as_bytes()) {
-                return Some(Kind::Expect);
-            }
+        let checks = &self.slots[id].checks;
+        let expect = usize::from(self.sh.o.expect.is_some());
+        if expect == 1 && !checks[0].found() {
+            return Some(Kind::Expect);
         }
-        if self.sh.o.expect_stdin_length {
-            let line = &self.sh.stdin_line;
-            // The line must start the output or follow a newline.
-            let ok = out.starts_with(&line[1..]) || contains(out, line);
-            if !ok {
-                return Some(Kind::StdinLength);
-            }
+        if self.sh.o.expect_stdin_length && !checks[expect].found() {
+            return Some(Kind::StdinLength);
         }
         None
     }
@@ -269,10 +271,6 @@ impl<'a> Conn<'a> {
             let _ = h.join();
         }
     }
-}
-
-pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A keep-alive worker: one connection, up to DEPTH ids in flight, ids reused as they end.
