@@ -4,6 +4,7 @@
 #   make demo           build, start c-examples/build/hello, query it with fcgi-client
 #   make test           build, cargo test --release (unit + integration, nginx included),
 #                       then check that the committed include/fcgi.h is up to date
+#   make bench-smoke    the suite's S1 for a second per variant (part of make test)
 #   make check-header   fail when include/fcgi.h differs from what the build generated
 #   make lint           rustfmt --check and clippy -D warnings on every target
 #   make bench          the benchmark suite (bench/): rewrites BENCHMARKS.md and bench/chart.svg;
@@ -24,7 +25,7 @@ DEMO_HOST   ?= 127.0.0.1
 DEMO_PORT   ?=
 RELEASE_DIR := target/release
 
-.PHONY: all build demo test check-header lint bench clean install uninstall
+.PHONY: all build demo test check-header lint bench bench-smoke clean install uninstall
 
 all: build
 
@@ -73,6 +74,12 @@ demo: build
 test: build
 	$(CARGO) test --release
 	$(MAKE) check-header
+	$(MAKE) bench-smoke
+
+# The benchmark suite's S1 for one second per variant: checks that the suite, its C programs
+# and both libraries still work together. No figure is judged.
+bench-smoke:
+	$(CARGO) bench --bench suite -- --quick --strict --only S1,S6 --out target/bench/smoke.md
 
 # build.rs regenerates include/fcgi.h on every build; the committed copy must match it.
 check-header:

@@ -21,6 +21,8 @@ usage: cargo bench --bench suite -- [OPTIONS]
   --secs S        seconds per throughput run (default 3)
   --only LIST     comma-separated subset of S1,S2,S3,S4,S5,S6,S7,S8,S9,sweep
   --quick         1 round of 1 s, a 64 MiB upload, 1,000 idle connections, 4 sweep points
+  --strict        fail if fcgi-runtime fails a request or leaves a connection unserved
+                  in a throughput scenario (used by make bench-smoke)
   --out FILE      where to write the report (default BENCHMARKS.md for a full run,
                   target/bench/BENCHMARKS.partial.md otherwise); the chart goes next to a
                   full run's report as bench/chart.svg
@@ -42,6 +44,7 @@ fn parse() -> Result<Option<Args>, String> {
             upload: 1 << 30,
             idle_conns: 10_000,
             sweep: vec![1, 2, 4, 8, 16, 32, 64],
+            strict: false,
         },
         only: None,
         out: None,
@@ -54,6 +57,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--rounds" => a.plan.rounds = val()?.parse().map_err(|_| "--rounds: a number")?,
             "--secs" => a.plan.secs = val()?.parse().map_err(|_| "--secs: a number")?,
             "--only" => a.only = Some(val()?.split(',').map(|s| s.trim().to_uppercase()).collect()),
+            "--strict" => a.plan.strict = true,
             "--out" => a.out = Some(PathBuf::from(val()?)),
             "--quick" => {
                 a.quick = true;

@@ -17,6 +17,9 @@ pub struct Plan {
     pub upload: u64,
     pub idle_conns: u32,
     pub sweep: Vec<u32>,
+    /// Fail when fcgi-runtime (native or libfcgi API) fails a request or leaves a connection
+    /// unserved in a throughput run (the smoke run in make test).
+    pub strict: bool,
 }
 
 pub struct Ctx<'a> {
@@ -90,6 +93,14 @@ fn pairwise(
                 r.never_served,
                 r.errors
             ));
+            if ctx.plan.strict && v != Variant::Debian && (r.errors > 0.0 || r.never_served > 0.0) {
+                return Err(format!(
+                    "{}: {} failed requests, {} connections never served",
+                    v.name(),
+                    r.errors,
+                    r.never_served
+                ));
+            }
             results[i].push(r);
         }
     }
