@@ -9,6 +9,7 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+use super::client_ip::IpText;
 use super::native_types::*;
 use super::panic::guard;
 use crate::protocol::record::rtype;
@@ -34,14 +35,14 @@ pub struct fcgi_request {
     on_accept: fcgi_hook,
     on_read: fcgi_hook,
     on_close: fcgi_hook,
-    client_ip: Option<CString>,
+    client_ip: IpText,
 }
 
 /// -1: not yet determined; 0: not FastCGI; 1: FastCGI.
 static IS_FASTCGI: AtomicI8 = AtomicI8::new(-1);
 
 thread_local! {
-    static LAST_CLIENT_IP: RefCell<Option<CString>> = const { RefCell::new(None) };
+    static LAST_CLIENT_IP: RefCell<IpText> = const { RefCell::new(IpText::new()) };
 }
 
 fn call(hook: fcgi_hook) {
@@ -183,7 +184,7 @@ pub extern "C" fn fcgi_init_request(
             on_accept,
             on_read,
             on_close,
-            client_ip: None,
+            client_ip: IpText::new(),
         }))
     })
 }
@@ -232,12 +233,12 @@ pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
                                 .unwrap_or(sa.ip()),
                             v4 => v4,
                         };
-                        CString::new(ip.to_string()).ok()
+                        Some(ip)
                     }
                     _ => None,
                 };
-                LAST_CLIENT_IP.with(|c| *c.borrow_mut() = ip.clone());
-                r.client_ip = ip;
+                LAST_CLIENT_IP.with(|c| c.borrow_mut().set(ip));
+                r.client_ip.set(ip);
                 call(r.on_read);
                 fd
             }
@@ -619,7 +620,7 @@ pub unsafe extern "C" fn fcgi_request_set_keep(req: *mut fcgi_request, new_value
 #[no_mangle]
 pub extern "C" fn fcgi_get_last_client_ip() -> *const c_char {
     guard("fcgi_get_last_client_ip", ptr::null(), || {
-        LAST_CLIENT_IP.with(|c| c.borrow().as_ref().map_or(ptr::null(), |s| s.as_ptr()))
+        LAST_CLIENT_IP.with(|c| c.borrow().as_ptr())
     })
 }
 
@@ -689,8 +690,7 @@ pub unsafe extern "C" fn fcgi_request_client_ip(req: *mut fcgi_request) -> *cons
         // SAFETY: caller's contract.
         unsafe { self::req(req) }
             .filter(|r| r.inner.current().is_some())
-            .and_then(|r| r.client_ip.as_ref().map(|s| s.as_ptr()))
-            .unwrap_or(ptr::null())
+            .map_or(ptr::null(), |r| r.client_ip.as_ptr())
     })
 }
 

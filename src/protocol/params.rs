@@ -86,13 +86,31 @@ impl ParamStore {
         self.buf.push(0);
     }
 
-    /// Adds a complete pair (used for `FCGI_ROLE` and by tests).
+    /// Adds a complete pair: `FCGI_ROLE`, and every pair the decoder finds whole in its input
+    /// (the usual case), with one capacity check and two copies.
+    #[inline]
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
-        self.begin_pair(name.len(), value.len());
-        self.extend(name);
-        self.name_done();
-        self.extend(value);
-        self.value_done();
+        let (n, v) = (name.len(), value.len());
+        let off = self.buf.len();
+        let need = n + v + 2;
+        self.buf.reserve(need);
+        // SAFETY: `reserve` made room for `need` bytes after `off`; all of them are written
+        // below before the length is raised to cover them. The sources are borrowed slices,
+        // so they cannot overlap the spare capacity of `buf`.
+        unsafe {
+            let dst = self.buf.as_mut_ptr().add(off);
+            std::ptr::copy_nonoverlapping(name.as_ptr(), dst, n);
+            *dst.add(n) = b'=';
+            std::ptr::copy_nonoverlapping(value.as_ptr(), dst.add(n + 1), v);
+            *dst.add(n + 1 + v) = 0;
+            self.buf.set_len(off + need);
+        }
+        self.entries.push(Entry {
+            off: off as u32,
+            name_len: n as u32,
+            value_len: v as u32,
+        });
+        self.payload += n + v;
     }
 
     /// The pairs as (name, value), in arrival order.

@@ -49,7 +49,10 @@ pub struct Conn {
     pub io: Arc<ConnIo>,
     pub engine: Engine,
     pub peer: super::addr::Peer,
-    pub reqs: Vec<ReqSlot>,
+    /// Boxed: slots move between this vector and the spare pool request after request, and a
+    /// pointer moves for free where the slot itself is a few hundred bytes.
+    #[allow(clippy::vec_box)]
+    pub reqs: Vec<Box<ReqSlot>>,
     /// Bytes read from the socket that the engine could not take yet (back-pressure).
     pub pending_in: Vec<u8>,
     /// An edge said readable and the socket has not been read dry since.
@@ -94,7 +97,7 @@ impl Conn {
     }
 
     pub fn slot_mut(&mut self, id: u16) -> Option<&mut ReqSlot> {
-        self.reqs.iter_mut().find(|s| s.id == id)
+        self.reqs.iter_mut().find(|s| s.id == id).map(|s| &mut **s)
     }
 
     /// The deadline that applies now: PARAMS of the oldest request still in PARAMS, the idle
@@ -140,8 +143,10 @@ pub struct Effects {
 
 /// The engine's view of a connection plus process-wide counters.
 pub struct ConnSink<'a> {
-    pub reqs: &'a mut Vec<ReqSlot>,
-    pub spare: &'a mut Vec<ReqSlot>,
+    #[allow(clippy::vec_box)]
+    pub reqs: &'a mut Vec<Box<ReqSlot>>,
+    #[allow(clippy::vec_box)]
+    pub spare: &'a mut Vec<Box<ReqSlot>>,
     pub fx: &'a mut Effects,
     pub in_flight: usize,
     pub now: Instant,
@@ -173,20 +178,22 @@ impl Sink for ConnSink<'_> {
             );
             return Admission::Refuse(ProtocolStatus::Overloaded);
         }
-        let mut slot = self.spare.pop().unwrap_or_else(|| ReqSlot {
-            id,
-            role,
-            keep_conn,
-            phase: Phase::Params,
-            params: ParamStore::new(),
-            stdin: Ring::default(),
-            stdin_eof: false,
-            data: Ring::default(),
-            data_eof: false,
-            truncated: false,
-            shared: Arc::new(ReqShared::default()),
-            waiter: None,
-            began: self.now,
+        let mut slot = self.spare.pop().unwrap_or_else(|| {
+            Box::new(ReqSlot {
+                id,
+                role,
+                keep_conn,
+                phase: Phase::Params,
+                params: ParamStore::new(),
+                stdin: Ring::default(),
+                stdin_eof: false,
+                data: Ring::default(),
+                data_eof: false,
+                truncated: false,
+                shared: Arc::new(ReqShared::default()),
+                waiter: None,
+                began: self.now,
+            })
         });
         slot.id = id;
         slot.role = role;

@@ -4,7 +4,7 @@
 //! small writes are copied once (into the buffer) and a whole response of a few KiB leaves
 //! with one `write`: STDOUT record(s), the empty STDOUT record and END_REQUEST together.
 //! Writes larger than the buffer bypass it: the caller sends the buffer, then the data under
-//! headers made by [`large_write_headers`], without copying it.
+//! headers made by [`large_record`], without copying it.
 
 use crate::protocol::record::{
     padding_for, push_end_request, push_stream_end, rtype, Header, ProtocolStatus, HEADER_LEN,
@@ -114,7 +114,8 @@ impl Framer {
 
 /// Headers and padding for sending `len` bytes of stream `rt` directly (see module docs):
 /// calls `f(header, chunk_range, padding)` for each record.
-pub fn large_write_headers(
+#[cfg(test)]
+fn large_write_headers(
     rt: u8,
     id: u16,
     len: usize,
@@ -122,15 +123,28 @@ pub fn large_write_headers(
 ) {
     let mut off = 0;
     while off < len {
-        let n = (len - off).min(MAX_ALIGNED_CONTENT_LEN);
-        let pad = padding_for(n);
-        f(
-            Header::encode(rt, id, n as u16, pad),
-            off..off + n,
-            &ZEROS[..pad as usize],
-        );
-        off += n;
+        let (h, r, pad) = large_record(rt, id, len, off);
+        off = r.end;
+        f(h, r, pad);
     }
+}
+
+/// The record of a direct write of `len` bytes that starts at offset `off` (< `len`): its
+/// header, its content range and its padding.
+#[inline]
+pub fn large_record(
+    rt: u8,
+    id: u16,
+    len: usize,
+    off: usize,
+) -> ([u8; 8], std::ops::Range<usize>, &'static [u8]) {
+    let n = (len - off).min(MAX_ALIGNED_CONTENT_LEN);
+    let pad = padding_for(n);
+    (
+        Header::encode(rt, id, n as u16, pad),
+        off..off + n,
+        &ZEROS[..pad as usize],
+    )
 }
 
 #[cfg(test)]

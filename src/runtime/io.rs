@@ -10,12 +10,15 @@
 use super::sys;
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Slices per `writev` call.
 const MAX_IOV: usize = 64;
+/// Output deferred on a connection at most (see [`ConnIo::defer`]); past it, output is sent.
+pub const CORK_MAX: usize = 32 * 1024;
 
 /// State of one request shared between the reactor and the application thread serving it.
 #[derive(Default, Debug)]
@@ -50,6 +53,9 @@ struct WriteState {
     /// shutdown(SHUT_WR) once `pending` is empty.
     shutdown_after_flush: bool,
     shut: bool,
+    /// `pending` holds deferred output (see [`ConnIo::defer`]), not output the socket refused:
+    /// the next send carries it along in the same write.
+    corked: bool,
 }
 
 impl WriteState {
@@ -83,6 +89,7 @@ impl ConnIo {
                 broken: false,
                 shutdown_after_flush: false,
                 shut: false,
+                corked: false,
             }),
         }
     }
@@ -112,7 +119,9 @@ impl ConnIo {
         policy: SendPolicy,
     ) -> Result<(), SendError> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        let started = Instant::now();
+        // The write timeout runs from the first time this send has to wait: no clock read on
+        // the usual path, where the socket takes everything at once.
+        let mut started: Option<Instant> = None;
         let mut st = self.st.lock();
         loop {
             if st.broken {
@@ -126,6 +135,20 @@ impl ConnIo {
             if st.unsent() == 0 {
                 break;
             }
+            if st.corked && st.unsent() + total <= CORK_MAX {
+                // Deferred output of earlier requests: everything leaves in one write.
+                st.corked = false;
+                if let (true, Some(r)) = (end, req) {
+                    r.ended.store(true, Ordering::Release);
+                }
+                for p in parts {
+                    st.pending.extend_from_slice(p);
+                }
+                return match self.flush_locked(&mut st) {
+                    Ok(()) => Ok(()),
+                    Err(()) => Err(SendError::Broken),
+                };
+            }
             if self.flush_locked(&mut st).is_err() {
                 return Err(SendError::Broken);
             }
@@ -136,7 +159,7 @@ impl ConnIo {
                 break;
             }
             drop(st);
-            self.wait_writable(started, policy.wait)?;
+            self.wait_writable(*started.get_or_insert_with(Instant::now), policy.wait)?;
             st = self.st.lock();
         }
         if let (true, Some(r)) = (end, req) {
@@ -153,9 +176,10 @@ impl ConnIo {
         // Nothing waiting: write directly from the caller's buffers.
         let mut skip = 0usize;
         loop {
-            // Up to MAX_IOV slices from the first unsent byte on, in a stack array: no
+            // Up to MAX_IOV slices from the first unsent byte on, in a stack array left
+            // uninitialised (filling all 64 would cost more than the rest of the send): no
             // allocation on the per-request path.
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut slices = [const { MaybeUninit::<IoSlice<'_>>::uninit() }; MAX_IOV];
             let mut n = 0;
             let mut off = skip;
             for p in parts {
@@ -163,7 +187,7 @@ impl ConnIo {
                     off -= p.len();
                     continue;
                 }
-                slices[n] = IoSlice::new(&p[off..]);
+                slices[n].write(IoSlice::new(&p[off..]));
                 n += 1;
                 off = 0;
                 if n == MAX_IOV {
@@ -173,7 +197,11 @@ impl ConnIo {
             if n == 0 {
                 return Ok(());
             }
-            match sys::writev(self.fd(), &slices[..n]) {
+            // SAFETY: the first n elements were initialised just above; MaybeUninit<T> has the
+            // layout of T.
+            let filled =
+                unsafe { std::slice::from_raw_parts(slices.as_ptr().cast::<IoSlice<'_>>(), n) };
+            match sys::writev(self.fd(), filled) {
                 Ok(n) => skip += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let left = total - skip;
@@ -190,7 +218,7 @@ impl ConnIo {
                         return Ok(());
                     }
                     drop(st);
-                    self.wait_writable(started, policy.wait)?;
+                    self.wait_writable(*started.get_or_insert_with(Instant::now), policy.wait)?;
                     st = self.st.lock();
                     if st.broken {
                         return Err(SendError::Broken);
@@ -202,6 +230,30 @@ impl ConnIo {
                 }
             }
         }
+    }
+
+    /// Queues whole records of a request without writing them, for a later send on this
+    /// connection (or [`ConnIo::flush_pending`]) to carry along: the responses of pipelined
+    /// requests leave together. The caller guarantees that a flush follows (see
+    /// `Server::retire`). Returns false, queuing nothing, when the output must be sent now
+    /// instead: the request was aborted or ended, the connection broke, output the socket
+    /// refused is waiting, or the deferred output would exceed [`CORK_MAX`].
+    pub fn defer(&self, req: &ReqShared, bytes: &[u8], end: bool) -> bool {
+        let mut st = self.st.lock();
+        if st.broken
+            || req.aborted.load(Ordering::Acquire)
+            || req.ended.load(Ordering::Acquire)
+            || (st.unsent() > 0 && !st.corked)
+            || st.unsent() + bytes.len() > CORK_MAX
+        {
+            return false;
+        }
+        if end {
+            req.ended.store(true, Ordering::Release);
+        }
+        st.pending.extend_from_slice(bytes);
+        st.corked = true;
+        true
     }
 
     /// Blocks until the write-behind buffer is empty (at most `timeout`). Used before a
@@ -256,6 +308,7 @@ impl ConnIo {
     }
 
     fn flush_locked(&self, st: &mut WriteState) -> Result<(), ()> {
+        st.corked = false;
         while st.unsent() > 0 {
             let r = sys::writev(self.fd(), &[IoSlice::new(&st.pending[st.sent..])]);
             match r {
@@ -312,5 +365,45 @@ impl ConnIo {
                 Err(SendError::Broken)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn deferred_output_leaves_with_the_next_send() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let io = ConnIo::new(OwnedFd::from(a));
+        let r1 = ReqShared::default();
+        assert!(io.defer(&r1, b"first", true));
+        assert!(r1.ended.load(Ordering::Acquire));
+        assert_eq!(io.pending_len(), 5);
+        let mut buf = [0u8; 64];
+        assert!(b.read(&mut buf).is_err(), "nothing written yet");
+        // An ended request is neither deferred nor sent again.
+        assert!(!io.defer(&r1, b"again", true));
+        let r2 = ReqShared::default();
+        let policy = SendPolicy {
+            write_behind: 1 << 20,
+            wait: None,
+        };
+        io.send(Some(&r2), &[b"sec", b"ond"], true, policy).unwrap();
+        assert_eq!(io.pending_len(), 0);
+        let n = b.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"firstsecond");
+        // Past CORK_MAX nothing is deferred; flush_pending writes what is.
+        let r3 = ReqShared::default();
+        assert!(!io.defer(&r3, &vec![0u8; CORK_MAX + 1], true));
+        assert!(!r3.ended.load(Ordering::Acquire));
+        assert!(io.defer(&r3, b"third", true));
+        assert!(io.flush_pending());
+        let n = b.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"third");
     }
 }

@@ -97,8 +97,8 @@ impl Server {
 
     /// Feeds kept and new input of connection `t` to its engine until the socket is dry, the
     /// engine is blocked by a full request buffer, or the connection ends.
-    pub(super) fn pump(&self, g: &mut Core, t: usize) {
-        let now = Instant::now();
+    /// `now` is a recent time (the leader's poll return): it stamps requests that begin.
+    pub(super) fn pump(&self, g: &mut Core, t: usize, now: Instant) {
         loop {
             let Some(conn) = g.conns.get_mut(t).and_then(|c| c.as_mut()) else {
                 return;
@@ -263,6 +263,10 @@ impl Server {
         }
         for id in fx.ready.drain(..) {
             g.ready.push_back((t, gen, id));
+            if g.leader_takes > 0 {
+                g.leader_takes -= 1;
+                continue;
+            }
             if let Some(i) = g.sleepers.iter().position(|(_, k)| *k == Kind::Accept) {
                 let (w, _) = g.sleepers.remove(i).expect("index from position");
                 w.cv.notify_one();
@@ -349,8 +353,7 @@ impl Server {
         }
     }
 
-    pub(super) fn fire_timers(&self, g: &mut Core) {
-        let now = Instant::now();
+    pub(super) fn fire_timers(&self, g: &mut Core, now: Instant) {
         while let Some(Reverse((d, t, gen))) = g.timers.peek().copied() {
             if d > now {
                 break;

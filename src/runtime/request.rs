@@ -3,7 +3,7 @@
 
 use super::config::{self, Limit};
 use super::env::Env;
-use super::framer::{large_write_headers, Framer};
+use super::framer::{large_record, Framer};
 use super::io::SendError;
 use super::server::{Server, Stream, Taken, Waiter};
 use crate::protocol::Role;
@@ -159,27 +159,43 @@ impl Request {
             self.out.push(rt, data);
             return Ok(());
         }
-        let mut headers: Vec<([u8; 8], std::ops::Range<usize>, &'static [u8])> = Vec::new();
-        large_write_headers(rt, t.id, data.len(), |h, r, p| headers.push((h, r, p)));
+        // Records of at most 64 KiB each, GROUP of them per send, with the headers on the
+        // stack: no copy of the data and no allocation.
+        const GROUP: usize = 16;
         let buffered = self.out.take_bytes();
-        // Group the records so one writev carries at most ~1024 slices.
+        let mut off = 0;
         let mut first = true;
         let mut r = Ok(());
-        for group in headers.chunks(300) {
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(group.len() * 3 + 1);
+        while off < data.len() {
+            let mut heads = [[0u8; 8]; GROUP];
+            let mut recs: [(std::ops::Range<usize>, &'static [u8]); GROUP] =
+                std::array::from_fn(|_| (0..0, &[][..]));
+            let mut k = 0;
+            while k < GROUP && off < data.len() {
+                let (h, range, pad) = large_record(rt, t.id, data.len(), off);
+                off = range.end;
+                heads[k] = h;
+                recs[k] = (range, pad);
+                k += 1;
+            }
+            let mut parts: [&[u8]; 1 + 3 * GROUP] = [&[]; 1 + 3 * GROUP];
+            let mut m = 0;
             if first && !buffered.is_empty() {
-                parts.push(buffered);
+                parts[m] = buffered;
+                m += 1;
             }
             first = false;
-            for (h, range, pad) in group {
-                parts.push(h);
-                parts.push(&data[range.clone()]);
+            for (h, (range, pad)) in heads[..k].iter().zip(&recs[..k]) {
+                parts[m] = h;
+                parts[m + 1] = &data[range.clone()];
+                m += 2;
                 if !pad.is_empty() {
-                    parts.push(pad);
+                    parts[m] = pad;
+                    m += 1;
                 }
             }
             r =
-                t.io.send(Some(&t.shared), &parts, false, Server::app_policy());
+                t.io.send(Some(&t.shared), &parts[..m], false, Server::app_policy());
             if r.is_err() {
                 break;
             }
@@ -218,13 +234,12 @@ impl Request {
         }
         self.ended = true;
         self.out.finish(self.app_status);
-        s.retire(t);
-        let r = t.io.send(
-            Some(&t.shared),
-            &[self.out.take_bytes()],
-            true,
-            Server::app_policy(),
-        );
+        let bytes = self.out.take_bytes();
+        let r = if s.retire_deferring(t, Some(bytes)) {
+            Ok(())
+        } else {
+            t.io.send(Some(&t.shared), &[bytes], true, Server::app_policy())
+        };
         self.out.clear();
         // Aborted: the runtime already sent END_REQUEST and the connection is fine.
         s.settle(t, !self.keep || r == Err(SendError::Broken), false);

@@ -83,7 +83,9 @@ pub struct Core {
     pub(super) scratch: Vec<u8>,
     pub(super) out: Vec<u8>,
     pub(super) fx: Effects,
-    pub(super) spare: Vec<ReqSlot>,
+    /// Slots of ended requests, kept for reuse (boxed, see [`Conn::reqs`]).
+    #[allow(clippy::vec_box)]
+    pub(super) spare: Vec<Box<ReqSlot>>,
     pub(super) freed_at: Instant,
     pub(super) standby_parked: bool,
     pub(super) standby_started: bool,
@@ -92,6 +94,11 @@ pub struct Core {
     /// Connections accepted recently whose first request no thread has taken yet (token,
     /// generation, accepted at): each stands for a thread that will be busy soon.
     pub(super) fresh: VecDeque<(usize, u64, Instant)>,
+    /// Connections with deferred output (token, generation): written before the next poll.
+    pub(super) corked: Vec<(usize, u64)>,
+    /// Ready requests the leader will take itself when it processes its events (1 while an
+    /// accepting leader handles what its poll returned, else 0): nobody is woken for them.
+    pub(super) leader_takes: usize,
 }
 
 impl Core {
@@ -127,6 +134,11 @@ impl Server {
         if let Some(s) = all.iter().find(|s| s.listen_fd == listen_fd) {
             return Ok(s.clone());
         }
+        static AT_EXIT: std::sync::Once = std::sync::Once::new();
+        AT_EXIT.call_once(|| {
+            // SAFETY: registers a function that only takes locks without waiting and writes.
+            unsafe { libc::atexit(Server::flush_at_exit) };
+        });
         let s = Arc::new(Server::new(listen_fd)?);
         super::register_wake_fd(s.wake.fd());
         all.push(s.clone());
@@ -166,6 +178,8 @@ impl Server {
                 standby_started: false,
                 listener_ready: false,
                 fresh: VecDeque::new(),
+                corked: Vec::new(),
+                leader_takes: 0,
             }),
             wake,
             registry,
@@ -278,7 +292,7 @@ impl Server {
                     None
                 };
                 if paused {
-                    srv.pump(core, t.token);
+                    srv.pump(core, t.token, Instant::now());
                 }
                 if result.is_some() || !paused || attempt == 1 {
                     return result;
@@ -293,10 +307,24 @@ impl Server {
     /// the id (nginx does), and another thread may read that before this one could free it.
     /// Called exactly once per taken request.
     pub fn retire(&self, t: &Taken) {
+        self.retire_deferring(t, None);
+    }
+
+    /// [`Server::retire`], and with `out` (the request's last records, END_REQUEST included)
+    /// defers them when another request of the same connection is ready to be taken and no
+    /// thread is polling: the responses of pipelined requests then leave in one write. Returns
+    /// true if `out` was queued; the caller sends it otherwise.
+    ///
+    /// Whoever takes the poll next writes deferred output first (`flush_corked`): the thread
+    /// that takes the ready request when it is done with it, or, if no application thread
+    /// comes back in time, the standby thread. Deciding and queuing under the core lock keeps
+    /// a leader from polling between the two.
+    pub fn retire_deferring(&self, t: &Taken, out: Option<&[u8]>) -> bool {
         let mut g = self.core.lock();
         g.in_flight = g.in_flight.saturating_sub(1);
+        let poll_free = g.poll.is_some();
         let Some(conn) = g.conn_mut(t.token, t.gen) else {
-            return;
+            return false;
         };
         if let Some(i) = conn
             .reqs
@@ -311,6 +339,43 @@ impl Server {
                 conn.idle_since = Instant::now();
             }
             g.spare.push(slot);
+        }
+        let Some(out) = out else {
+            return false;
+        };
+        let Some(conn) = g.conn_mut(t.token, t.gen) else {
+            return false;
+        };
+        let next_ready = conn.reqs.iter().any(|s| s.phase == Phase::Ready);
+        if !(poll_free && next_ready && conn.io.defer(&t.shared, out, true)) {
+            return false;
+        }
+        g.corked.push((t.token, t.gen));
+        true
+    }
+
+    /// Writes the output deferred by [`Server::retire_deferring`]. Called before every poll.
+    fn flush_corked(&self, g: &mut Core) {
+        for i in 0..g.corked.len() {
+            let (t, gen) = g.corked[i];
+            if let Some(conn) = g.conn_mut(t, gen) {
+                conn.io.flush_pending();
+            }
+        }
+        g.corked.clear();
+    }
+
+    /// At process exit: output deferred by a thread that did not come back is written
+    /// (non-blocking; whatever the socket takes).
+    extern "C" fn flush_at_exit() {
+        let pid = super::sys::pid();
+        let Some(all) = SERVERS.try_lock() else {
+            return;
+        };
+        for s in all.iter().filter(|s| s.pid == pid) {
+            if let Some(mut g) = s.core.try_lock() {
+                s.flush_corked(&mut g);
+            }
         }
     }
 
@@ -338,7 +403,7 @@ impl Server {
             conn.io.shutdown_when_flushed();
         } else if conn.paused || !conn.pending_in.is_empty() {
             // Input for the next pipelined request may be waiting behind this one.
-            self.pump(&mut g, t.token);
+            self.pump(&mut g, t.token, Instant::now());
         }
         self.rearm(&mut g, t.token);
         closing
@@ -463,6 +528,7 @@ impl Server {
         let Some((mut poll, mut events)) = g.poll.take() else {
             return;
         };
+        self.flush_corked(g);
         g.leader = who;
         let now = Instant::now();
         let mut timeout = g
@@ -478,6 +544,11 @@ impl Server {
             }
         }
         let r = MutexGuard::unlocked(g, || poll.poll(&mut events, timeout));
+        // One clock read for everything this round does (begun requests, timers).
+        let now = Instant::now();
+        // An accepting leader keeps the lock from here to its own check, which takes the first
+        // ready request: waking a sleeper for that one would only put it back to sleep.
+        g.leader_takes = accepting as usize;
         if let Err(e) = r {
             if e.kind() != io::ErrorKind::Interrupted {
                 crate::fcgi_log!(Error, "poll failed: {e}");
@@ -496,7 +567,7 @@ impl Server {
                     }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                         conn.readable = true;
-                        self.pump(g, t);
+                        self.pump(g, t, now);
                     }
                 }
             }
@@ -504,7 +575,8 @@ impl Server {
         if g.listener_ready {
             self.accept_some(g, accepting);
         }
-        self.fire_timers(g);
+        self.fire_timers(g, now);
+        g.leader_takes = 0;
         g.leader = Leader::None;
         g.poll = Some((poll, events));
         if super::in_shutdown() {

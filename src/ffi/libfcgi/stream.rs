@@ -17,7 +17,7 @@
 use super::fcgx::LfState;
 use super::types::*;
 use crate::ffi::panic::guard;
-use crate::protocol::record::rtype;
+use crate::protocol::record::{padding_for, rtype, Header, HEADER_LEN};
 use crate::runtime::io::SendError;
 use crate::runtime::server::Stream;
 use std::os::raw::{c_char, c_int, c_void};
@@ -540,11 +540,15 @@ pub unsafe extern "C" fn FCGX_FreeStream(stream: *mut *mut FCGX_Stream) {
 
 /// The record writer of FCGX_CreateWriter: blocking writes (waiting out EAGAIN) to a
 /// descriptor the caller owns.
+///
+/// `buf` holds the record being built in place: 8 header bytes (filled at flush), the content,
+/// and room for the padding, so a record leaves with one write and nothing is allocated after
+/// creation.
 pub(super) struct FdWriter {
     fd: c_int,
     id: u16,
     rtype: u8,
-    /// Header space plus content: records carry at most `cap` content bytes.
+    /// Header space, then content: records carry at most `cap` content bytes.
     buf: Vec<u8>,
     cap: usize,
 }
@@ -554,22 +558,29 @@ impl FdWriter {
         // libfcgi: the buffer is clamped to [32, 65536], rounded up to a multiple of 8, and
         // 8 bytes of it hold the header.
         let len = (bufflen.clamp(32, 65536) as usize).div_ceil(8) * 8;
+        let mut buf = Vec::with_capacity(len + 8);
+        buf.resize(HEADER_LEN, 0);
         FdWriter {
             fd,
             id,
             rtype,
-            buf: Vec::with_capacity(len + 8),
+            buf,
             cap: len - 8,
         }
     }
 
+    /// Content bytes buffered.
+    fn content_len(&self) -> usize {
+        self.buf.len() - HEADER_LEN
+    }
+
     fn put(&mut self, mut data: &[u8]) -> Result<(), c_int> {
         while !data.is_empty() {
-            let room = self.cap - self.buf.len();
+            let room = self.cap - self.content_len();
             let take = room.min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.buf.len() == self.cap {
+            if self.content_len() == self.cap {
                 self.flush()?;
             }
         }
@@ -578,21 +589,25 @@ impl FdWriter {
 
     /// Sends the buffered bytes as one record (nothing if empty).
     fn flush(&mut self) -> Result<(), c_int> {
-        if self.buf.is_empty() {
+        let len = self.content_len();
+        if len == 0 {
             return Ok(());
         }
-        let mut rec = Vec::with_capacity(self.buf.len() + 16);
-        crate::protocol::record::push_record(&mut rec, self.rtype, self.id, &self.buf);
-        self.buf.clear();
-        write_all(self.fd, &rec)
+        // cap <= 65528 and a multiple of 8, so the content fits a record and the padding
+        // fits the capacity reserved at creation.
+        let pad = padding_for(len);
+        self.buf[..HEADER_LEN]
+            .copy_from_slice(&Header::encode(self.rtype, self.id, len as u16, pad));
+        self.buf.resize(self.buf.len() + pad as usize, 0);
+        let r = write_all(self.fd, &self.buf);
+        self.buf.truncate(HEADER_LEN);
+        r
     }
 
     /// Sends the rest and the empty end-of-stream record.
     fn close(&mut self) -> Result<(), c_int> {
         self.flush()?;
-        let mut rec = Vec::with_capacity(8);
-        crate::protocol::record::push_record(&mut rec, self.rtype, self.id, &[]);
-        write_all(self.fd, &rec)
+        write_all(self.fd, &Header::encode(self.rtype, self.id, 0, 0))
     }
 }
 
