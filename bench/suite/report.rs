@@ -306,8 +306,8 @@ pub fn svg(points: &[SweepPoint]) -> String {
                 if p.never_served > 0 && k == 0 {
                     let _ = writeln!(
                         s,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="{}" font-size="10">{} of {} unserved</text>"#,
-                        x - 2.0,
+                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{}" font-size="10">{}/{}</text>"#,
+                        x,
                         y - 9.0,
                         COLORS[i],
                         p.never_served,
@@ -317,6 +317,12 @@ pub fn svg(points: &[SweepPoint]) -> String {
             }
         }
     }
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="{}" font-size="11" fill="#555">hollow marker, n/N: n of the N connections were never served during the run</text>"##,
+        lefts[0],
+        top - 6.0
+    );
     for (i, label) in LABELS.iter().enumerate() {
         let x = 80.0 + i as f64 * 290.0;
         let y = h - 18.0;
