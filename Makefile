@@ -5,6 +5,9 @@
 #   make test           build, cargo test --release (unit + integration, nginx included),
 #                       then check that the committed include/fcgi.h is up to date
 #   make bench-smoke    the suite's S1 for a second per variant (part of make test)
+#   make soak           fcgi-bench soak for SOAK_SECS (60) seconds: half against soak-echo (native
+#                       API), half against lf-echo (libfcgi API on the project's libfcgi.so.0,
+#                       via spawn-fcgi); fails on any error or server RSS/fd growth (docs/soak.md)
 #   make check-header   fail when include/fcgi.h differs from what the build generated
 #   make lint           rustfmt --check and clippy -D warnings on every target
 #   make bench          the benchmark suite (bench/): rewrites BENCHMARKS.md and bench/chart.svg;
@@ -25,7 +28,7 @@ DEMO_HOST   ?= 127.0.0.1
 DEMO_PORT   ?=
 RELEASE_DIR := target/release
 
-.PHONY: all build demo test check-header lint bench bench-smoke clean install uninstall
+.PHONY: all build demo test check-header lint bench bench-smoke soak clean install uninstall
 
 all: build
 
@@ -80,6 +83,35 @@ test: build
 # and both libraries still work together. No figure is judged.
 bench-smoke:
 	$(CARGO) bench --bench suite -- --quick --strict --only S1,S6 --out target/bench/smoke.md
+
+# Each server gets a 1 s idle timeout so the soak's idle worker sees idle connections closed.
+# SOAK_ARGS passes more options to fcgi-bench soak (e.g. --json).
+SOAK_SECS ?= 60
+SOAK_ARGS ?=
+soak: build
+	@command -v spawn-fcgi >/dev/null || { echo "soak: spawn-fcgi is missing (apt-get install spawn-fcgi)" >&2; exit 1; }; \
+	secs=$$(( ($(SOAK_SECS) + 1) / 2 )); lib=$$PWD/$(RELEASE_DIR); fails=0; \
+	free_port() { for p in $$(seq 9300 9399); do \
+	    if ! (exec 3<>/dev/tcp/127.0.0.1/$$p) 2>/dev/null; then echo $$p; return; fi; done; return 1; }; \
+	soak_one() { \
+	    name=$$1; shift; port=$$(free_port) || { echo "soak: no free port" >&2; return 1; }; \
+	    echo "==> soak $$name for $$secs s on 127.0.0.1:$$port"; \
+	    PORT=$$port LD_LIBRARY_PATH=$$lib FCGI_RUNTIME_KEEPALIVE_TIMEOUT_MS=1000 "$$@" & pid=$$!; \
+	    for i in $$(seq 1 200); do \
+	        if (exec 3<>/dev/tcp/127.0.0.1/$$port) 2>/dev/null; then break; fi; \
+	        kill -0 $$pid 2>/dev/null || { echo "soak: $$name exited before listening" >&2; return 1; }; \
+	        sleep 0.05; \
+	    done; \
+	    rc=0; $(RELEASE_DIR)/fcgi-bench soak 127.0.0.1:$$port --secs $$secs \
+	        --kinds keep,nokeep,mux,upload,abort,idle --server-pid $$pid $(SOAK_ARGS) || rc=$$?; \
+	    kill -0 $$pid 2>/dev/null || { echo "soak: $$name died during the soak" >&2; rc=1; }; \
+	    kill $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true; \
+	    return $$rc; \
+	}; \
+	soak_one soak-echo sh -c 'exec c-examples/build/soak-echo -t 4 -a 127.0.0.1:$$PORT' || fails=$$((fails + 1)); \
+	soak_one lf-echo sh -c 'exec spawn-fcgi -n -a 127.0.0.1 -p $$PORT -- c-examples/build/lf-echo' || fails=$$((fails + 1)); \
+	[ $$fails -eq 0 ] || { echo "soak: $$fails of 2 soaks failed" >&2; exit 1; }; \
+	echo "==> soak OK"
 
 # build.rs regenerates include/fcgi.h on every build; the committed copy must match it.
 check-header:

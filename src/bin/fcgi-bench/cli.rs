@@ -2,6 +2,8 @@
 
 pub(crate) const USAGE: &str = "\
 usage: fcgi-bench [OPTIONS] ADDRESS [SCRIPT_URI]
+       fcgi-bench soak [OPTIONS] ADDRESS     a mixed load that fails on any error or on
+                                             server memory growth (fcgi-bench soak -h)
 
 ADDRESS is PORT, :PORT, HOST:PORT, [IPV6]:PORT or a Unix socket path.
 SCRIPT_URI (default /) gives SCRIPT_NAME, REQUEST_URI and SCRIPT_FILENAME; a ?query part gives

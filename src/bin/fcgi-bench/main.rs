@@ -13,7 +13,12 @@
 mod cli;
 mod encode;
 mod matcher;
+mod monitor;
 mod report;
+mod soak;
+mod soak_conn;
+mod soak_report;
+mod soak_work;
 mod stats;
 mod worker;
 
@@ -123,7 +128,11 @@ fn run(o: &Options) -> (Stats, f64) {
 }
 
 fn main() -> ExitCode {
-    match parse_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("soak") {
+        return soak::main(args[1..].to_vec());
+    }
+    match parse_args(args) {
         Ok(Command::Help) => {
             println!("{USAGE}");
             ExitCode::SUCCESS

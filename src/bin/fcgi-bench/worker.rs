@@ -274,39 +274,43 @@ impl<'a> Conn<'a> {
 }
 
 /// A keep-alive worker: one connection, up to DEPTH ids in flight, ids reused as they end.
+/// A connection that fails (closed, reset, timed out, bad framing) is counted as an error and
+/// replaced by a new one while there is work left; a failed connect ends the worker.
 pub(crate) fn run_keep(sh: &Shared) -> Stats {
     let mut stats = Stats::new();
-    let mut conn = match Conn::open(sh) {
-        Ok(c) => c,
-        Err(_) => {
-            sh.error(&mut stats, Kind::Connect);
-            return stats;
-        }
-    };
     let depth = sh.reqs.len() - 1;
-    let mut result = Ok(());
-    for id in 1..=depth as u16 {
-        if !sh.may_issue() {
-            break;
+    loop {
+        let mut conn = match Conn::open(sh) {
+            Ok(c) => c,
+            Err(_) => {
+                sh.error(&mut stats, Kind::Connect);
+                return stats;
+            }
+        };
+        let mut result = Ok(());
+        for id in 1..=depth as u16 {
+            if !sh.may_issue() {
+                break;
+            }
+            result = conn.send(id, &mut stats);
+            if result.is_err() {
+                break;
+            }
         }
-        result = conn.send(id, &mut stats);
-        if result.is_err() {
-            break;
+        while result.is_ok() && conn.inflight > 0 {
+            result = conn
+                .next_end(&mut stats)
+                .and_then(|id| match sh.may_issue() {
+                    true => conn.send(id, &mut stats),
+                    false => Ok(()),
+                });
+        }
+        conn.close();
+        match result {
+            Ok(()) => return stats,
+            Err(k) => sh.error(&mut stats, k),
         }
     }
-    while result.is_ok() && conn.inflight > 0 {
-        result = conn
-            .next_end(&mut stats)
-            .and_then(|id| match sh.may_issue() {
-                true => conn.send(id, &mut stats),
-                false => Ok(()),
-            });
-    }
-    if let Err(k) = result {
-        sh.error(&mut stats, k);
-    }
-    conn.close();
-    stats
 }
 
 /// A no-keep worker: a new connection per request.
