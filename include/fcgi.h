@@ -167,10 +167,21 @@ void fcgi_shutdown(void);
 /*
  Opens a listening socket. `path` is `port`, `:port`, `*:port`, `host:port`,
  `[ipv6]:port` (TCP, SO_REUSEADDR; `[::]` is dual-stack) or a Unix socket path (an
- existing socket file is replaced; mode 0777). Returns the descriptor (close-on-exec), or
+ existing socket file is replaced; mode 0777 unless fcgi_set_socket_permissions or
+ FCGI_RUNTIME_SOCKET_MODE/_OWNER say otherwise). Returns the descriptor (close-on-exec), or
  -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init.
  */
 int fcgi_listen(const char *path, int backlog);
+
+/*
+ Sets the mode and owner of the Unix socket files that `fcgi_listen` (and the libfcgi
+ face's `FCGX_OpenSocket`/`OS_CreateLocalIpcFd`) create from now on. `mode`: permission
+ bits (at most 0777), or -1 for the default (FCGI_RUNTIME_SOCKET_MODE, else 0777 for
+ fcgi_listen and the umask's for the libfcgi face). `owner`: "user", "user:group" or
+ ":group" (names or numeric ids), or NULL for the default (FCGI_RUNTIME_SOCKET_OWNER, else
+ unchanged). Returns 0, or -1 (logged, nothing changed) for a bad mode or unknown name.
+ */
+int fcgi_set_socket_permissions(int mode, const char *owner);
 
 /*
  Sets the clients allowed to connect: a comma-separated list of IPv4 and IPv6 addresses

@@ -113,7 +113,8 @@ pub extern "C" fn fcgi_shutdown() {
 
 /// Opens a listening socket. `path` is `port`, `:port`, `*:port`, `host:port`,
 /// `[ipv6]:port` (TCP, SO_REUSEADDR; `[::]` is dual-stack) or a Unix socket path (an
-/// existing socket file is replaced; mode 0777). Returns the descriptor (close-on-exec), or
+/// existing socket file is replaced; mode 0777 unless fcgi_set_socket_permissions or
+/// FCGI_RUNTIME_SOCKET_MODE/_OWNER say otherwise). Returns the descriptor (close-on-exec), or
 /// -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_int {
@@ -140,6 +141,43 @@ pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_i
             }
             Err(e) => {
                 crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}");
+                -1
+            }
+        }
+    })
+}
+
+/// Sets the mode and owner of the Unix socket files that `fcgi_listen` (and the libfcgi
+/// face's `FCGX_OpenSocket`/`OS_CreateLocalIpcFd`) create from now on. `mode`: permission
+/// bits (at most 0777), or -1 for the default (FCGI_RUNTIME_SOCKET_MODE, else 0777 for
+/// fcgi_listen and the umask's for the libfcgi face). `owner`: "user", "user:group" or
+/// ":group" (names or numeric ids), or NULL for the default (FCGI_RUNTIME_SOCKET_OWNER, else
+/// unchanged). Returns 0, or -1 (logged, nothing changed) for a bad mode or unknown name.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_set_socket_permissions(mode: c_int, owner: *const c_char) -> c_int {
+    guard("fcgi_set_socket_permissions", -1, || {
+        let mode = match mode {
+            -1 => None,
+            m if (0..=0o777).contains(&m) => Some(m as u32),
+            m => {
+                crate::fcgi_log!(Error, "invalid socket mode {m:o}: at most 0777");
+                return -1;
+            }
+        };
+        let owner = if owner.is_null() {
+            None
+        } else {
+            // SAFETY: the caller passes NULL or a NUL-terminated string.
+            Some(
+                unsafe { CStr::from_ptr(owner) }
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        };
+        match rt::sockperm::set(mode, owner.as_deref()) {
+            Ok(()) => 0,
+            Err(e) => {
+                crate::fcgi_log!(Error, "fcgi_set_socket_permissions: {e}");
                 -1
             }
         }

@@ -24,7 +24,7 @@ use std::net::{
 };
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -241,8 +241,8 @@ fn sockaddr_un_of(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t
 ///
 /// TCP sockets get `SO_REUSEADDR`; an unspecified IPv6 address (`[::]`) gets `IPV6_V6ONLY=0` so it
 /// also accepts IPv4. For a Unix path, an existing *socket* file at that path is unlinked first
-/// (any other kind of file is left alone and makes bind fail), and the socket file is made mode
-/// 0777 after bind, as PHP does.
+/// (any other kind of file is left alone and makes bind fail), and the socket file gets the
+/// configured owner and mode after bind (`sockperm`; by default mode 0777, as PHP does).
 pub fn listen(addr: &ListenAddr, backlog: i32) -> io::Result<OwnedFd> {
     let fd = match addr {
         ListenAddr::Tcp(sa) => {
@@ -285,7 +285,10 @@ pub fn listen(addr: &ListenAddr, backlog: i32) -> io::Result<OwnedFd> {
                     len,
                 )
             })?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))?;
+            if let Err(e) = super::sockperm::apply(path, Some(0o777)) {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
             fd
         }
     };
@@ -445,6 +448,7 @@ pub fn connect(s: &str) -> io::Result<ClientStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixListener;
 
     fn tcp(s: &str) -> SocketAddr {

@@ -61,6 +61,9 @@ pub struct Conn {
     pub paused: bool,
     /// The peer closed its side (or the connection failed).
     pub read_closed: bool,
+    /// The poll reported the peer's end of input (or an error): read until EOF, since no
+    /// further readiness event will come for it (edge-triggered).
+    pub hup: bool,
     /// Close once no request is in flight (a request without KEEP_CONN, or fcgi_close).
     pub close_when_idle: bool,
     /// Closing: output is drained, then shut down for writing, then the peer's EOF awaited.
@@ -87,6 +90,7 @@ impl Conn {
             readable: false,
             paused: false,
             read_closed: false,
+            hup: false,
             close_when_idle: false,
             lingering: false,
             linger_since: now,

@@ -15,6 +15,7 @@ pub mod reactor;
 pub mod request;
 pub mod ring;
 pub mod server;
+pub mod sockperm;
 pub mod sys;
 
 use parking_lot::RwLock;

@@ -16,7 +16,15 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// First pause of accepting after accept() ran out of descriptors or memory; doubled per
+/// consecutive failure up to [`ACCEPT_BACKOFF_MAX`], reset by a successful accept.
+pub(super) const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause of accepting after a resource failure.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// At most one log line per this interval about accept() running out of resources.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Room for management answers beyond the write-behind limit before a peer that does not read
 /// is disconnected.
@@ -32,6 +40,10 @@ impl Server {
                 Ok(fd) => fd,
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => return accepted,
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        self.pause_accepting(g, &e);
+                        return accepted;
+                    }
                     Some(
                         libc::ECONNABORTED
                         | libc::EPROTO
@@ -45,6 +57,8 @@ impl Server {
                     }
                 },
             };
+            g.accept_paused_until = None;
+            g.accept_backoff = ACCEPT_BACKOFF_MIN;
             let max = config::get(Limit::MaxConns) as usize;
             if g.n_conns >= max {
                 crate::fcgi_log!(
@@ -93,6 +107,35 @@ impl Server {
             self.rearm(g, t);
         }
         accepted
+    }
+
+    /// accept() failed for want of a resource (descriptors, kernel memory). Retrying at once
+    /// would fail again and, with connections waiting in the backlog, turn the reactor into a
+    /// busy loop; so accepting pauses (10 ms, doubling up to 500 ms while failures go on; a
+    /// closed connection ends the pause early), the connections wait in the kernel's backlog,
+    /// and the condition is logged at most once per 10 s with the count of failures since.
+    fn pause_accepting(&self, g: &mut Core, e: &io::Error) {
+        let now = Instant::now();
+        let pause = g.accept_backoff;
+        g.accept_paused_until = Some(now + pause);
+        g.accept_backoff = (pause * 2).min(ACCEPT_BACKOFF_MAX);
+        // Retry when the pause ends even if no new connection arrives (edge-triggered poll).
+        g.listener_ready = true;
+        if g.accept_err_logged
+            .is_some_and(|at| now.duration_since(at) < ACCEPT_LOG_INTERVAL)
+        {
+            g.accept_err_unlogged += 1;
+            return;
+        }
+        let more = std::mem::take(&mut g.accept_err_unlogged);
+        g.accept_err_logged = Some(now);
+        crate::fcgi_log!(
+            Error,
+            "accept failed: {e}; pausing new connections for {} ms ({more} more failures \
+             since the last report; {} connections open)",
+            pause.as_millis(),
+            g.n_conns
+        );
     }
 
     /// Feeds kept and new input of connection `t` to its engine until the socket is dry, the
@@ -147,7 +190,9 @@ impl Server {
                             if c < n {
                                 conn.pending_in.extend_from_slice(&scratch[c..n]);
                                 conn.paused = true;
-                            } else if n < scratch.len() {
+                            } else if n < scratch.len() && !conn.hup {
+                                // Drained (a short read), unless the peer's FIN or an error
+                                // came with the data: then the next read sees it.
                                 conn.readable = false;
                             }
                             Ok(())
@@ -338,6 +383,10 @@ impl Server {
         g.in_flight = g.in_flight.saturating_sub(dropped);
         g.n_conns -= 1;
         g.free.push(t);
+        if g.accept_paused_until.is_some() {
+            // A descriptor was freed: accepting may work again.
+            g.accept_paused_until = Some(Instant::now());
+        }
     }
 
     pub(super) fn rearm(&self, g: &mut Core, t: usize) {

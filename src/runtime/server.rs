@@ -99,6 +99,14 @@ pub struct Core {
     /// Ready requests the leader will take itself when it processes its events (1 while an
     /// accepting leader handles what its poll returned, else 0): nobody is woken for them.
     pub(super) leader_takes: usize,
+    /// accept() ran out of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM): no accept is tried
+    /// before this instant (see `reactor.rs`, `accept_all`).
+    pub(super) accept_paused_until: Option<Instant>,
+    /// The current back-off step, doubled per consecutive failure up to the maximum.
+    pub(super) accept_backoff: Duration,
+    /// When the last accept failure was logged, and failures since then not logged.
+    pub(super) accept_err_logged: Option<Instant>,
+    pub(super) accept_err_unlogged: u64,
 }
 
 impl Core {
@@ -180,6 +188,10 @@ impl Server {
                 fresh: VecDeque::new(),
                 corked: Vec::new(),
                 leader_takes: 0,
+                accept_paused_until: None,
+                accept_backoff: super::reactor::ACCEPT_BACKOFF_MIN,
+                accept_err_logged: None,
+                accept_err_unlogged: 0,
             }),
             wake,
             registry,
@@ -509,6 +521,11 @@ impl Server {
         if budget == 0 {
             return;
         }
+        if g.accept_paused_until.is_some_and(|u| now < u) {
+            // Out of descriptors or memory a moment ago: the connections wait in the backlog
+            // (listener_ready stays set, the poll wakes up when the pause ends).
+            return;
+        }
         g.listener_ready = false;
         if self.accept_all(g, budget) == budget {
             // Stopped by the budget, not by an empty backlog.
@@ -542,6 +559,12 @@ impl Server {
                 let left = (at + FRESH_WINDOW).saturating_duration_since(now);
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
+            // Look again when an accept pause ends (an ended pause adds nothing: with no
+            // thread waiting in accept, a zero timeout would spin).
+            if let Some(until) = g.accept_paused_until.filter(|&u| u > now) {
+                let left = until - now;
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
         }
         let r = MutexGuard::unlocked(g, || poll.poll(&mut events, timeout));
         // One clock read for everything this round does (begun requests, timers).
@@ -567,6 +590,7 @@ impl Server {
                     }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                         conn.readable = true;
+                        conn.hup |= ev.is_read_closed() || ev.is_error();
                         self.pump(g, t, now);
                     }
                 }

@@ -331,6 +331,10 @@ fn listen_unix(path: &Path, backlog: c_int) -> Result<OwnedFd, StepError> {
     let fd = step("socket", new_socket(libc::AF_UNIX))?;
     let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
     bind_listen(&fd, (&sun as *const libc::sockaddr_un).cast(), len, backlog)?;
+    if let Err(e) = crate::runtime::sockperm::apply(path, None) {
+        let _ = std::fs::remove_file(path);
+        return Err(("socket permissions", e));
+    }
     Ok(fd)
 }
 
