@@ -29,6 +29,12 @@ const READ_CHUNK: usize = 64 * 1024;
 /// reserved for itself (see `accept_some`): long enough for a web server's first request to
 /// arrive, short enough that silent connections do not stop accepting.
 const FRESH_WINDOW: Duration = Duration::from_millis(100);
+/// After a fresh connection stayed silent for a whole [`FRESH_WINDOW`], fresh connections stop
+/// holding threads for this long (renewed by every further silent one): a client that opens
+/// connections and sends nothing must not slow accepting to one connection per window.
+const SILENT_HOLD: Duration = Duration::from_secs(1);
+/// Connections accepted per round while fresh connections hold no thread.
+const SILENT_ACCEPT_BATCH: usize = 64;
 
 /// A thread blocked in the library: it sleeps on its own condvar (with the core mutex).
 #[derive(Default)]
@@ -94,6 +100,9 @@ pub struct Core {
     /// Connections accepted recently whose first request no thread has taken yet (token,
     /// generation, accepted at): each stands for a thread that will be busy soon.
     pub(super) fresh: VecDeque<(usize, u64, Instant)>,
+    /// A fresh connection stayed silent through its window: until this instant fresh connections
+    /// hold no thread and the backlog is accepted in batches (see `accept_some`).
+    pub(super) silent_until: Option<Instant>,
     /// Connections with deferred output (token, generation): written before the next poll.
     pub(super) corked: Vec<(usize, u64)>,
     /// Ready requests the leader will take itself when it processes its events (1 while an
@@ -186,6 +195,7 @@ impl Server {
                 standby_started: false,
                 listener_ready: false,
                 fresh: VecDeque::new(),
+                silent_until: None,
                 corked: Vec::new(),
                 leader_takes: 0,
                 accept_paused_until: None,
@@ -510,14 +520,33 @@ impl Server {
                 .filter(|(_, k)| *k == Kind::Accept)
                 .count();
         let conns = &g.conns;
+        let mut silent = false;
         g.fresh.retain(|&(t, gen, at)| {
-            now.duration_since(at) < FRESH_WINDOW
-                && conns
-                    .get(t)
-                    .and_then(|c| c.as_ref())
-                    .is_some_and(|c| c.gen == gen && c.fresh)
+            let still_fresh = conns
+                .get(t)
+                .and_then(|c| c.as_ref())
+                .is_some_and(|c| c.gen == gen && c.fresh);
+            if !still_fresh {
+                return false;
+            }
+            let in_window = now.duration_since(at) < FRESH_WINDOW;
+            silent |= !in_window;
+            in_window
         });
-        let budget = waiting.saturating_sub(g.fresh.len() + g.ready.len());
+        if silent {
+            g.silent_until = Some(now + SILENT_HOLD);
+        }
+        let budget = if g.silent_until.is_some_and(|u| now < u) {
+            // Silent connections are about: a fresh one is no sign of a request coming, so
+            // the backlog is taken as fast as it comes while a thread waits in accept.
+            if waiting == 0 {
+                0
+            } else {
+                SILENT_ACCEPT_BATCH
+            }
+        } else {
+            waiting.saturating_sub(g.fresh.len() + g.ready.len())
+        };
         if budget == 0 {
             return;
         }
@@ -558,6 +587,14 @@ impl Server {
             if let Some(&(_, _, at)) = g.fresh.front() {
                 let left = (at + FRESH_WINDOW).saturating_duration_since(now);
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            // A batch taken while silent connections are about stopped short of an empty
+            // backlog: take the next one after this poll's events, without waiting.
+            if accepting
+                && g.silent_until.is_some_and(|u| now < u)
+                && !g.accept_paused_until.is_some_and(|u| now < u)
+            {
+                timeout = Some(Duration::ZERO);
             }
             // Look again when an accept pause ends (an ended pause adds nothing: with no
             // thread waiting in accept, a zero timeout would spin).

@@ -185,3 +185,26 @@ fn idle_keepalive_connections_are_freed_by_the_timeout() {
     app.assert_serves();
     assert!(app.rss_kib() < rss0 + 16 * 1024);
 }
+
+/// Connections that connect and never send anything must not stop a server from accepting.
+/// A fresh connection holds a waiting thread for up to 100 ms (so processes of a pre-fork pool
+/// share new connections); once one of them stays silent that long, fresh connections stop
+/// holding threads. Before that rule, a one-thread server took 100 ms per silent connection in
+/// its backlog: 300 of them delayed the next real request by 30 s, past the client's timeout.
+#[test]
+fn silent_connections_do_not_stop_accepting() {
+    const N: usize = 300;
+    raise_nofile();
+    let mut app = App::start(Spec::adv(1, &[]));
+    app.assert_serves();
+    let rss0 = app.rss_kib();
+    let silent: Vec<Client> = (0..N).map(|_| app.connect()).collect();
+    // Served although every silent connection reached the backlog first.
+    app.assert_serves();
+    app.assert_serves();
+    let rss = app.rss_kib();
+    eprintln!("silent connections: {N} open, RSS {rss0} -> {rss} KiB");
+    assert!(rss < rss0 + 16 * 1024, "RSS grew from {rss0} to {rss} KiB");
+    drop(silent);
+    app.assert_serves();
+}
