@@ -592,7 +592,7 @@ impl Server {
             // backlog: take the next one after this poll's events, without waiting.
             if accepting
                 && g.silent_until.is_some_and(|u| now < u)
-                && !g.accept_paused_until.is_some_and(|u| now < u)
+                && g.accept_paused_until.is_none_or(|u| now >= u)
             {
                 timeout = Some(Duration::ZERO);
             }
