@@ -212,3 +212,58 @@ uninstall:
 # Refresh the dynamic loader's cache after a live (DESTDIR-less) install or uninstall as root.
 LDCONFIG_IF_LIVE = if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
 	    echo "$(LDCONFIG)"; $(LDCONFIG); fi
+
+# ---- Fuzzing (docs/fuzzing.md) -----------------------------------------------------------------
+#
+#   make fuzz-ci    every target for FUZZ_CI_SECS (60) seconds over a scratch copy of the
+#                   committed corpus (target/fuzz-corpus-ci/); fails on any crash, timeout or OOM
+#   make fuzz       long runs: FUZZ_SECS (600) per target, FUZZ_TARGETS (all), FUZZ_JOBS (1:
+#                   more runs libFuzzer workers in parallel, logging to fuzz-N.log);
+#                   the corpus grows in target/fuzz-corpus/<target> (outside git)
+#   make fuzz-seeds regenerate the committed seed corpus (fuzz/corpus/) from its generator
+#
+# Works on stable Rust: RUSTC_BOOTSTRAP=1 lets stable rustc take the -Z flags cargo-fuzz
+# passes (sanitizer, coverage); cargo-fuzz itself is installed from crates.io when missing.
+
+FUZZ_TARGETS  ?= record nvpair engine engine_records framer acl
+FUZZ_SECS     ?= 600
+FUZZ_CI_SECS  ?= 60
+FUZZ_JOBS     ?= 1
+CARGO_FUZZ_VERSION := 0.13.1
+FUZZ_FLAGS    := -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1
+FUZZ_ENV      := RUSTC_BOOTSTRAP=1
+
+.PHONY: fuzz fuzz-ci fuzz-build fuzz-seeds
+
+fuzz-build:
+	@if ! $(CARGO) fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$'; then \
+	    echo "$(CARGO) install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)"; \
+	    $(CARGO) install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION); \
+	fi
+	$(FUZZ_ENV) $(CARGO) fuzz build
+
+fuzz-ci: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	    dir=target/fuzz-corpus-ci/$$t; rm -rf "$$dir"; mkdir -p "$$dir"; \
+	    cp fuzz/corpus/$$t/* "$$dir"/ 2>/dev/null || true; \
+	    echo "==> fuzz $$t for $(FUZZ_CI_SECS)s"; \
+	    $(FUZZ_ENV) $(CARGO) fuzz run $$t "$$dir" -- $(FUZZ_FLAGS) \
+	        -max_total_time=$(FUZZ_CI_SECS) >"target/fuzz-ci-$$t.log" 2>&1 || { \
+	        tail -n 60 "target/fuzz-ci-$$t.log"; \
+	        echo "fuzz-ci: $$t failed; the input is in fuzz/artifacts/$$t/ (docs/fuzzing.md)" >&2; \
+	        exit 1; }; \
+	    grep -E '^#[0-9]+[[:space:]]+DONE' "target/fuzz-ci-$$t.log" | tail -n 1 || true; \
+	done
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	    dir=target/fuzz-corpus/$$t; mkdir -p "$$dir"; \
+	    echo "==> fuzz $$t for $(FUZZ_SECS)s (corpus $$dir)"; \
+	    $(FUZZ_ENV) $(CARGO) fuzz run $$t "$$dir" fuzz/corpus/$$t -- $(FUZZ_FLAGS) \
+	        -max_total_time=$(FUZZ_SECS) \
+	        $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) || exit 1; \
+	done
+
+fuzz-seeds:
+	rm -rf fuzz/corpus
+	$(CARGO) run --release --manifest-path fuzz/Cargo.toml --example gen_corpus

@@ -5,8 +5,9 @@
 //! every record. Nothing is buffered in proportion to a size a peer declared except the
 //! BEGIN_REQUEST body (a fixed 8-byte array), a GET_VALUES body (at most 65535 bytes, in a
 //! reused buffer) and PARAMS, which are decoded straight into the request's [`ParamStore`]
-//! under the configured limits. STDIN and DATA bytes are handed to the [`Sink`] as slices of
-//! the caller's input.
+//! under the configured limits; the store grows with the bytes received, never ahead of them
+//! to a declared length. STDIN and DATA bytes are handed to the [`Sink`] as slices of the
+//! caller's input.
 //!
 //! Request state lives in a short vector of slots searched linearly (a connection rarely has
 //! more than one request in flight); slots of ended requests are kept for reuse, so steady
@@ -99,7 +100,7 @@ pub trait Sink {
 }
 
 /// Slots of ended requests kept for reuse (with their [`ParamStore`] allocations).
-const SPARE_SLOTS: usize = 4;
+pub const SPARE_SLOTS: usize = 4;
 
 /// Ceilings on the configured PARAMS limits. [`ParamStore`] addresses its buffer with `u32`
 /// offsets; with these, payload plus two separator bytes per pair stays well below 4 GiB
@@ -261,6 +262,22 @@ impl Engine {
     /// True when no request is active and no record is partly received.
     pub fn is_idle(&self) -> bool {
         self.active.is_empty() && self.stage == Stage::Header && self.header_have == 0
+    }
+
+    /// Heap bytes the engine holds: its management buffers and the parameter stores of active
+    /// and spare request slots. For memory bounds in tests and fuzz targets.
+    pub fn heap_bytes(&self) -> usize {
+        let slots = self.active.iter().chain(&self.spare);
+        self.get_values.capacity()
+            + self.answer.capacity()
+            + self.value.capacity()
+            + (self.active.capacity() + self.spare.capacity()) * std::mem::size_of::<Slot>()
+            + slots.map(|s| s.store.heap_bytes()).sum::<usize>()
+    }
+
+    /// Slots of ended requests kept for reuse (at most a few).
+    pub fn spare_slots(&self) -> usize {
+        self.spare.len()
     }
 
     /// Changes the limits for requests that begin from now on.

@@ -1111,3 +1111,29 @@ fn fuzz_never_panics_and_is_split_invariant() {
         check_consistent(&s, &mut rng, cfgs[i % 2]);
     }
 }
+
+/// Found by fuzz/nvpair (input `00 81 00 00 20 f9`): a pair's 4-byte length declared 16 MiB
+/// and the store reserved it before any of it arrived. Here 128 requests on one connection
+/// each declare a value of 1 MiB (the default limit) in 13 bytes of PARAMS: memory must follow
+/// the ~4 KiB received, not the 128 MiB declared.
+#[test]
+fn declared_params_lengths_are_not_reserved() {
+    let mut input = Vec::new();
+    for id in 1..=128 {
+        input.extend(rec(rtype::BEGIN_REQUEST, id, &begin_body(1, 1), 0));
+        let mut pair = vec![1, 0x80, 0x0f, 0xff, 0xff, b'K'];
+        pair.extend_from_slice(b"partial");
+        input.extend(rec(rtype::PARAMS, id, &pair, 0));
+    }
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut sink = TestSink::new();
+    let mut out = Vec::new();
+    assert_eq!(engine.feed(&input, &mut sink, &mut out), Ok(input.len()));
+    assert_eq!(engine.active(), 128);
+    let held = engine.heap_bytes();
+    assert!(
+        held < 64 * input.len(),
+        "{held} bytes held for {} received",
+        input.len()
+    );
+}

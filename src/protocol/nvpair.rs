@@ -6,8 +6,7 @@
 //!
 //! [`NvDecoder`] accepts a stream cut at any byte (inside a length, a name or a value) and
 //! writes straight into a [`ParamStore`]. Limits are checked as soon as the lengths are known,
-//! before [`ParamStore::begin_pair`] reserves memory for them, so a peer's declared size is
-//! never allocated unchecked.
+//! and memory is reserved only for bytes that arrived, never for a peer's declared size.
 
 use super::params::ParamStore;
 
@@ -147,7 +146,7 @@ impl NvDecoder {
                         self.value_len = len;
                         self.bytes = total;
                         self.count += 1;
-                        store.begin_pair(self.name_len, len);
+                        store.begin_pair(self.name_len, len, chunk.len());
                         self.state = State::Name;
                         self.remaining = self.name_len;
                         self.settle(store);
@@ -452,6 +451,29 @@ mod tests {
         s.clear();
         assert_eq!(d.feed(&buf, &mut s, 5, 1), Err(NvError::TooMany));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn declared_lengths_are_not_reserved() {
+        // Found by fuzz/nvpair: six bytes declaring a 16 MiB value made the store reserve
+        // 16 MiB before any of it arrived.
+        let mut d = NvDecoder::new();
+        let mut s = ParamStore::new();
+        d.feed(&[0, 0x81, 0, 0, 0x20, 0xf9], &mut s, 1 << 30, 1000)
+            .unwrap();
+        assert!(s.heap_bytes() < 1024, "{} bytes held", s.heap_bytes());
+        // The value still arrives whole, however it is split.
+        let rest = vec![b'v'; 0x0100_001f];
+        for chunk in rest.chunks(100_000) {
+            d.feed(chunk, &mut s, 1 << 30, 1000).unwrap();
+        }
+        d.finish().unwrap();
+        assert_eq!(s.get(b"").map(|v| v.len()), Some(0x0100_0020));
+        assert!(
+            s.heap_bytes() <= 2 * 0x0100_0040,
+            "{} bytes held",
+            s.heap_bytes()
+        );
     }
 
     #[test]

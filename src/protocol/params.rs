@@ -57,11 +57,19 @@ impl ParamStore {
         self.payload
     }
 
+    /// Heap bytes the store holds (capacity of its buffers), for memory bounds in tests and
+    /// fuzz targets.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+    }
+
     /// Starts a pair whose lengths are known; its bytes follow through [`ParamStore::extend`].
-    /// The caller has checked the lengths against its limits, so reserving them is bounded.
-    pub fn begin_pair(&mut self, name_len: usize, value_len: usize) {
+    /// The caller has checked the lengths against its limits. Room is reserved only for the
+    /// `arriving` bytes already at hand: a declared length is not an allocation request (six
+    /// bytes may declare a gigabyte), so memory grows with the bytes that actually arrive.
+    pub fn begin_pair(&mut self, name_len: usize, value_len: usize, arriving: usize) {
         let off = self.buf.len();
-        self.buf.reserve(name_len + value_len + 2);
+        self.buf.reserve((name_len + value_len).min(arriving) + 2);
         self.entries.push(Entry {
             off: off as u32,
             name_len: name_len as u32,
