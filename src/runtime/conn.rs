@@ -61,6 +61,9 @@ pub struct Conn {
     pub paused: bool,
     /// The peer closed its side (or the connection failed).
     pub read_closed: bool,
+    /// An event said the peer closed its side (EPOLLRDHUP) or the socket failed: read until
+    /// EOF, as a short read no longer means the socket is dry (the edge will not come again).
+    pub peer_hup: bool,
     /// Close once no request is in flight (a request without KEEP_CONN, or fcgi_close).
     pub close_when_idle: bool,
     /// Closing: output is drained, then shut down for writing, then the peer's EOF awaited.
@@ -87,6 +90,7 @@ impl Conn {
             readable: false,
             paused: false,
             read_closed: false,
+            peer_hup: false,
             close_when_idle: false,
             lingering: false,
             linger_since: now,

@@ -147,7 +147,7 @@ impl Server {
                             if c < n {
                                 conn.pending_in.extend_from_slice(&scratch[c..n]);
                                 conn.paused = true;
-                            } else if n < scratch.len() {
+                            } else if n < scratch.len() && !conn.peer_hup {
                                 conn.readable = false;
                             }
                             Ok(())
