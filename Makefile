@@ -10,6 +10,10 @@
 #                       via spawn-fcgi); fails on any error or server RSS/fd growth (docs/soak.md)
 #   make check-header   fail when include/fcgi.h differs from what the build generated
 #   make lint           rustfmt --check and clippy -D warnings on every target
+#   make memsafe        only the C-boundary memory-safety tests (valgrind, ASan/UBSan, fd leaks,
+#                       NULL/invalid arguments on every export); part of make test
+#   make memsafe-asan-rust  the ASan runs again, on the Rust library itself built with
+#                       -Zsanitizer=address (RUSTC_BOOTSTRAP, target/asan-rust); not in CI
 #   make bench          the benchmark suite (bench/): rewrites BENCHMARKS.md and bench/chart.svg;
 #                       needs libfcgi-dev, valgrind and strace; BENCH_ARGS passes options
 #   make install        install the library, headers and pkg-config files (docs/install.md)
@@ -28,7 +32,7 @@ DEMO_HOST   ?= 127.0.0.1
 DEMO_PORT   ?=
 RELEASE_DIR := target/release
 
-.PHONY: all build demo test check-header lint bench bench-smoke soak clean install uninstall
+.PHONY: all build demo test check-header lint bench bench-smoke soak clean install uninstall memsafe memsafe-asan-rust
 
 all: build
 
@@ -78,6 +82,20 @@ test: build
 	$(CARGO) test --release
 	$(MAKE) check-header
 	$(MAKE) bench-smoke
+
+memsafe: build
+	$(CARGO) test --release --test memcheck --test asan --test fd_leak --test ffi_args
+
+# gcc's libasan (which the -fsanitize=address C programs load) serves the LLVM-instrumented
+# library too (both ASan ABI v8).
+ASAN_RUST_DIR := target/asan-rust/x86_64-unknown-linux-gnu/release
+memsafe-asan-rust:
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Zsanitizer=address CARGO_TARGET_DIR=target/asan-rust \
+	    $(CARGO) build --release --lib --target x86_64-unknown-linux-gnu
+	ln -sfn libfcgi.so $(ASAN_RUST_DIR)/libfcgi.so.0
+	FCGI_MEMSAFE_LIB_DIR=$(CURDIR)/$(ASAN_RUST_DIR) $(CARGO) test --release --test asan
+	FCGI_MEMSAFE_LIB_DIR=$(CURDIR)/$(ASAN_RUST_DIR) $(CARGO) test --release --test ffi_args \
+	    invalid_arguments_under_asan
 
 # The benchmark suite's S1 for one second per variant: checks that the suite, its C programs
 # and both libraries still work together. No figure is judged.

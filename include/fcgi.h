@@ -251,14 +251,15 @@ int fcgi_flush(fcgi_request *req, int end);
 
 /*
  Reads up to `len` bytes of the request body (STDIN) into `str`, blocking until at least one
- byte is there. Returns the count, 0 at the end of the body, -1 if the request was aborted,
- its connection failed or the body was cut short.
+ byte is there. Returns the count, 0 at the end of the body or if `len <= 0`, -1 if the
+ request was aborted, its connection failed or the body was cut short (and for a NULL
+ request, or a NULL `str` with `len > 0`).
  */
 int fcgi_read(fcgi_request *req, char *str, int len);
 
 /*
  Filter role: reads the DATA stream like fcgi_read, once STDIN has been read to its end
- (-1 before that).
+ (-1 before that, and -1 for a request of another role, which has no DATA stream).
  */
 int fcgi_read_data(fcgi_request *req, char *str, int len);
 

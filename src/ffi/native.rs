@@ -369,21 +369,25 @@ pub unsafe extern "C" fn fcgi_flush(req: *mut fcgi_request, end: c_int) -> c_int
 }
 
 fn read_stream(req: *mut fcgi_request, s: *mut c_char, len: c_int, which: Stream) -> c_int {
-    if s.is_null() || len <= 0 {
-        return 0;
-    }
     // SAFETY: req is NULL or valid (caller's contract).
     let Some(r) = (unsafe { self::req(req) }) else {
         return -1;
     };
+    if len <= 0 {
+        return 0;
+    }
+    if s.is_null() {
+        return -1;
+    }
     // SAFETY: the caller provides len writable bytes at s.
     let buf = unsafe { std::slice::from_raw_parts_mut(s.cast::<u8>(), len as usize) };
     r.inner.read(which, buf) as c_int
 }
 
 /// Reads up to `len` bytes of the request body (STDIN) into `str`, blocking until at least one
-/// byte is there. Returns the count, 0 at the end of the body, -1 if the request was aborted,
-/// its connection failed or the body was cut short.
+/// byte is there. Returns the count, 0 at the end of the body or if `len <= 0`, -1 if the
+/// request was aborted, its connection failed or the body was cut short (and for a NULL
+/// request, or a NULL `str` with `len > 0`).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_read(req: *mut fcgi_request, str: *mut c_char, len: c_int) -> c_int {
     guard("fcgi_read", -1, || {
@@ -392,7 +396,7 @@ pub unsafe extern "C" fn fcgi_read(req: *mut fcgi_request, str: *mut c_char, len
 }
 
 /// Filter role: reads the DATA stream like fcgi_read, once STDIN has been read to its end
-/// (-1 before that).
+/// (-1 before that, and -1 for a request of another role, which has no DATA stream).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_read_data(
     req: *mut fcgi_request,

@@ -163,6 +163,7 @@ impl Server {
     }
 
     fn new(listen_fd: RawFd) -> io::Result<Server> {
+        sys::check_listening(listen_fd)?;
         let poll = Poll::new()?;
         let wake = EventFd::new()?;
         sys::set_nonblocking(listen_fd)?;
@@ -290,8 +291,11 @@ impl Server {
                 else {
                     return Some(-1);
                 };
-                if which == Stream::Data && !slot.stdin_eof {
+                if which == Stream::Data
+                    && (!slot.stdin_eof || slot.role != crate::protocol::Role::Filter)
+                {
                     // DATA follows STDIN: the application must read STDIN to its end first.
+                    // Only a Filter has a DATA stream (others would wait for it forever).
                     return Some(-1);
                 }
                 let (ring, eof) = match which {

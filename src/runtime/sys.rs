@@ -68,6 +68,31 @@ pub fn poll_one(fd: RawFd, events: i16, timeout_ms: i32) -> io::Result<i16> {
     Ok(p.revents)
 }
 
+/// Ok if `fd` is a listening socket. Otherwise the error accept(2) would give (EBADF,
+/// ENOTSOCK, or EINVAL for a socket that does not listen): polling such a descriptor for
+/// connections would wait forever (a pipe) or fail to register (a regular file).
+pub fn check_listening(fd: RawFd) -> io::Result<()> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writing, and `len` is the size of `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if v == 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(())
+}
+
 /// `shutdown(fd, SHUT_WR)`; errors are ignored (the peer may be gone).
 pub fn shutdown_write(fd: RawFd) {
     // SAFETY: shutdown has no memory-safety preconditions.

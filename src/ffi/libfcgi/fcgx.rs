@@ -558,14 +558,17 @@ pub extern "C" fn FCGX_ShutdownPending() {
     rt::terminate();
 }
 
-/// Re-attaches a request detached with FCGX_Detach. Returns 0.
+/// Re-attaches a request detached with FCGX_Detach. Returns 0, or -1 for NULL (libfcgi crashes).
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_Attach(r: *mut FCGX_Request) -> c_int {
     // SAFETY: the caller's request or NULL.
-    if let Some(r) = unsafe { r.as_mut() } {
-        r.detached = 0;
+    match unsafe { r.as_mut() } {
+        Some(r) => {
+            r.detached = 0;
+            0
+        }
+        None => -1,
     }
-    0
 }
 
 /// Marks a request detached (Perl's FCGI does this around fork). Returns -1 without a

@@ -789,6 +789,12 @@ pub unsafe extern "C" fn OS_Accept(
             set_errno(libc::EBADF);
             return -1;
         }
+        // Not a listening socket (a pipe, a file, a connected socket): fail as accept(2)
+        // would, instead of polling for connections that never come.
+        if let Err(e) = crate::runtime::sys::check_listening(listen_sock) {
+            set_errno(e.raw_os_error().unwrap_or(libc::EINVAL));
+            return -1;
+        }
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let list = unsafe { c_str(webServerAddrs) }
             .filter(|s| !s.is_empty())
