@@ -138,6 +138,14 @@ static void native_without_request(void)
     CHECK(fcgi_listen, fcgi_listen("[::1", INT_MAX), r == -1);
     CALL(fcgi_set_allowed_clients, fcgi_set_allowed_clients(NULL));
     CALL(fcgi_set_allowed_clients, fcgi_set_allowed_clients((char *)",,300.1.2.3/99,::g,"));
+    CHECK(fcgi_set_socket_permissions, fcgi_set_socket_permissions(-2, NULL), r == -1);
+    CHECK(fcgi_set_socket_permissions, fcgi_set_socket_permissions(01000, NULL), r == -1);
+    CHECK(fcgi_set_socket_permissions, fcgi_set_socket_permissions(INT_MAX, NULL), r == -1);
+    CHECK(fcgi_set_socket_permissions, fcgi_set_socket_permissions(0660, ""), r == -1);
+    CHECK(fcgi_set_socket_permissions, fcgi_set_socket_permissions(0660, ":"), r == -1);
+    CHECK(fcgi_set_socket_permissions,
+          fcgi_set_socket_permissions(0660, "no-such-user-fcgi:no-such-group-fcgi"), r == -1);
+    CHECK(fcgi_set_socket_permissions, fcgi_set_socket_permissions(-1, NULL), r == 0);
     /* That list refuses every client: forget it (and leave FastCGI mode). */
     CALL(fcgi_shutdown, fcgi_shutdown());
     CALL(fcgi_destroy_request, fcgi_destroy_request(NULL));
