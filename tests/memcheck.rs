@@ -142,6 +142,7 @@ memcheck_tests! {
     filter => "filter",
     authorizer => "authorizer",
     cpp_example => "cpp-example",
+    soak_echo => "soak-echo",
     lf_echo => "lf-echo",
     lf_threaded => "lf-threaded",
     lf_authorizer => "lf-authorizer",

@@ -97,6 +97,10 @@ pub const PROGRAMS: &[Prog] = &[
         ..prog("authorizer", "c-examples/authorizer.c")
     },
     prog("cpp-example", "c-examples/cpp-example.cpp"),
+    Prog {
+        args: &["-t", "2"],
+        ..prog("soak-echo", "c-examples/soak-echo.c")
+    },
     prog("lf-echo", "c-examples/lf-echo.c"),
     Prog {
         args: &["-t", "2"],
