@@ -74,25 +74,4 @@ fn asan(name: &str) {
     assert!(st.success(), "{name}: exit status {st}:\n{text}");
 }
 
-macro_rules! asan_tests {
-    ($($test:ident => $name:expr),* $(,)?) => {
-        $(#[test] fn $test() { asan($name) })*
-    };
-}
-
-asan_tests! {
-    hello => "hello",
-    echo => "echo",
-    filter => "filter",
-    authorizer => "authorizer",
-    cpp_example => "cpp-example",
-    soak_echo => "soak-echo",
-    lf_echo => "lf-echo",
-    lf_threaded => "lf-threaded",
-    lf_authorizer => "lf-authorizer",
-    lf_filter => "lf-filter",
-    lf_fcgio => "lf-fcgio",
-    lf_app => "lf_app",
-    lf_life => "lf_life",
-    stdio_app => "stdio_app",
-}
+program_tests!(asan);

@@ -16,24 +16,7 @@ use std::time::{Duration, Instant};
 
 fn program() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let lib = common::lib_dir();
-        let out = std::env::temp_dir().join(format!("lf_life-{}", std::process::id()));
-        let st = Command::new("cc")
-            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-I"])
-            .arg(root.join("include"))
-            .arg(root.join("tests/lifecycle/lf_life.c"))
-            .arg("-o")
-            .arg(&out)
-            .arg(format!("-L{}", lib.display()))
-            .arg(format!("-Wl,-rpath,{}", lib.display()))
-            .args(["-lfcgi", "-lpthread"])
-            .status()
-            .expect("run cc");
-        assert!(st.success(), "cannot build lf_life.c");
-        out
-    })
+    P.get_or_init(|| common::build_c("tests/lifecycle/lf_life.c"))
 }
 
 /// The running program; killed on drop.

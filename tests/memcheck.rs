@@ -130,25 +130,4 @@ fn summary_parses_valgrind_output() {
     assert_eq!((s.errors, s.definitely, s.indirectly), (3, 1024, 0));
 }
 
-macro_rules! memcheck_tests {
-    ($($test:ident => $name:expr),* $(,)?) => {
-        $(#[test] fn $test() { memcheck($name) })*
-    };
-}
-
-memcheck_tests! {
-    hello => "hello",
-    echo => "echo",
-    filter => "filter",
-    authorizer => "authorizer",
-    cpp_example => "cpp-example",
-    soak_echo => "soak-echo",
-    lf_echo => "lf-echo",
-    lf_threaded => "lf-threaded",
-    lf_authorizer => "lf-authorizer",
-    lf_filter => "lf-filter",
-    lf_fcgio => "lf-fcgio",
-    lf_app => "lf_app",
-    lf_life => "lf_life",
-    stdio_app => "stdio_app",
-}
+program_tests!(memcheck);

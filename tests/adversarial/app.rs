@@ -16,24 +16,7 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// adv_app.c, compiled once per test binary against the project's library.
 pub fn adv_app() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let lib = common::lib_dir();
-        let out = std::env::temp_dir().join(format!("adv_app-{}", std::process::id()));
-        let st = Command::new("cc")
-            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-I"])
-            .arg(root.join("include"))
-            .arg(root.join("tests/adversarial/adv_app.c"))
-            .arg("-o")
-            .arg(&out)
-            .arg(format!("-L{}", lib.display()))
-            .arg(format!("-Wl,-rpath,{}", lib.display()))
-            .args(["-lfcgi", "-lpthread"])
-            .status()
-            .expect("run cc");
-        assert!(st.success(), "cannot build adv_app.c");
-        out
-    })
+    P.get_or_init(|| common::build_c("tests/adversarial/adv_app.c"))
 }
 
 /// How to start a server.

@@ -121,6 +121,30 @@ fn build_examples() -> Result<PathBuf, String> {
     }
     Ok(builddir)
 }
+/// Compiles the C program at `src` (relative to the repository root) against the project's
+/// headers and library (rpath set) into the temporary directory; returns the executable.
+pub fn build_c(src: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let lib = lib_dir();
+    let stem = Path::new(src)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a C source file");
+    let out = std::env::temp_dir().join(format!("{stem}-{}", std::process::id()));
+    let st = Command::new("cc")
+        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join(src))
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lfcgi", "-lpthread"])
+        .status()
+        .expect("run cc");
+    assert!(st.success(), "cannot build {src}");
+    out
+}
 
 /// The directory with the built C examples (built on first use; panics if the build fails).
 pub fn examples_dir() -> &'static Path {

@@ -80,6 +80,33 @@ const fn prog(name: &'static str, src: &'static str) -> Prog {
     }
 }
 
+/// One `#[test]` per program of [`PROGRAMS`], each calling `$check(name)`:
+/// `program_tests!(memcheck);` in a test file.
+#[macro_export]
+macro_rules! program_tests {
+    ($check:ident) => {
+        $crate::program_tests!($check;
+            hello => "hello",
+            echo => "echo",
+            filter => "filter",
+            authorizer => "authorizer",
+            cpp_example => "cpp-example",
+            soak_echo => "soak-echo",
+            lf_echo => "lf-echo",
+            lf_threaded => "lf-threaded",
+            lf_authorizer => "lf-authorizer",
+            lf_filter => "lf-filter",
+            lf_fcgio => "lf-fcgio",
+            lf_app => "lf_app",
+            lf_life => "lf_life",
+            stdio_app => "stdio_app",
+        );
+    };
+    ($check:ident; $($test:ident => $name:expr),* $(,)?) => {
+        $(#[test] fn $test() { $check($name) })*
+    };
+}
+
 /// The C examples and the libfcgi-API test programs.
 pub const PROGRAMS: &[Prog] = &[
     prog("hello", "c-examples/hello.c"),
