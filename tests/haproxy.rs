@@ -86,7 +86,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-use support::{require, show, tcp_ready, unix_ready, Fixture, IO_TIMEOUT, START_TIMEOUT};
+use support::{
+    example_cmd, require, show, tcp_ready, unix_ready, Fixture, IO_TIMEOUT, START_TIMEOUT,
+};
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
 const CURL_MAX_TIME: u32 = 60;
@@ -166,17 +168,6 @@ struct App {
     addr: Addr,
     /// lf-echo sends the body back after its report; echo does not.
     echoes_body: bool,
-}
-
-/// `c-examples/<name> ARGS` on the library the examples were linked against (cargo's own
-/// `LD_LIBRARY_PATH` may name other builds of libfcgi.so.0), without an inherited `FCGI_ADDR`.
-fn example_cmd(name: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(common::example(name));
-    cmd.args(args).env_remove("FCGI_ADDR");
-    if std::env::var_os("FCGI_TEST_EXAMPLES_DIR").is_none() {
-        cmd.env("LD_LIBRARY_PATH", common::lib_dir());
-    }
-    cmd
 }
 
 /// `echo -t THREADS -a 127.0.0.1:PORT` with extra environment (`FCGI_RUNTIME_*` limits).

@@ -48,7 +48,6 @@
 mod common;
 mod support;
 
-use common::fnv1a64;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -60,8 +59,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use support::{
-    children_of, require, show, tail, tcp_ready, unix_ready, wait_lib_mapped, Fixture, Response,
-    IO_TIMEOUT, START_TIMEOUT,
+    check_echo, children_of, example_cmd, require, show, tail, tcp_ready, unix_ready,
+    wait_lib_mapped, Fixture, Response, IO_TIMEOUT, START_TIMEOUT,
 };
 
 const LIGHTTPD: &str = "/usr/sbin/lighttpd";
@@ -176,17 +175,6 @@ fn relay(client: TcpStream, upstream: u16, begins: Arc<Mutex<Vec<Vec<u8>>>>, ind
 // ---------------------------------------------------------------------------------------------
 // The fixture
 // ---------------------------------------------------------------------------------------------
-
-/// `c-examples/<name> ARGS`, on the library the examples were linked against (cargo's own
-/// `LD_LIBRARY_PATH` may name other builds of libfcgi.so.0), without an inherited `FCGI_ADDR`.
-fn example_cmd(name: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(common::example(name));
-    cmd.args(args).env_remove("FCGI_ADDR");
-    if std::env::var_os("FCGI_TEST_EXAMPLES_DIR").is_none() {
-        cmd.env("LD_LIBRARY_PATH", common::lib_dir());
-    }
-    cmd
-}
 
 struct Lighttpd {
     /// Declared first: dropped (lighttpd and the applications killed) before the proxy.
@@ -410,45 +398,11 @@ fn check_error_log(fx: &Fixture) {
 // Checks
 // ---------------------------------------------------------------------------------------------
 
-/// Checks an echo response: 200, FCGI_ROLE=RESPONDER first, the given lines present, one
-/// STDIN_LENGTH and one STDIN_FNV1A64. Returns the lines.
-fn check_echo(fx: &Fixture, what: &str, r: &Response, lines: &[String]) -> Vec<String> {
-    fx.check(r.status == 200, || {
-        format!(
-            "{what}: status {} (want 200), body:\n{}",
-            r.status,
-            show(&r.body)
-        )
-    });
-    let text = r.text();
-    let got: Vec<String> = text.lines().map(str::to_string).collect();
-    fx.check(
-        got.first().map(String::as_str) == Some("FCGI_ROLE=RESPONDER"),
-        || format!("{what}: the first param is not FCGI_ROLE=RESPONDER; body:\n{text}"),
-    );
-    for want in lines {
-        fx.check(got.contains(want), || {
-            format!("{what}: line {want:?} missing; body:\n{text}")
-        });
-    }
-    for key in ["STDIN_LENGTH=", "STDIN_FNV1A64="] {
-        fx.check(
-            got.iter().filter(|l| l.starts_with(key)).count() == 1,
-            || format!("{what}: want exactly one {key} line; body:\n{text}"),
-        );
-    }
-    got
-}
-
+/// [`support::echo_lines`] and the SCRIPT_NAME lighttpd sets to the location.
 fn echo_lines(method: &str, uri: &str, query: &str, body: &[u8]) -> Vec<String> {
-    vec![
-        format!("REQUEST_METHOD={method}"),
-        format!("QUERY_STRING={query}"),
-        format!("REQUEST_URI={uri}?{query}"),
-        format!("SCRIPT_NAME={uri}"),
-        format!("STDIN_LENGTH={}", body.len()),
-        format!("STDIN_FNV1A64={:016x}", fnv1a64(body)),
-    ]
+    let mut lines = support::echo_lines(method, uri, query, body);
+    lines.push(format!("SCRIPT_NAME={uri}"));
+    lines
 }
 
 /// Checks a denial: `status`, the authorizer's body exactly, its Content-Type.

@@ -30,10 +30,13 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
-use support::{require, show, tcp_ready, unix_ready, Fixture, Response, IO_TIMEOUT, NGINX};
+use support::{
+    check_echo, echo_lines, example_cmd, require, show, tcp_ready, unix_ready, Fixture, IO_TIMEOUT,
+    NGINX,
+};
 
 const CURL_MAX_TIME: u32 = 30;
 const TEN_MIB: usize = 10 * 1024 * 1024;
@@ -41,17 +44,6 @@ const TEN_MIB: usize = 10 * 1024 * 1024;
 // ---------------------------------------------------------------------------------------------
 // The fixture
 // ---------------------------------------------------------------------------------------------
-
-/// `c-examples/<name> ARGS`, on the library the examples were linked against (cargo's own
-/// `LD_LIBRARY_PATH` may name other builds of libfcgi.so.0), without an inherited `FCGI_ADDR`.
-fn example_cmd(name: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(common::example(name));
-    cmd.args(args).env_remove("FCGI_ADDR");
-    if std::env::var_os("FCGI_TEST_EXAMPLES_DIR").is_none() {
-        cmd.env("LD_LIBRARY_PATH", common::lib_dir());
-    }
-    cmd
-}
 
 /// The fixture of every test: the three applications and nginx in front of them.
 fn start() -> Fixture {
@@ -123,48 +115,6 @@ fn nginx_blocks(echo_port: u16, sock: &Path, hello_port: u16) -> (String, String
         }}"#
     );
     (upstreams, locations)
-}
-
-/// Checks an echo response: 200, FCGI_ROLE first, the given lines present.
-fn check_echo(fx: &Fixture, what: &str, r: &Response, lines: &[String]) {
-    fx.check(r.status == 200, || {
-        format!(
-            "{what}: status {} (want 200), body:\n{}",
-            r.status,
-            show(&r.body)
-        )
-    });
-    let text = r.text();
-    let got: Vec<&str> = text.lines().collect();
-    fx.check(got.first() == Some(&"FCGI_ROLE=RESPONDER"), || {
-        format!("{what}: the first param is not FCGI_ROLE=RESPONDER; body:\n{text}")
-    });
-    for want in lines {
-        fx.check(got.contains(&want.as_str()), || {
-            format!("{what}: line {want:?} missing; body:\n{}", show(&r.body))
-        });
-    }
-    for key in ["STDIN_LENGTH=", "STDIN_FNV1A64="] {
-        fx.check(
-            got.iter().filter(|l| l.starts_with(key)).count() == 1,
-            || {
-                format!(
-                    "{what}: want exactly one {key} line; body:\n{}",
-                    show(&r.body)
-                )
-            },
-        );
-    }
-}
-
-fn echo_lines(method: &str, uri: &str, query: &str, body: &[u8]) -> Vec<String> {
-    vec![
-        format!("REQUEST_METHOD={method}"),
-        format!("QUERY_STRING={query}"),
-        format!("REQUEST_URI={uri}?{query}"),
-        format!("STDIN_LENGTH={}", body.len()),
-        format!("STDIN_FNV1A64={:016x}", fnv1a64(body)),
-    ]
 }
 
 // ---------------------------------------------------------------------------------------------

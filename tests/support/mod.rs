@@ -1037,3 +1037,61 @@ impl Drop for Fixture {
         }
     }
 }
+
+// Shared by the web-server tests (nginx, lighttpd, HAProxy).
+
+/// `c-examples/<name> ARGS`, on the library the examples were linked against (cargo's own
+/// `LD_LIBRARY_PATH` may name other builds of libfcgi.so.0), without an inherited `FCGI_ADDR`.
+pub fn example_cmd(name: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(common::example(name));
+    cmd.args(args).env_remove("FCGI_ADDR");
+    if std::env::var_os("FCGI_TEST_EXAMPLES_DIR").is_none() {
+        cmd.env("LD_LIBRARY_PATH", common::lib_dir());
+    }
+    cmd
+}
+
+/// Checks an echo response (c-examples/echo): 200, FCGI_ROLE first, the given lines present,
+/// one STDIN_LENGTH and one STDIN_FNV1A64 line. Returns the response's lines.
+pub fn check_echo(fx: &Fixture, what: &str, r: &Response, lines: &[String]) -> Vec<String> {
+    fx.check(r.status == 200, || {
+        format!(
+            "{what}: status {} (want 200), body:\n{}",
+            r.status,
+            show(&r.body)
+        )
+    });
+    let text = r.text();
+    let got: Vec<&str> = text.lines().collect();
+    fx.check(got.first() == Some(&"FCGI_ROLE=RESPONDER"), || {
+        format!("{what}: the first param is not FCGI_ROLE=RESPONDER; body:\n{text}")
+    });
+    for want in lines {
+        fx.check(got.contains(&want.as_str()), || {
+            format!("{what}: line {want:?} missing; body:\n{}", show(&r.body))
+        });
+    }
+    for key in ["STDIN_LENGTH=", "STDIN_FNV1A64="] {
+        fx.check(
+            got.iter().filter(|l| l.starts_with(key)).count() == 1,
+            || {
+                format!(
+                    "{what}: want exactly one {key} line; body:\n{}",
+                    show(&r.body)
+                )
+            },
+        );
+    }
+    got.iter().map(|l| l.to_string()).collect()
+}
+
+/// The lines c-examples/echo prints for a request to `uri?query` with `body`.
+pub fn echo_lines(method: &str, uri: &str, query: &str, body: &[u8]) -> Vec<String> {
+    vec![
+        format!("REQUEST_METHOD={method}"),
+        format!("QUERY_STRING={query}"),
+        format!("REQUEST_URI={uri}?{query}"),
+        format!("STDIN_LENGTH={}", body.len()),
+        format!("STDIN_FNV1A64={:016x}", common::fnv1a64(body)),
+    ]
+}
