@@ -87,7 +87,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 use support::{
-    example_cmd, require, show, tcp_ready, unix_ready, Fixture, IO_TIMEOUT, START_TIMEOUT,
+    example_cmd, require, show, tcp_ready, tcp_sockets, unix_connected_to, unix_ready, Fixture,
+    IO_TIMEOUT, START_TIMEOUT, TCP_ESTABLISHED,
 };
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
@@ -125,43 +126,10 @@ impl Addr {
     /// (from the kernel's tables, so it does not lag behind the application's accept()).
     fn connections(&self) -> usize {
         match self {
-            Addr::Tcp(port) => tcp_established_to(*port),
+            Addr::Tcp(port) => tcp_sockets(*port, TCP_ESTABLISHED),
             Addr::Unix(path) => unix_connected_to(path),
         }
     }
-}
-
-/// `/proc/net/tcp` rows in state ESTABLISHED whose local port is `port`: the application's
-/// ends of its connections (the port belongs to the application alone).
-fn tcp_established_to(port: u16) -> usize {
-    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let local_port = f
-                .get(1)
-                .and_then(|a| a.rsplit_once(':'))
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            local_port == Some(port) && f.get(3) == Some(&"01")
-        })
-        .count()
-}
-
-/// `/proc/net/unix` rows in state connected (`03`) bound to `path`: the server ends of the
-/// connections to the listening socket (they carry its path; clients' ends carry none).
-fn unix_connected_to(path: &Path) -> usize {
-    let want = path.to_str().expect("utf-8 socket path");
-    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() >= 8 && f[5] == "03" && f[7] == want
-        })
-        .count()
 }
 
 struct App {
