@@ -22,7 +22,8 @@
  *   STDIN_FNV1A64=<hex>\n   64-bit FNV-1a of those bytes, 16 lowercase hex digits
  *
  * Failures are logged on stderr, which the tests read:
- *   "webapp: body cut after X of CONTENT_LENGTH bytes"   the body ended early or failed
+ *   "webapp: body cut after X of CONTENT_LENGTH bytes (read error|early end)"
+ *                                                        the body failed or ended early
  *   "webapp: write failed after X of N bytes"            bytes= could not be sent
  *   "webapp: write failed at piece I"                    pieces= could not be sent
  */
@@ -185,7 +186,8 @@ static unsigned long long read_body(struct web_io *io, const char *qs, char *inb
     const char *cl = io->getenv(io->ctx, "CONTENT_LENGTH");
     unsigned long long want = cl && *cl ? strtoull(cl, NULL, 10) : 0;
     if (failed || (cl && *cl && total != want)) {
-        fprintf(stderr, "webapp: body cut after %llu of %s bytes\n", total, cl ? cl : "?");
+        fprintf(stderr, "webapp: body cut after %llu of %s bytes (%s)\n", total, cl ? cl : "?",
+                failed ? "read error" : "early end");
         fflush(stderr);
     }
     return total;
