@@ -117,7 +117,13 @@ fn fcgi_maps(pid: u32) -> String {
     let mut paths: Vec<&str> = maps
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|p| p.contains("libfcgi"))
+        // The file name, not the path: fixture directories are named fcgi-libfcgi-*.
+        .filter(|p| {
+            Path::new(p)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libfcgi.so"))
+        })
         .collect();
     paths.dedup();
     paths.join("\n")
