@@ -3,6 +3,7 @@
 
 use parking_lot::RwLock;
 use std::fmt;
+use std::io::Write;
 
 /// Log levels, with PHP's values (FCGI_DEBUG .. FCGI_ALERT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,7 +31,13 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     let guard = LOGGER.read();
     match guard.as_ref() {
         Some(f) => f(level, &args.to_string()),
-        None if level >= Level::Notice => eprintln!("fcgi-runtime: {args}"),
+        // One write(2) per line, so lines of other writers to the same stderr (the
+        // application's own) never land inside ours; and no panic when stderr is broken,
+        // as eprintln! would.
+        None if level >= Level::Notice => {
+            let line = format!("fcgi-runtime: {args}\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
         None => {}
     }
 }
