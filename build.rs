@@ -19,7 +19,11 @@ fn main() {
     }
 
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let srcs = ["src/ffi/native_types.rs", "src/ffi/native.rs"];
+    let srcs = [
+        "src/ffi/native_types.rs",
+        "src/ffi/native.rs",
+        "src/ffi/pool.rs",
+    ];
     for s in srcs {
         println!("cargo:rerun-if-changed={s}");
     }

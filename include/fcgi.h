@@ -109,6 +109,12 @@ typedef int dcgi_protocol_status;
 #define FCGI_LIMIT_WRITE_BEHIND_BYTES 11
 
 /*
+ A pre-fork process pool: settings, listening sockets, and after fcgi_pool_run the
+ worker's identity. Opaque; create with fcgi_pool_new, free with fcgi_pool_free.
+ */
+typedef struct fcgi_pool fcgi_pool;
+
+/*
  A request object: one per application thread, reused request after request. Opaque.
  */
 typedef struct fcgi_request fcgi_request;
@@ -394,6 +400,67 @@ int fcgi_set_limit(fcgi_limit which, long long value);
  The current value of a limit (FCGI_LIMIT_*), or -1 for an unknown limit.
  */
 long long fcgi_get_limit(fcgi_limit which);
+
+/*
+ Creates a pool with the default settings: a static pool of one worker per CPU, or of
+ PHP_FCGI_CHILDREN workers when that variable is a number above 0; max_requests from
+ PHP_FCGI_MAX_REQUESTS (else 0: workers are not recycled). No socket, no process, no thread
+ is created. Returns NULL on failure. Free with fcgi_pool_free.
+ */
+fcgi_pool *fcgi_pool_new(void);
+
+/*
+ Changes one setting; `name` and `value` are strings (FPM's names):
+ `pm` (static, dynamic, ondemand), `max_children`, `start_servers`, `min_spare_servers`,
+ `max_spare_servers`, `process_idle_timeout_ms`, `max_requests` (0: no limit),
+ `max_memory` (resident bytes, 0: no limit), `graceful_timeout_ms` (0: no limit),
+ `reuseport` (0 or 1; applies to sockets fcgi_pool_listen opens afterwards).
+ Returns 0, or -1 (logged, nothing changed) for an unknown name, a bad value, a NULL
+ argument, or a pool that already ran. Settings are checked together by fcgi_pool_run.
+ */
+int fcgi_pool_set(fcgi_pool *p, const char *name, const char *value);
+
+/*
+ Opens a listening socket for the pool (`addr` as for fcgi_listen; `backlog` <= 0 means
+ 128), with SO_REUSEPORT on TCP sockets when `reuseport` is set. Call it before
+ fcgi_pool_run, as often as needed. Returns the socket's index (0, 1, ...), or -1 after
+ logging the reason. Without any fcgi_pool_listen, fcgi_pool_run serves the sockets of
+ systemd socket activation (LISTEN_FDS/LISTEN_PID), else fd 0 if it is a listening socket.
+ */
+int fcgi_pool_listen(fcgi_pool *p, const char *addr, int backlog);
+
+/*
+ Starts the pool: the calling process becomes its supervisor and forks the workers.
+ Returns 1 in each worker: serve the pool's sockets (fcgi_pool_socket) with
+ fcgi_init_request/fcgi_accept_request and return from main when fcgi_accept_request gives
+ -1 (recycling, reload, stop). Returns 0 in the parent once the pool has stopped (SIGTERM,
+ SIGINT: fast stop; SIGQUIT: graceful stop; SIGHUP/SIGUSR2 reload the workers; SIGUSR1 is
+ forwarded to them). Returns -1 (logged, nothing started) for inconsistent settings, no
+ listening socket, a second call, or a process that already has threads (the parent must
+ be single-threaded: call it before the first fcgi_accept_request and before starting
+ threads). The parent's signal dispositions are restored when it returns 0.
+ */
+int fcgi_pool_run(fcgi_pool *p);
+
+/*
+ The listening descriptor at `index` (from fcgi_pool_listen, or the inherited sockets in
+ their order once fcgi_pool_run has started), in the parent and in workers; -1 for a NULL
+ pool or an index out of range. The descriptor belongs to the pool.
+ */
+int fcgi_pool_socket(fcgi_pool *p, int index);
+
+/*
+ In a worker, its index: 0 .. max_children-1 (a replacement takes the index of the worker
+ it replaces). -1 in the parent, before fcgi_pool_run, and for NULL.
+ */
+int fcgi_pool_worker_index(fcgi_pool *p);
+
+/*
+ Frees a pool. In the parent (or before fcgi_pool_run) it also closes the sockets
+ fcgi_pool_listen opened; in a worker the sockets stay open (request objects serve them).
+ NULL is ignored.
+ */
+void fcgi_pool_free(fcgi_pool *p);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -114,7 +114,12 @@ fn every_program_is_listed() {
     listed.sort();
     for e in std::fs::read_dir(memsafe::root().join("c-examples")).expect("c-examples") {
         let name = e.expect("entry").file_name().to_string_lossy().into_owned();
-        if (name.ends_with(".c") || name.ends_with(".cpp")) && name != "prefork.c" {
+        // prefork.c and pool.c fork workers: tests/runtime_behaviour.rs and tests/pool.rs run
+        // them; memcheck and ASan follow the single-process examples.
+        if (name.ends_with(".c") || name.ends_with(".cpp"))
+            && name != "prefork.c"
+            && name != "pool.c"
+        {
             let src = format!("c-examples/{name}");
             assert!(listed.contains(&src.as_str()), "{src} is not in PROGRAMS");
         }

@@ -6,4 +6,5 @@ pub mod libfcgi;
 pub mod native;
 pub mod native_types;
 pub mod panic;
+pub mod pool;
 pub(crate) mod signals;

@@ -244,6 +244,12 @@ fn sockaddr_un_of(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t
 /// (any other kind of file is left alone and makes bind fail), and the socket file gets the
 /// configured owner and mode after bind (`sockperm`; by default mode 0777, as PHP does).
 pub fn listen(addr: &ListenAddr, backlog: i32) -> io::Result<OwnedFd> {
+    listen_with(addr, backlog, false)
+}
+
+/// [`listen`], with `SO_REUSEPORT` on a TCP socket when `reuseport` (a pool's setting: another
+/// instance may bind the same address during a blue/green switch).
+pub fn listen_with(addr: &ListenAddr, backlog: i32, reuseport: bool) -> io::Result<OwnedFd> {
     let fd = match addr {
         ListenAddr::Tcp(sa) => {
             let domain = if sa.is_ipv4() {
@@ -253,6 +259,9 @@ pub fn listen(addr: &ListenAddr, backlog: i32) -> io::Result<OwnedFd> {
             };
             let fd = new_socket(domain)?;
             set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+            if reuseport {
+                set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+            }
             if let SocketAddr::V6(a) = sa {
                 if a.ip().is_unspecified() {
                     set_int_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;

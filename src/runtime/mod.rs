@@ -11,6 +11,7 @@ pub mod framer;
 pub mod io;
 pub mod log;
 pub mod mgmt;
+pub mod pool;
 pub mod reactor;
 pub mod request;
 pub mod ring;
@@ -19,12 +20,29 @@ pub mod sockperm;
 pub mod sys;
 
 use parking_lot::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::Arc;
 
-static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Process-wide run state, one atomic so that the accept path pays a single load for all of
+/// it: [`STATE_SHUTDOWN`], [`STATE_DRAIN`] (a pool worker stops accepting connections and
+/// ends once it holds none), [`STATE_POOLED`] (this process is a pool worker: the scoreboard
+/// hooks run).
+static STATE: AtomicU8 = AtomicU8::new(0);
+pub(crate) const STATE_SHUTDOWN: u8 = 1;
+pub(crate) const STATE_DRAIN: u8 = 2;
+pub(crate) const STATE_POOLED: u8 = 4;
 
-/// Eventfds of the servers of this process, written to by [`terminate`] (async-signal-safe).
+/// The run state bits (one acquire load).
+#[inline]
+pub(crate) fn state() -> u8 {
+    STATE.load(Ordering::Acquire)
+}
+
+/// Sets run state bits (async-signal-safe).
+pub(crate) fn set_state_bits(bits: u8) {
+    STATE.fetch_or(bits, Ordering::AcqRel);
+}
+
 static WAKE_FDS: [AtomicI32; 64] = [const { AtomicI32::new(-1) }; 64];
 
 pub(crate) fn register_wake_fd(fd: i32) {
@@ -42,18 +60,27 @@ pub(crate) fn register_wake_fd(fd: i32) {
 
 /// True once shutdown was requested: `accept` returns no more requests.
 pub fn in_shutdown() -> bool {
-    SHUTDOWN.load(Ordering::Acquire)
+    state() & STATE_SHUTDOWN != 0
 }
 
 /// Sets or clears the shutdown flag without waking anyone (PHP's `fcgi_set_in_shutdown`).
 pub fn set_in_shutdown(v: bool) {
-    SHUTDOWN.store(v, Ordering::Release);
+    if v {
+        STATE.fetch_or(STATE_SHUTDOWN, Ordering::AcqRel);
+    } else {
+        STATE.fetch_and(!STATE_SHUTDOWN, Ordering::AcqRel);
+    }
 }
 
 /// Requests shutdown and wakes every thread blocked in accept. Async-signal-safe: an atomic
 /// store and `write(2)` on eventfds.
 pub fn terminate() {
-    SHUTDOWN.store(true, Ordering::Release);
+    set_state_bits(STATE_SHUTDOWN);
+    wake_all();
+}
+
+/// Wakes the poll of every server of this process (async-signal-safe: `write(2)` on eventfds).
+pub(crate) fn wake_all() {
     for f in &WAKE_FDS {
         let fd = f.load(Ordering::Relaxed);
         if fd >= 0 {

@@ -241,8 +241,10 @@ impl Request {
             t.io.send(Some(&t.shared), &[bytes], true, Server::app_policy())
         };
         self.out.clear();
+        // A draining pool worker closes each connection after its current request.
+        let drain = t.pooled && super::pool::hooks::on_ended();
         // Aborted: the runtime already sent END_REQUEST and the connection is fine.
-        s.settle(t, !self.keep || r == Err(SendError::Broken), false);
+        s.settle(t, !self.keep || r == Err(SendError::Broken) || drain, false);
         r.is_ok()
     }
 
@@ -291,6 +293,9 @@ impl Request {
         if !self.ended {
             // Closing without END_REQUEST: the request is over for the server too.
             self.ended = true;
+            if t.pooled {
+                super::pool::hooks::on_ended();
+            }
             s.retire(&t);
             s.settle(&t, true, force);
             return true;

@@ -65,6 +65,8 @@ pub struct Taken {
     pub io: Arc<ConnIo>,
     pub shared: Arc<ReqShared>,
     pub peer: Peer,
+    /// Taken in a pool worker: its end is reported to the scoreboard (see `pool::hooks`).
+    pub pooled: bool,
 }
 
 /// Which input stream of a request.
@@ -116,6 +118,9 @@ pub struct Core {
     /// When the last accept failure was logged, and failures since then not logged.
     pub(super) accept_err_logged: Option<Instant>,
     pub(super) accept_err_unlogged: u64,
+    /// A pool worker's drain began: the listener left the poll, idle connections are closing,
+    /// the others close after their current request (see docs/pool-design.md).
+    pub(super) draining: bool,
 }
 
 impl Core {
@@ -203,6 +208,7 @@ impl Server {
                 accept_backoff: super::reactor::ACCEPT_BACKOFF_MIN,
                 accept_err_logged: None,
                 accept_err_unlogged: 0,
+                draining: false,
             }),
             wake,
             registry,
@@ -228,9 +234,15 @@ impl Server {
                 crate::fcgi_log!(Error, "cannot start the standby reactor thread: {e}");
             }
         }
-        self.run_until(&mut g, me, Kind::Accept, |_, core| {
-            if super::in_shutdown() {
+        self.run_until(&mut g, me, Kind::Accept, |srv, core| {
+            // One load for shutdown, drain and the pool hooks.
+            let st = super::state();
+            if st & super::STATE_SHUTDOWN != 0 {
                 return Some(None);
+            }
+            let draining = st & super::STATE_DRAIN != 0;
+            if draining && !core.draining {
+                srv.begin_drain(core);
             }
             while let Some((t, gen, id)) = core.ready.pop_front() {
                 let Some(conn) = core.conns.get_mut(t).and_then(|c| c.as_mut()) else {
@@ -251,6 +263,10 @@ impl Server {
                 slot.phase = Phase::Taken;
                 params.clear();
                 std::mem::swap(params, &mut slot.params);
+                let pooled = st & super::STATE_POOLED != 0;
+                if pooled {
+                    super::pool::hooks::on_taken();
+                }
                 return Some(Some(Taken {
                     token: t,
                     gen,
@@ -260,10 +276,42 @@ impl Server {
                     io,
                     shared: slot.shared.clone(),
                     peer,
+                    pooled,
                 }));
+            }
+            if draining && core.n_conns == 0 {
+                // Drained: nothing ready, no connection held.
+                return Some(None);
             }
             None
         })
+    }
+
+    /// Starts draining (a pool worker asked to stop gracefully, or at `max_requests`): the
+    /// listener leaves the poll so the siblings sharing it take the new connections, idle
+    /// kept-alive connections close at once (after their output, with the usual linger), and
+    /// every other connection closes after its current (or, if fresh, first) request. Ready
+    /// requests are still handed out.
+    fn begin_drain(&self, g: &mut Core) {
+        g.draining = true;
+        let _ = self.registry.deregister(&mut SourceFd(&self.listen_fd));
+        g.listener_ready = false;
+        let now = Instant::now();
+        for t in 0..g.conns.len() {
+            let Some(conn) = g.conns[t].as_mut() else {
+                continue;
+            };
+            conn.close_when_idle = true;
+            // A fresh connection (accepted, first request not yet taken) is kept for that
+            // request: its client never had an answer on it, so it would not retry.
+            if conn.reqs.is_empty() && !conn.lingering && !conn.fresh {
+                conn.lingering = true;
+                conn.idle_since = now;
+                conn.linger_since = now;
+                conn.io.shutdown_when_flushed();
+            }
+            self.rearm(g, t);
+        }
     }
 
     /// Reads input of a taken request into `buf`: bytes read, 0 at the end of the stream,
@@ -517,6 +565,9 @@ impl Server {
     /// other processes sharing the listening socket (a pre-fork pool) can take them; a
     /// process with one thread takes one connection at a time, as libfcgi does.
     fn accept_some(&self, g: &mut Core, accepting: bool) {
+        if g.draining {
+            return;
+        }
         let now = Instant::now();
         let waiting = accepting as usize
             + g.sleepers
@@ -644,7 +695,7 @@ impl Server {
         g.leader_takes = 0;
         g.leader = Leader::None;
         g.poll = Some((poll, events));
-        if super::in_shutdown() {
+        if super::state() & (super::STATE_SHUTDOWN | super::STATE_DRAIN) != 0 {
             for (w, k) in &g.sleepers {
                 if *k == Kind::Accept {
                     w.cv.notify_one();

@@ -123,6 +123,51 @@ static int fcgi_vprintf_nullfmt(int dummy, ...)
 
 /* ---- Part 1: nothing accepted ---------------------------------------------------------- */
 
+/* The pool API: NULL, bad settings and indexes, and fcgi_pool_run refusing to start (bad
+ * settings; no socket, since stdin is /dev/null). No call here forks. */
+static void native_pool(void)
+{
+    fcgi_pool *pl;
+
+    CHECK(fcgi_pool_set, fcgi_pool_set(NULL, "pm", "static"), r == -1);
+    CHECK(fcgi_pool_listen, fcgi_pool_listen(NULL, "ffi_args_pool.sock", 5), r == -1);
+    CHECK(fcgi_pool_run, fcgi_pool_run(NULL), r == -1);
+    CHECK(fcgi_pool_socket, fcgi_pool_socket(NULL, 0), r == -1);
+    CHECK(fcgi_pool_worker_index, fcgi_pool_worker_index(NULL), r == -1);
+    CALL(fcgi_pool_free, fcgi_pool_free(NULL));
+    CHECK(fcgi_pool_new, (pl = fcgi_pool_new()) != NULL, r == 1);
+    if (pl == NULL)
+        return;
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, NULL, "1"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "pm", NULL), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "pm", "lazy"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "", ""), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "no_such_setting", "1"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "max_children", "-1"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "max_children", "0"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "max_children", "99999999999999999999999"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "reuseport", "maybe"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "status_path", "/status"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "max_children", "2"), r == 0);
+    CHECK(fcgi_pool_worker_index, fcgi_pool_worker_index(pl), r == -1);
+    CHECK(fcgi_pool_socket, fcgi_pool_socket(pl, 0), r == -1);
+    /* No socket opened, none inherited: refused without forking. */
+    CHECK(fcgi_pool_run, fcgi_pool_run(pl), r == -1);
+    CHECK(fcgi_pool_listen, fcgi_pool_listen(pl, NULL, 5), r == -1);
+    CHECK(fcgi_pool_listen, fcgi_pool_listen(pl, "", 5), r == -1);
+    CHECK(fcgi_pool_listen, fcgi_pool_listen(pl, "[::1", INT_MAX), r == -1);
+    CHECK(fcgi_pool_listen, fcgi_pool_listen(pl, "ffi_args_pool.sock", -1), r == 0);
+    CHECK(fcgi_pool_socket, fcgi_pool_socket(pl, 0), r >= 0);
+    CHECK(fcgi_pool_socket, fcgi_pool_socket(pl, -1), r == -1);
+    CHECK(fcgi_pool_socket, fcgi_pool_socket(pl, 1), r == -1);
+    CHECK(fcgi_pool_socket, fcgi_pool_socket(pl, INT_MAX), r == -1);
+    /* Inconsistent dynamic settings (max_spare_servers 3 > max_children 2): refused. */
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "pm", "dynamic"), r == 0);
+    CHECK(fcgi_pool_run, fcgi_pool_run(pl), r == -1);
+    CALL(fcgi_pool_free, fcgi_pool_free(pl));
+    unlink("ffi_args_pool.sock");
+}
+
 static void native_without_request(void)
 {
     char buf[16];
@@ -184,6 +229,7 @@ static void native_without_request(void)
     CHECK(fcgi_get_limit, fcgi_get_limit(INT_MAX), r == -1);
     CHECK(fcgi_in_shutdown, fcgi_in_shutdown(), r == 0);
     CALL(fcgi_set_in_shutdown, fcgi_set_in_shutdown(0));
+    native_pool();
     if (n != 0)
         fail("fcgi_loadenv", "called the function for a NULL request", n, __LINE__);
 

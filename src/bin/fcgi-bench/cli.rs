@@ -17,6 +17,11 @@ options:
   -d SECONDS            run for this long (default 10 unless -n is given)
   -n COUNT              stop after COUNT requests in total (with -d: whichever comes first)
   --no-keep             a new connection per request, FCGI_KEEP_CONN unset (needs -m 1)
+  --retry-reused        when a reused keep-alive connection closes before any byte of the
+                        pending responses, send those requests once more on a new
+                        connection and count them as retried, not as errors (as nginx and
+                        HAProxy do; for servers that close idle kept connections, such as a
+                        recycled or reloaded pool worker)
   --warmup SECONDS      run this long first without recording (needs -d)
   --timeout SECONDS     read/write timeout per connection (default 10)
   --app-status N        expected appStatus of END_REQUEST (default 0)
@@ -43,6 +48,7 @@ pub(crate) struct Options {
     pub(crate) duration: Option<f64>,
     pub(crate) count: Option<u64>,
     pub(crate) keep: bool,
+    pub(crate) retry_reused: bool,
     pub(crate) warmup: f64,
     pub(crate) timeout: f64,
     pub(crate) app_status: u32,
@@ -100,6 +106,7 @@ pub(crate) fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Comm
         duration: None,
         count: None,
         keep: true,
+        retry_reused: false,
         warmup: 0.0,
         timeout: 10.0,
         app_status: 0,
@@ -151,6 +158,7 @@ pub(crate) fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Comm
                 o.count = Some(n);
             }
             "--no-keep" => o.keep = false,
+            "--retry-reused" => o.retry_reused = true,
             "--warmup" => o.warmup = parse_secs("--warmup", &value("--warmup")?)?,
             "--timeout" => {
                 o.timeout = parse_secs("--timeout", &value("--timeout")?)?;

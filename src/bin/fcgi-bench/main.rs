@@ -175,6 +175,8 @@ mod tests {
     fn defaults_and_options() {
         let o = opts(&["9000"]);
         assert_eq!((o.connections, o.depth, o.keep), (1, 1, true));
+        assert!(!o.retry_reused);
+        assert!(opts(&["--retry-reused", "9000"]).retry_reused);
         assert_eq!((o.duration, o.count), (Some(10.0), None));
         let o = opts(&[
             "-c", "8", "-m", "4", "-b", "2k", "-n", "100", "-p", "A=1", "--json", "/s", "/x?y=1",

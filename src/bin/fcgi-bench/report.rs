@@ -47,7 +47,8 @@ pub(crate) fn report_json(o: &Options, st: &Stats, secs: f64) -> String {
             "\"body_bytes\":{},\"elapsed_s\":{},\"requests\":{},\"ok\":{},\"errors\":{},",
             "\"requests_per_s\":{},\"bytes_out\":{},\"bytes_in\":{},\"mb_per_s_out\":{},",
             "\"mb_per_s_in\":{},\"latency_us\":{{\"min\":{},\"p50\":{},\"p90\":{},\"p99\":{},",
-            "\"max\":{},\"mean\":{}}},\"error_kinds\":{{{}}},\"connections_never_served\":{},\"late_responses\":{}}}"
+            "\"max\":{},\"mean\":{}}},\"error_kinds\":{{{}}},\"connections_never_served\":{},\"late_responses\":{},",
+            "\"retried\":{}}}"
         ),
         json_str(&o.address),
         json_str(&o.uri),
@@ -73,6 +74,7 @@ pub(crate) fn report_json(o: &Options, st: &Stats, secs: f64) -> String {
         kinds.join(","),
         st.never_served,
         st.late,
+        st.retried,
     )
 }
 
@@ -99,10 +101,11 @@ pub(crate) fn report_text(o: &Options, st: &Stats, secs: f64) -> String {
         o.body
     );
     s += &format!(
-        "  requests  {n} in {secs:.3} s: {:.1} req/s, ok {}, {} errors\n",
+        "  requests  {n} in {secs:.3} s: {:.1} req/s, ok {}, {} errors, {} retried\n",
         rate(n, secs),
         st.ok,
-        st.error_total()
+        st.error_total(),
+        st.retried
     );
     s += &format!(
         "  transfer  out {:.2} MB/s ({} bytes), in {:.2} MB/s ({} bytes)\n",

@@ -139,6 +139,9 @@ pub(crate) struct Stats {
     /// Responses to requests still waiting at the deadline, read afterwards.
     pub(crate) late: u64,
     pub(crate) never_served: u64,
+    /// Requests sent again on a new connection after a reused one closed before any byte of
+    /// their response (see `worker::run_keep`); not errors.
+    pub(crate) retried: u64,
 }
 
 impl Stats {
@@ -153,6 +156,7 @@ impl Stats {
             served: 0,
             late: 0,
             never_served: 0,
+            retried: 0,
         }
     }
 
@@ -167,6 +171,7 @@ impl Stats {
         self.bytes_out += o.bytes_out;
         self.served += o.served;
         self.late += o.late;
+        self.retried += o.retried;
         self.never_served += o.never_served + u64::from(o.served == 0);
     }
 

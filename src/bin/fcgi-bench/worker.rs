@@ -276,9 +276,20 @@ impl<'a> Conn<'a> {
 /// A keep-alive worker: one connection, up to DEPTH ids in flight, ids reused as they end.
 /// A connection that fails (closed, reset, timed out, bad framing) is counted as an error and
 /// replaced by a new one while there is work left; a failed connect ends the worker.
+///
+/// One exception with --retry-reused, as nginx and HAProxy make it for their cached upstream
+/// connections: when a *reused* connection (one that already carried a complete response) is closed or reset
+/// before any byte of the pending responses arrived, those requests are sent once more on a
+/// new connection and counted as `retried`, not as errors. FastCGI has no "going away"
+/// record, so a server that closes an idle kept connection (a pool worker recycled or
+/// drained) cannot keep a request already on its way from meeting the close; the client is
+/// the only one that can make it good. A request that fails again on the new connection
+/// (never reused) is an error.
 pub(crate) fn run_keep(sh: &Shared) -> Stats {
     let mut stats = Stats::new();
     let depth = sh.reqs.len() - 1;
+    // Requests to send again without taking a new permission (retries).
+    let mut carry = 0usize;
     loop {
         let mut conn = match Conn::open(sh) {
             Ok(c) => c,
@@ -288,8 +299,11 @@ pub(crate) fn run_keep(sh: &Shared) -> Stats {
             }
         };
         let mut result = Ok(());
+        let mut reused = false;
         for id in 1..=depth as u16 {
-            if !sh.may_issue() {
+            if carry > 0 {
+                carry -= 1;
+            } else if !sh.may_issue() {
                 break;
             }
             result = conn.send(id, &mut stats);
@@ -297,17 +311,34 @@ pub(crate) fn run_keep(sh: &Shared) -> Stats {
                 break;
             }
         }
+        // Carried requests beyond this connection's depth cannot happen (carry <= depth), but
+        // never lose them silently.
+        if carry > 0 {
+            sh.error(&mut stats, Kind::Closed);
+            carry = 0;
+        }
         while result.is_ok() && conn.inflight > 0 {
-            result = conn
-                .next_end(&mut stats)
-                .and_then(|id| match sh.may_issue() {
+            result = conn.next_end(&mut stats).and_then(|id| {
+                reused = true;
+                match sh.may_issue() {
                     true => conn.send(id, &mut stats),
                     false => Ok(()),
-                });
+                }
+            });
         }
+        let nothing_received =
+            conn.start == conn.end && conn.slots.iter().all(|s| !s.active || s.bytes_in == 0);
+        let retry = match result {
+            Err(Kind::Closed) if sh.o.retry_reused && reused && nothing_received => conn.inflight,
+            _ => 0,
+        };
         conn.close();
         match result {
             Ok(()) => return stats,
+            Err(_) if retry > 0 => {
+                stats.retried += retry as u64;
+                carry = retry;
+            }
             Err(k) => sh.error(&mut stats, k),
         }
     }

@@ -1,0 +1,124 @@
+//! A pre-fork pool in the library (docs/pool-design.md): the parent opens the listening
+//! sockets, forks workers that inherit them, and supervises them (replacement with back-off,
+//! static/dynamic/on-demand modes, recycling, graceful stop and reload); the runtime's threads
+//! start only in the workers.
+
+pub mod config;
+pub mod hooks;
+pub mod listen;
+pub mod scoreboard;
+pub mod signals;
+mod supervisor;
+
+pub use config::{Mode, Settings};
+
+use std::os::fd::{IntoRawFd, RawFd};
+
+/// What [`Pool::run`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// In a new worker: serve the pool's sockets, return when accept gives no more requests.
+    Worker(usize),
+    /// In the parent: the pool stopped (every worker has exited).
+    Stopped,
+}
+
+/// A pool: its settings and listening sockets. `run` forks.
+pub struct Pool {
+    pub settings: Settings,
+    /// Listening sockets, and whether the pool opened them (closed by `close_sockets`).
+    sockets: Vec<(RawFd, bool)>,
+    worker_index: Option<usize>,
+    ran: bool,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool::new()
+    }
+}
+
+impl Pool {
+    /// A pool with the defaults of [`Settings::from_env`] and no socket.
+    pub fn new() -> Pool {
+        Pool {
+            settings: Settings::from_env(),
+            sockets: Vec::new(),
+            worker_index: None,
+            ran: false,
+        }
+    }
+
+    /// Opens a listening socket (with SO_REUSEPORT if `reuseport` is set); its index.
+    pub fn listen(&mut self, addr: &str, backlog: i32) -> Result<usize, String> {
+        if self.ran {
+            return Err("pool: fcgi_pool_listen after fcgi_pool_run".to_string());
+        }
+        let fd = listen::open(addr, backlog, self.settings.reuseport)?;
+        self.sockets.push((fd.into_raw_fd(), true));
+        Ok(self.sockets.len() - 1)
+    }
+
+    /// The listening descriptor at `index`.
+    pub fn socket(&self, index: usize) -> Option<RawFd> {
+        self.sockets.get(index).map(|s| s.0)
+    }
+
+    /// The worker's index (0..), `None` in the parent.
+    pub fn worker_index(&self) -> Option<usize> {
+        self.worker_index
+    }
+
+    /// Runs the pool: returns `Role::Worker` in each worker, `Role::Stopped` in the parent
+    /// once the pool has stopped. Refuses (`Err`) when the settings are inconsistent, no
+    /// socket is available, the pool ran already, or the process has more than one thread
+    /// (forking a multi-threaded process is unsafe).
+    pub fn run(&mut self) -> Result<Role, String> {
+        if self.ran {
+            return Err("pool: fcgi_pool_run called twice".to_string());
+        }
+        self.settings.validate()?;
+        let threads = thread_count();
+        if threads != Some(1) {
+            return Err(format!(
+                "pool: the process has {} threads; a pool must start before any thread \
+                 (and before the first fcgi_accept_request)",
+                threads.map_or("an unknown number of".to_string(), |n| n.to_string())
+            ));
+        }
+        if self.sockets.is_empty() {
+            self.sockets = listen::inherited()?
+                .into_iter()
+                .map(|fd| (fd, false))
+                .collect();
+        }
+        self.ran = true;
+        let fds: Vec<RawFd> = self.sockets.iter().map(|s| s.0).collect();
+        let role = supervisor::run(&self.settings, &fds)?;
+        if let Role::Worker(i) = role {
+            self.worker_index = Some(i);
+        }
+        Ok(role)
+    }
+
+    /// Closes the sockets the pool opened (in the parent; a worker keeps them: its request
+    /// objects serve them).
+    pub fn close_sockets(&mut self) {
+        if self.worker_index.is_some() {
+            return;
+        }
+        for (fd, owned) in self.sockets.drain(..) {
+            if owned {
+                // SAFETY: a descriptor this pool opened and nobody else closes.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
+/// Threads of this process (/proc/self/task), `None` if unknown.
+pub fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()
+        .map(|d| d.filter(|e| e.is_ok()).count())
+}

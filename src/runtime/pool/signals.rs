@@ -1,0 +1,131 @@
+//! Signals of the pool. The parent turns every signal it handles into one byte on a self-pipe
+//! read by its poll loop; a worker's SIGQUIT starts its drain and SIGUSR1 asks it to reopen its
+//! log files. Handlers only store atomics and write(2): async-signal-safe.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+/// The signals the parent handles.
+pub const PARENT_SIGNALS: [libc::c_int; 7] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGHUP,
+    libc::SIGUSR2,
+    libc::SIGUSR1,
+    libc::SIGCHLD,
+];
+
+static PIPE_W: AtomicI32 = AtomicI32::new(-1);
+/// SIGUSR1 seen by a worker (log files to reopen; the runtime has none of its own yet).
+static REOPEN: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_parent_signal(sig: libc::c_int) {
+    // SAFETY: errno is thread-local; saved and restored around write(2), which is
+    // async-signal-safe and writes one byte from a local.
+    unsafe {
+        let e = *libc::__errno_location();
+        let b = sig as u8;
+        let fd = PIPE_W.load(Ordering::Relaxed);
+        if fd >= 0 {
+            libc::write(fd, (&b as *const u8).cast(), 1);
+        }
+        *libc::__errno_location() = e;
+    }
+}
+
+extern "C" fn on_worker_quit(_sig: libc::c_int) {
+    super::hooks::begin_drain();
+}
+
+extern "C" fn on_worker_reopen(_sig: libc::c_int) {
+    REOPEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many SIGUSR1 a worker received.
+pub fn reopen_requests() -> u64 {
+    REOPEN.load(Ordering::Relaxed)
+}
+
+/// The dispositions the parent replaced, restored in workers and when the pool stops.
+pub struct Saved(Vec<(libc::c_int, libc::sigaction)>);
+
+fn set(sig: libc::c_int, handler: usize, flags: libc::c_int) -> io::Result<libc::sigaction> {
+    // SAFETY: sigaction with zeroed structs and a handler address of an extern "C" fn (or
+    // SIG_DFL/SIG_IGN).
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = handler;
+        libc::sigemptyset(&mut act.sa_mask);
+        act.sa_flags = flags;
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(sig, &act, &mut old) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(old)
+    }
+}
+
+/// Installs the parent's handlers, writing to `pipe_w` (non-blocking).
+pub fn install_parent(pipe_w: RawFd) -> io::Result<Saved> {
+    PIPE_W.store(pipe_w, Ordering::Relaxed);
+    let mut saved = Vec::new();
+    for sig in PARENT_SIGNALS {
+        let flags = libc::SA_RESTART
+            | if sig == libc::SIGCHLD {
+                libc::SA_NOCLDSTOP
+            } else {
+                0
+            };
+        match set(sig, on_parent_signal as *const () as usize, flags) {
+            Ok(old) => saved.push((sig, old)),
+            Err(e) => {
+                restore(&Saved(saved));
+                return Err(e);
+            }
+        }
+    }
+    Ok(Saved(saved))
+}
+
+/// Puts back what `install_parent` replaced.
+pub fn restore(saved: &Saved) {
+    for (sig, old) in &saved.0 {
+        // SAFETY: re-installs a disposition sigaction returned.
+        unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
+    }
+    PIPE_W.store(-1, Ordering::Relaxed);
+}
+
+/// In a new worker: the application's dispositions back, then SIGQUIT drains and SIGUSR1
+/// reopens logs; the native API's own handlers (SIGTERM: shutdown; SIGPIPE ignored) where
+/// the application left the default.
+pub fn install_worker(saved: &Saved) {
+    restore(saved);
+    let _ = set(libc::SIGQUIT, on_worker_quit as *const () as usize, 0);
+    let _ = set(
+        libc::SIGUSR1,
+        on_worker_reopen as *const () as usize,
+        libc::SA_RESTART,
+    );
+    crate::ffi::signals::install();
+}
+
+/// Blocks every signal; returns the previous mask (to restore after a fork).
+pub fn block_all() -> libc::sigset_t {
+    // SAFETY: sigprocmask with sets initialised by sigfillset/zeroed.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+/// Restores a mask from `block_all`.
+pub fn set_mask(mask: &libc::sigset_t) {
+    // SAFETY: a mask obtained from pthread_sigmask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+}
