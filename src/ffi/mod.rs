@@ -7,4 +7,4 @@ pub mod native;
 pub mod native_types;
 pub mod panic;
 pub mod pool;
-pub(crate) mod signals;
+pub(crate) use crate::runtime::signals;

@@ -16,6 +16,7 @@ pub mod reactor;
 pub mod request;
 pub mod ring;
 pub mod server;
+pub mod signals;
 pub mod sockperm;
 pub mod sys;
 

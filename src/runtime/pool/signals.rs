@@ -109,7 +109,7 @@ pub fn install_worker(saved: &Saved) {
         on_worker_reopen as *const () as usize,
         libc::SA_RESTART,
     );
-    crate::ffi::signals::install();
+    crate::runtime::signals::install();
 }
 
 /// Blocks every signal; returns the previous mask (to restore after a fork).

@@ -10,7 +10,7 @@ static SIGNALLED: AtomicBool = AtomicBool::new(false);
 extern "C" fn on_shutdown_signal(_sig: libc::c_int) {
     // Only atomics and write(2): async-signal-safe.
     SIGNALLED.store(true, Ordering::Relaxed);
-    crate::runtime::terminate();
+    super::terminate();
 }
 
 /// True once SIGTERM or SIGUSR1 requested the shutdown (libfcgi's accept then fails with
