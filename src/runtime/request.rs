@@ -33,6 +33,8 @@ pub struct Request {
     keep: bool,
     ended: bool,
     app_status: u32,
+    /// The current request's scoreboard entry in a pool worker (`hooks::NO_ENTRY` if none).
+    sb_entry: u8,
 }
 
 impl Request {
@@ -49,6 +51,7 @@ impl Request {
             keep: false,
             ended: false,
             app_status: 0,
+            sb_entry: super::pool::hooks::NO_ENTRY,
         }
     }
 
@@ -78,19 +81,34 @@ impl Request {
             return Err(AcceptError::Shutdown);
         }
         let server = self.server().map_err(AcceptError::Io)?;
-        self.env.clear();
-        match server.accept(&self.waiter, &mut self.env.params) {
-            Some(t) => {
-                self.out.reset(t.id);
-                self.keep = t.keep_conn;
-                self.ended = false;
-                self.app_status = 0;
-                self.has_env = true;
-                let fd = t.io.fd();
-                self.cur = Some(t);
-                Ok(fd)
+        loop {
+            self.env.clear();
+            let Some(t) = server.accept(&self.waiter, &mut self.env.params) else {
+                return Err(AcceptError::Shutdown);
+            };
+            self.out.reset(t.id);
+            self.keep = t.keep_conn;
+            self.ended = false;
+            self.app_status = 0;
+            self.has_env = true;
+            let fd = t.io.fd();
+            let pooled = t.pooled;
+            self.cur = Some(t);
+            if !pooled {
+                return Ok(fd);
             }
-            None => Err(AcceptError::Shutdown),
+            self.sb_entry = super::pool::hooks::describe(&self.env.params);
+            // The pool's status page is the runtime's answer; the application never sees it.
+            match super::pool::hooks::status_response(&self.env.params, self.listen_fd) {
+                Some(page) => {
+                    let _ = self.write(crate::protocol::record::rtype::STDOUT, &page);
+                    self.finish(false);
+                    if super::in_shutdown() {
+                        return Err(AcceptError::Shutdown);
+                    }
+                }
+                None => return Ok(fd),
+            }
         }
     }
 
@@ -242,7 +260,7 @@ impl Request {
         };
         self.out.clear();
         // A draining pool worker closes each connection after its current request.
-        let drain = t.pooled && super::pool::hooks::on_ended();
+        let drain = t.pooled && super::pool::hooks::on_ended(self.sb_entry);
         // Aborted: the runtime already sent END_REQUEST and the connection is fine.
         s.settle(t, !self.keep || r == Err(SendError::Broken) || drain, false);
         r.is_ok()
@@ -294,7 +312,7 @@ impl Request {
             // Closing without END_REQUEST: the request is over for the server too.
             self.ended = true;
             if t.pooled {
-                super::pool::hooks::on_ended();
+                super::pool::hooks::on_ended(self.sb_entry);
             }
             s.retire(&t);
             s.settle(&t, true, force);

@@ -177,6 +177,7 @@ impl Server {
         registry.register(&mut SourceFd(&wake.fd()), WAKE, Interest::READABLE)?;
         super::load_web_server_addrs();
         config::load_env();
+        super::pool::hooks::attach_from_env();
         let now = Instant::now();
         Ok(Server {
             listen_fd,

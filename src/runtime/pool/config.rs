@@ -33,16 +33,22 @@ pub struct Settings {
     pub graceful_timeout: Duration,
     /// SO_REUSEPORT on the TCP sockets `fcgi_pool_listen` opens.
     pub reuseport: bool,
+    /// The pool's name in the status page and the logs (FPM's `[www]`).
+    pub name: String,
+    /// A request whose SCRIPT_NAME (else REQUEST_URI's path) is this gets the status page
+    /// from the worker's runtime; empty: no status page.
+    pub status_path: String,
+    /// File the slow-request log is appended to; empty: the runtime's log (stderr).
+    pub slowlog: String,
+    /// Requests running longer than this are logged as slow; zero: no slow log.
+    pub slowlog_timeout: Duration,
+    /// Requests running longer than this get their worker killed (SIGKILL) and replaced;
+    /// zero: no limit.
+    pub terminate_timeout: Duration,
+    /// Workers exec programs (fcgi-spawn): the scoreboard is a memfd they inherit, and a
+    /// program not on this library is drained with SIGTERM. Not a string setting.
+    pub exec: bool,
 }
-
-/// Names reserved for later parts of the pool (status page, slow log, terminate timeout):
-/// refused, so that nobody believes they act.
-const NOT_YET: [&str; 4] = [
-    "status_path",
-    "slowlog",
-    "slowlog_timeout_ms",
-    "request_terminate_timeout_ms",
-];
 
 impl Settings {
     /// The defaults: a static pool of one worker per CPU, or of PHP_FCGI_CHILDREN (> 0)
@@ -74,6 +80,12 @@ impl Settings {
             max_memory: 0,
             graceful_timeout: Duration::from_secs(30),
             reuseport: false,
+            name: "www".to_string(),
+            status_path: String::new(),
+            slowlog: String::new(),
+            slowlog_timeout: Duration::ZERO,
+            terminate_timeout: Duration::ZERO,
+            exec: false,
         }
     }
 
@@ -121,10 +133,31 @@ impl Settings {
                     _ => return Err(format!("pool setting reuseport: '{value}' is not 0 or 1")),
                 }
             }
-            n if NOT_YET.contains(&n) => {
-                return Err(format!(
-                    "pool setting {n} is not implemented in this version"
-                ))
+            "name" => {
+                if v.is_empty() || v.len() > 63 || v.bytes().any(|b| !b.is_ascii_graphic()) {
+                    return Err(format!(
+                        "pool setting name: '{value}' must be 1 to 63 printable characters"
+                    ));
+                }
+                self.name = v.to_string();
+            }
+            "status_path" => {
+                if !v.is_empty() && (!v.starts_with('/') || v.len() > 127) {
+                    return Err(format!(
+                        "pool setting status_path: '{value}' must start with / (at most 127 bytes)"
+                    ));
+                }
+                self.status_path = v.to_string();
+            }
+            "slowlog" => {
+                if v.len() > 255 {
+                    return Err("pool setting slowlog: the path is longer than 255 bytes".into());
+                }
+                self.slowlog = v.to_string();
+            }
+            "slowlog_timeout_ms" => self.slowlog_timeout = Duration::from_millis(num()?),
+            "request_terminate_timeout_ms" => {
+                self.terminate_timeout = Duration::from_millis(num()?)
             }
             _ => return Err(format!("unknown pool setting '{name}'")),
         }
@@ -196,7 +229,11 @@ mod tests {
         assert!(s.set("max_children", "-1").is_err());
         assert!(s.set("max_requests", "x").is_err());
         assert!(s.set("nope", "1").is_err());
-        assert!(s.set("status_path", "/status").is_err());
+        assert!(s.set("status_path", "status").is_err());
+        s.set("status_path", "/status").unwrap();
+        s.set("slowlog_timeout_ms", "1500").unwrap();
+        assert_eq!(s.slowlog_timeout, Duration::from_millis(1500));
+        assert!(s.set("name", "two words").is_err());
         s.set("max_spare_servers", "9").unwrap();
         assert!(s.validate().is_err());
     }

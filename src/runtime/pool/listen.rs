@@ -67,3 +67,22 @@ pub fn inherited() -> Result<Vec<RawFd>, String> {
             .to_string(),
     )
 }
+
+/// The accept queue of a TCP listening socket: (connections waiting, backlog), from
+/// TCP_INFO (for a listener the kernel reports them as `tcpi_unacked` and `tcpi_sacked`).
+/// `None` for other sockets.
+pub fn queue(fd: RawFd) -> Option<(u32, u32)> {
+    // SAFETY: getsockopt into a zeroed tcp_info of the size given.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && info.tcpi_state == 10).then_some((info.tcpi_unacked, info.tcpi_sacked))
+}

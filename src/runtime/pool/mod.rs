@@ -8,6 +8,8 @@ pub mod hooks;
 pub mod listen;
 pub mod scoreboard;
 pub mod signals;
+pub mod slowlog;
+pub mod status;
 mod supervisor;
 
 pub use config::{Mode, Settings};
@@ -29,6 +31,7 @@ pub struct Pool {
     /// Listening sockets, and whether the pool opened them (closed by `close_sockets`).
     sockets: Vec<(RawFd, bool)>,
     worker_index: Option<usize>,
+    seat: Option<supervisor::WorkerSeat>,
     ran: bool,
 }
 
@@ -45,6 +48,7 @@ impl Pool {
             settings: Settings::from_env(),
             sockets: Vec::new(),
             worker_index: None,
+            seat: None,
             ran: false,
         }
     }
@@ -94,11 +98,45 @@ impl Pool {
         }
         self.ran = true;
         let fds: Vec<RawFd> = self.sockets.iter().map(|s| s.0).collect();
-        let role = supervisor::run(&self.settings, &fds)?;
+        let (role, seat) = supervisor::run(&self.settings, &fds)?;
         if let Role::Worker(i) = role {
             self.worker_index = Some(i);
+            self.seat = seat;
         }
         Ok(role)
+    }
+
+    /// Makes the pool's workers exec programs (fcgi-spawn): set before `run`. The scoreboard
+    /// then lives in a memfd the programs inherit; a program on this library attaches to it
+    /// (status page, slow log, max_requests, SIGQUIT drain), any other is drained with
+    /// SIGTERM, which libfcgi takes as "finish the request in hand, then exit".
+    pub fn set_exec(&mut self, on: bool) {
+        self.settings.exec = on;
+    }
+
+    /// In a worker of an exec pool, just before exec: every signal back to its default and
+    /// none blocked, the scoreboard's memfd inheritable. Returns the environment variables to
+    /// add to the program's environment.
+    pub fn prepare_exec(&mut self) -> Result<Vec<(String, String)>, String> {
+        let Some(seat) = self.seat else {
+            return Err("pool: prepare_exec outside a worker".to_string());
+        };
+        signals::reset_for_exec();
+        let mut env = Vec::new();
+        if seat.board_fd >= 0 {
+            // SAFETY: fcntl on the scoreboard's memfd, which this process holds.
+            if unsafe { libc::fcntl(seat.board_fd, libc::F_SETFD, 0) } != 0 {
+                return Err(format!(
+                    "pool: cannot pass the scoreboard: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            env.push((
+                hooks::ENV.to_string(),
+                format!("{}:{}", seat.board_fd, seat.slot),
+            ));
+        }
+        Ok(env)
     }
 
     /// Closes the sockets the pool opened (in the parent; a worker keeps them: its request

@@ -18,7 +18,7 @@ pub const PARENT_SIGNALS: [libc::c_int; 7] = [
 ];
 
 static PIPE_W: AtomicI32 = AtomicI32::new(-1);
-/// SIGUSR1 seen by a worker (log files to reopen; the runtime has none of its own yet).
+/// SIGUSR1 seen by this process (the slow log reopens at its next line).
 static REOPEN: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_parent_signal(sig: libc::c_int) {
@@ -43,7 +43,12 @@ extern "C" fn on_worker_reopen(_sig: libc::c_int) {
     REOPEN.fetch_add(1, Ordering::Relaxed);
 }
 
-/// How many SIGUSR1 a worker received.
+/// The parent saw SIGUSR1 (from its self-pipe).
+pub fn count_reopen() {
+    REOPEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many SIGUSR1 this process received (a worker's handler, or the parent's loop).
 pub fn reopen_requests() -> u64 {
     REOPEN.load(Ordering::Relaxed)
 }
@@ -110,6 +115,35 @@ pub fn install_worker(saved: &Saved) {
         libc::SA_RESTART,
     );
     crate::runtime::signals::install();
+}
+
+/// In a program exec'd by fcgi-spawn whose runtime attached to the scoreboard: SIGQUIT
+/// drains and SIGUSR1 reopens the slow log, as in a forked worker (they replace what the
+/// libfcgi face installed for them: in a pool these signals are the pool's).
+pub fn install_exec_worker() {
+    let _ = set(libc::SIGQUIT, on_worker_quit as *const () as usize, 0);
+    let _ = set(
+        libc::SIGUSR1,
+        on_worker_reopen as *const () as usize,
+        libc::SA_RESTART,
+    );
+}
+
+/// In a forked worker about to exec a program: every signal back to its default disposition
+/// and none blocked, as a program started by a shell would find them.
+pub fn reset_for_exec() {
+    for sig in 1..libc::SIGRTMIN() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let _ = set(sig, libc::SIG_DFL, 0);
+    }
+    // SAFETY: an empty set built by sigemptyset.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
 }
 
 /// Blocks every signal; returns the previous mask (to restore after a fork).

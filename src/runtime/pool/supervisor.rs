@@ -28,6 +28,8 @@ const NO_LIMIT: Duration = Duration::from_secs(10 * 365 * 86400);
 
 struct Worker {
     pid: libc::pid_t,
+    /// Killed by the parent for `request_terminate_timeout_ms` (its exit is planned).
+    terminated: bool,
     slot: usize,
     index: usize,
     generation: u64,
@@ -60,13 +62,25 @@ struct Sup<'a> {
     /// On-demand: do not poll the sockets before this (after max_children was reached).
     listen_quiet_until: Instant,
     slot_warned: bool,
+    /// Set in a forked worker.
+    seat: Option<WorkerSeat>,
+}
+
+/// In a worker: where its scoreboard slot is, for a program it will exec.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerSeat {
+    pub slot: usize,
+    /// The scoreboard's memfd (-1 when the pool does not exec).
+    pub board_fd: RawFd,
 }
 
 /// Runs the pool until it stops (`Ok(Role::Stopped)` in the parent) or, in each forked
-/// worker, returns `Ok(Role::Worker(index))`.
-pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<Role, String> {
-    let board = Scoreboard::new(cfg.max_children * 2)
+/// worker, returns `Ok(Role::Worker(index))` with the worker's seat.
+pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), String> {
+    let board = Scoreboard::new(cfg.max_children * 2, cfg.exec)
         .map_err(|e| format!("pool: cannot map the scoreboard: {e}"))?;
+    publish_settings(&board, cfg);
+    super::slowlog::configure(&cfg.slowlog).map_err(|e| format!("pool: {e}"))?;
     let mut pipe = [-1; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -98,6 +112,7 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<Role, String> {
         next_memory_check: now + MEMORY_CHECK,
         listen_quiet_until: now,
         slot_warned: false,
+        seat: None,
     };
     crate::fcgi_log!(
         Notice,
@@ -114,7 +129,7 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<Role, String> {
     };
     for _ in 0..initial {
         if let Some(role) = sup.spawn_next() {
-            return Ok(role);
+            return Ok((role, sup.seat));
         }
     }
     let role = sup.main_loop();
@@ -123,7 +138,28 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<Role, String> {
         close_pipe(&sup.pipe);
         crate::fcgi_log!(Notice, "pool stopped");
     }
-    Ok(role)
+    Ok((role, sup.seat))
+}
+
+/// The settings workers read from the header (exec'd programs have no other source).
+fn publish_settings(board: &Scoreboard, cfg: &Settings) {
+    let h = board.header();
+    let mode = match cfg.mode {
+        Mode::Static => 0,
+        Mode::Dynamic => 1,
+        Mode::OnDemand => 2,
+    };
+    h.mode.store(mode, Ordering::Relaxed);
+    h.max_children
+        .store(cfg.max_children as u32, Ordering::Relaxed);
+    h.max_requests.store(cfg.max_requests, Ordering::Relaxed);
+    h.slowlog_timeout_ms
+        .store(cfg.slowlog_timeout.as_millis() as u64, Ordering::Relaxed);
+    h.terminate_timeout_ms
+        .store(cfg.terminate_timeout.as_millis() as u64, Ordering::Relaxed);
+    h.pool_name.store(cfg.name.as_bytes());
+    h.status_path.store(cfg.status_path.as_bytes());
+    h.slowlog_path.store(cfg.slowlog.as_bytes());
 }
 
 fn close_pipe(p: &[RawFd; 2]) {
@@ -215,17 +251,23 @@ impl Sup<'_> {
                     d => d,
                 };
                 self.stopping = Some((Stop::Graceful, now + limit));
-                for w in &mut self.workers {
-                    w.draining = true;
-                    kill(w.pid, libc::SIGQUIT);
+                for k in 0..self.workers.len() {
+                    self.workers[k].draining = true;
+                    self.ask_to_drain(k);
                 }
             }
             libc::SIGHUP | libc::SIGUSR2 if self.stopping.is_none() => {
                 return self.reload();
             }
             libc::SIGUSR1 => {
+                crate::fcgi_log!(Notice, "pool: reopening log files");
+                signals::count_reopen();
+                super::slowlog::reopen_now();
+                // Only to workers on this runtime: libfcgi takes SIGUSR1 as "exit".
                 for w in &self.workers {
-                    kill(w.pid, libc::SIGUSR1);
+                    if self.board.slot(w.slot).attached.load(Ordering::Acquire) != 0 {
+                        kill(w.pid, libc::SIGUSR1);
+                    }
                 }
             }
             _ => {} // SIGCHLD: reaped below.
@@ -259,11 +301,27 @@ impl Sup<'_> {
             }
         }
         let deadline = self.drain_deadline();
-        for w in self.workers.iter_mut().filter(|w| old.contains(&w.pid)) {
-            w.kill_at = deadline;
-            kill(w.pid, libc::SIGQUIT);
+        for k in 0..self.workers.len() {
+            if old.contains(&self.workers[k].pid) {
+                self.workers[k].kill_at = deadline;
+                self.ask_to_drain(k);
+            }
         }
         None
+    }
+
+    /// Sends the drain signal: SIGQUIT to a worker on this runtime; SIGTERM to an exec'd
+    /// program that did not attach (libfcgi ends its accept loop on SIGTERM, after the
+    /// request in hand).
+    fn ask_to_drain(&self, k: usize) {
+        let w = &self.workers[k];
+        let attached = self.board.slot(w.slot).attached.load(Ordering::Acquire) != 0;
+        let sig = if self.cfg.exec && !attached {
+            libc::SIGTERM
+        } else {
+            libc::SIGQUIT
+        };
+        kill(w.pid, sig);
     }
 
     fn drain_deadline(&self) -> Option<Instant> {
@@ -318,7 +376,11 @@ impl Sup<'_> {
         }
         if self.cfg.max_memory > 0 && now >= self.next_memory_check {
             self.next_memory_check = now + MEMORY_CHECK;
-            for w in self.workers.iter_mut().filter(|w| !w.draining) {
+            for k in 0..self.workers.len() {
+                let w = &mut self.workers[k];
+                if w.draining {
+                    continue;
+                }
                 if let Some(rss) = rss_bytes(w.pid).filter(|&r| r > self.cfg.max_memory) {
                     crate::fcgi_log!(
                         Notice,
@@ -328,10 +390,12 @@ impl Sup<'_> {
                     );
                     w.draining = true;
                     w.kill_at = deadline;
-                    kill(w.pid, libc::SIGQUIT);
+                    self.ask_to_drain(k);
                 }
             }
         }
+        self.watch_requests();
+        self.sample_listen_queue();
         let busy = self
             .workers
             .iter()
@@ -481,7 +545,88 @@ impl Sup<'_> {
         crate::fcgi_log!(Notice, "pool: draining worker {} ({why})", w.pid);
         w.draining = true;
         w.kill_at = deadline;
-        kill(w.pid, libc::SIGQUIT);
+        self.ask_to_drain(k);
+    }
+
+    /// The slow log's crossing lines and the terminate timeout, from the workers' entries.
+    fn watch_requests(&mut self) {
+        let slow = self.cfg.slowlog_timeout.as_millis() as u64;
+        let term = self.cfg.terminate_timeout.as_millis() as u64;
+        if slow == 0 && term == 0 {
+            return;
+        }
+        let now = scoreboard::now_ms();
+        let h = self.board.header();
+        for w in &mut self.workers {
+            if w.terminated {
+                continue;
+            }
+            let slot = self.board.slot(w.slot);
+            for e in &slot.entries {
+                if !e.in_use() {
+                    continue;
+                }
+                let start = e.start_ms.load(Ordering::Relaxed);
+                let ms = now.saturating_sub(start);
+                let hit_slow = slow > 0 && ms >= slow;
+                let hit_term = term > 0 && ms >= term;
+                if !hit_slow && !hit_term {
+                    continue;
+                }
+                let Some(v) = e.read().filter(|v| v.start_ms == start) else {
+                    continue;
+                };
+                let seen = e.slow_logged.load(Ordering::Relaxed);
+                if hit_slow
+                    && seen != start
+                    && e.slow_logged
+                        .compare_exchange(seen, start, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    h.slow_requests.fetch_add(1, Ordering::Relaxed);
+                    super::slowlog::write(&super::slowlog::line(
+                        &self.cfg.name,
+                        w.pid,
+                        v.start_unix_ms,
+                        &v.method,
+                        &v.uri,
+                        ms,
+                        true,
+                    ));
+                }
+                if hit_term {
+                    crate::fcgi_log!(
+                        Error,
+                        "pool {}: worker {} request {} {} ran {ms} ms \
+                         (request_terminate_timeout_ms {term}); killing the worker",
+                        self.cfg.name,
+                        w.pid,
+                        super::slowlog::printable(&v.method),
+                        super::slowlog::printable(&v.uri)
+                    );
+                    kill(w.pid, libc::SIGKILL);
+                    w.terminated = true;
+                    w.draining = true;
+                    w.kill_at = None;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The longest accept queue seen on the TCP listeners (for the status page).
+    fn sample_listen_queue(&self) {
+        let q = self
+            .fds
+            .iter()
+            .filter_map(|&fd| super::listen::queue(fd))
+            .map(|(len, _)| u64::from(len))
+            .max()
+            .unwrap_or(0);
+        self.board
+            .header()
+            .max_listen_queue
+            .fetch_max(q, Ordering::Relaxed);
     }
 
     /// Sleeps until a signal arrives, a connection waits (on-demand), or the tick ends.
@@ -528,6 +673,7 @@ impl Sup<'_> {
             let served = slot.served.load(Ordering::Relaxed);
             // Draining by itself (max_requests) counts as asked: its slot says so.
             let planned = w.draining
+                || w.terminated
                 || self.stopping.is_some()
                 || slot.state.load(Ordering::Acquire) == scoreboard::DRAINING;
             let clean = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
@@ -598,6 +744,16 @@ impl Sup<'_> {
         s.generation.store(self.generation, Ordering::Relaxed);
         s.served.store(0, Ordering::Relaxed);
         s.in_flight.store(0, Ordering::Relaxed);
+        s.attached.store(0, Ordering::Relaxed);
+        s.last_entry.store(0, Ordering::Relaxed);
+        s.last_duration_ms.store(0, Ordering::Relaxed);
+        for e in &s.entries {
+            e.used.store(0, Ordering::Relaxed);
+            e.slow_logged.store(0, Ordering::Relaxed);
+            e.write(0, 0, b"", b"");
+        }
+        s.started_unix
+            .store(scoreboard::unix_ms() / 1000, Ordering::Relaxed);
         s.idle_since_ms
             .store(scoreboard::now_ms(), Ordering::Relaxed);
         let parent = std::process::id() as libc::pid_t;
@@ -622,6 +778,7 @@ impl Sup<'_> {
         s.pid.store(pid, Ordering::Relaxed);
         self.workers.push(Worker {
             pid,
+            terminated: false,
             slot,
             index,
             generation: self.generation,
@@ -649,13 +806,19 @@ impl Sup<'_> {
         if unsafe { libc::getppid() } != parent {
             crate::runtime::terminate();
         }
-        let (h, s) = self.board.raw(slot);
-        hooks::attach(h, s, self.cfg.max_requests);
         let me = self.board.slot(slot);
         // SAFETY: getpid has no preconditions.
         me.pid.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+        if !self.cfg.exec {
+            // An exec'd program attaches by itself, if it runs on this library.
+            hooks::attach(self.board.header(), me);
+        }
         me.state.store(scoreboard::RUNNING, Ordering::Release);
         self.workers.clear();
+        self.seat = Some(WorkerSeat {
+            slot,
+            board_fd: self.board.fd(),
+        });
         signals::set_mask(mask);
         // The hooks point into the mapping: never unmapped in a worker.
         self.board.keep_mapped();
