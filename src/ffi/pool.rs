@@ -50,7 +50,15 @@ pub extern "C" fn fcgi_pool_new() -> *mut fcgi_pool {
 /// `pm` (static, dynamic, ondemand), `max_children`, `start_servers`, `min_spare_servers`,
 /// `max_spare_servers`, `process_idle_timeout_ms`, `max_requests` (0: no limit),
 /// `max_memory` (resident bytes, 0: no limit), `graceful_timeout_ms` (0: no limit),
-/// `reuseport` (0 or 1; applies to sockets fcgi_pool_listen opens afterwards).
+/// `reuseport` (0 or 1; applies to sockets fcgi_pool_listen opens afterwards),
+/// `name` (the pool's name in the status page and logs; default "www"),
+/// `status_path` (e.g. "/status": a request whose SCRIPT_NAME, else REQUEST_URI's path, is
+/// this gets the status page from the runtime, never reaching the application; `?json`,
+/// `?openmetrics` and `&full` choose the format and the per-worker part),
+/// `slowlog` (a file; empty: the log on stderr), `slowlog_timeout_ms` (0: no slow log;
+/// requests running longer are logged by the parent while they run and by the worker when
+/// they end), `request_terminate_timeout_ms` (0: none; the worker of a request running
+/// longer is killed with SIGKILL, logged, and replaced).
 /// Returns 0, or -1 (logged, nothing changed) for an unknown name, a bad value, a NULL
 /// argument, or a pool that already ran. Settings are checked together by fcgi_pool_run.
 #[no_mangle]
@@ -113,7 +121,7 @@ pub unsafe extern "C" fn fcgi_pool_listen(
 /// fcgi_init_request/fcgi_accept_request and return from main when fcgi_accept_request gives
 /// -1 (recycling, reload, stop). Returns 0 in the parent once the pool has stopped (SIGTERM,
 /// SIGINT: fast stop; SIGQUIT: graceful stop; SIGHUP/SIGUSR2 reload the workers; SIGUSR1 is
-/// forwarded to them). Returns -1 (logged, nothing started) for inconsistent settings, no
+/// forwarded to them and reopens the slow log). Returns -1 (logged, nothing started) for inconsistent settings, no
 /// listening socket, a second call, or a process that already has threads (the parent must
 /// be single-threaded: call it before the first fcgi_accept_request and before starting
 /// threads). The parent's signal dispositions are restored when it returns 0.

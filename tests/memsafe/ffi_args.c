@@ -147,7 +147,11 @@ static void native_pool(void)
     CHECK(fcgi_pool_set, fcgi_pool_set(pl, "max_children", "0"), r == -1);
     CHECK(fcgi_pool_set, fcgi_pool_set(pl, "max_children", "99999999999999999999999"), r == -1);
     CHECK(fcgi_pool_set, fcgi_pool_set(pl, "reuseport", "maybe"), r == -1);
-    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "status_path", "/status"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "status_path", "status"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "status_path", "/status"), r == 0);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "slowlog_timeout_ms", "x"), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "name", ""), r == -1);
+    CHECK(fcgi_pool_set, fcgi_pool_set(pl, "name", "two words"), r == -1);
     CHECK(fcgi_pool_set, fcgi_pool_set(pl, "max_children", "2"), r == 0);
     CHECK(fcgi_pool_worker_index, fcgi_pool_worker_index(pl), r == -1);
     CHECK(fcgi_pool_socket, fcgi_pool_socket(pl, 0), r == -1);

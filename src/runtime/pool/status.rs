@@ -126,6 +126,8 @@ pub fn snapshot(h: &Header, slots: &[Slot], listen_fd: RawFd) -> Snapshot {
         });
     }
     procs.sort_by_key(|p| p.pid);
+    // The parent samples the busy count each tick; what this reader saw counts too.
+    h.max_active.fetch_max(active as u64, Ordering::Relaxed);
     Snapshot {
         pool: h.pool_name.load_string(),
         pm: match h.mode.load(Ordering::Relaxed) {
