@@ -59,17 +59,20 @@ pub fn configure(path: &str) -> Result<(), String> {
 
 /// Reopens the file now (the parent, after SIGUSR1; workers reopen at their next line).
 pub fn reopen_now() {
-    let mut g = FILE.lock();
-    if let Some(f) = g.as_mut() {
-        f.generation = super::signals::reopen_requests();
-        match open(&f.path) {
-            Ok(fd) => {
-                // SAFETY: the old descriptor this module opened, replaced by the new one.
-                unsafe { libc::close(f.fd) };
-                f.fd = fd;
-            }
-            Err(e) => crate::fcgi_log!(Error, "{e} (keeping the old descriptor)"),
+    if let Some(f) = FILE.lock().as_mut() {
+        reopen(f);
+    }
+}
+
+fn reopen(f: &mut File) {
+    f.generation = super::signals::reopen_requests();
+    match open(&f.path) {
+        Ok(fd) => {
+            // SAFETY: the old descriptor this module opened, replaced by the new one.
+            unsafe { libc::close(f.fd) };
+            f.fd = fd;
         }
+        Err(e) => crate::fcgi_log!(Error, "{e} (keeping the old descriptor)"),
     }
 }
 
@@ -81,17 +84,8 @@ pub fn write(line: &str) {
         crate::fcgi_log!(Warning, "{line}");
         return;
     };
-    let gen = super::signals::reopen_requests();
-    if gen != f.generation {
-        f.generation = gen;
-        match open(&f.path) {
-            Ok(fd) => {
-                // SAFETY: the old descriptor this module opened, replaced by the new one.
-                unsafe { libc::close(f.fd) };
-                f.fd = fd;
-            }
-            Err(e) => crate::fcgi_log!(Error, "{e} (keeping the old descriptor)"),
-        }
+    if super::signals::reopen_requests() != f.generation {
+        reopen(f);
     }
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line.as_bytes());
