@@ -183,6 +183,22 @@ fn rss_bytes(pid: libc::pid_t) -> Option<u64> {
     Some(pages * page)
 }
 
+/// Threads of `pid` blocked in accept(2) or accept4(2).
+fn threads_in_accept(pid: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<libc::c_long>().ok())
+                .is_some_and(|n| n == libc::SYS_accept || n == libc::SYS_accept4)
+        })
+        .collect()
+}
+
 fn describe(status: libc::c_int) -> String {
     if libc::WIFEXITED(status) {
         format!("exited with status {}", libc::WEXITSTATUS(status))
@@ -351,6 +367,7 @@ impl Sup<'_> {
                 // Wait for them (SIGKILL cannot be ignored).
                 self.stopping = Some((kind, now + Duration::from_secs(3600)));
             }
+            self.nudge_foreign_drains();
             return None;
         }
         // Workers that started draining by themselves (max_requests) or overstayed.
@@ -396,6 +413,7 @@ impl Sup<'_> {
         }
         self.watch_requests();
         self.sample_listen_queue();
+        self.nudge_foreign_drains();
         let busy = self
             .workers
             .iter()
@@ -610,6 +628,27 @@ impl Sup<'_> {
                     w.kill_at = None;
                     break;
                 }
+            }
+        }
+    }
+
+    /// A program not on this library (an exec'd libfcgi program) acts on its SIGTERM flag only
+    /// when a blocked accept() is interrupted: a worker that was busy when the signal came goes
+    /// back to waiting in accept(), and in a threaded program the signal may land on a thread
+    /// that does not accept. So while such a worker drains, each tick SIGTERMs exactly the
+    /// threads found blocked in accept (/proc/PID/task/TID/syscall), never one reading or
+    /// writing a request (libfcgi turns EINTR there into a failed request).
+    fn nudge_foreign_drains(&self) {
+        if !self.cfg.exec || self.stopping.is_some_and(|(k, _)| k == Stop::Fast) {
+            return;
+        }
+        for w in self.workers.iter().filter(|w| w.draining && !w.terminated) {
+            if self.board.slot(w.slot).attached.load(Ordering::Acquire) != 0 {
+                continue;
+            }
+            for tid in threads_in_accept(w.pid) {
+                // SAFETY: tgkill to a thread of a child this parent has not reaped.
+                unsafe { libc::syscall(libc::SYS_tgkill, w.pid, tid, libc::SIGTERM) };
             }
         }
     }
