@@ -92,6 +92,7 @@ macro_rules! program_tests {
             authorizer => "authorizer",
             cpp_example => "cpp-example",
             soak_echo => "soak-echo",
+            sapi => "sapi",
             lf_echo => "lf-echo",
             lf_threaded => "lf-threaded",
             lf_authorizer => "lf-authorizer",
@@ -128,6 +129,8 @@ pub const PROGRAMS: &[Prog] = &[
         args: &["-t", "2"],
         ..prog("soak-echo", "c-examples/soak-echo.c")
     },
+    // No SCRIPT_FILENAME: php-cgi's 404 path, with the request body left unread.
+    prog("sapi", "c-examples/sapi.c"),
     prog("lf-echo", "c-examples/lf-echo.c"),
     Prog {
         args: &["-t", "2"],
