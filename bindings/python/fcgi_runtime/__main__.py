@@ -1,0 +1,70 @@
+"""python3 -m fcgi_runtime module:app --bind ADDRESS --threads N"""
+
+import argparse
+import importlib
+import os
+import sys
+
+from ._lib import LibraryNotFound
+from .server import log, serve
+
+
+def load_app(spec):
+    """`module:attr` (attr may be dotted), or `module` alone for its `application` or `app`."""
+    mod_name, _, attr = spec.partition(":")
+    module = importlib.import_module(mod_name)
+    if not attr:
+        for name in ("application", "app"):
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise SystemExit("%s has neither `application` nor `app`; use module:name" % mod_name)
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise SystemExit("%s is not callable" % spec)
+    return obj
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python3 -m fcgi_runtime",
+        description="Serve a WSGI application over FastCGI with fcgi-runtime.",
+    )
+    p.add_argument("app", help="module:callable (the current directory is on sys.path)")
+    p.add_argument(
+        "--bind",
+        "-b",
+        default=None,
+        help="host:port, :port, port, [v6]:port or a Unix socket path "
+        "(default: the listening socket on fd 0)",
+    )
+    p.add_argument("--threads", "-t", type=int, default=4, help="accepting threads (default 4)")
+    p.add_argument("--backlog", type=int, default=128, help="listen backlog (default 128)")
+    p.add_argument(
+        "--script-name",
+        default="",
+        help="the mount point, when the web server sends no PATH_INFO (default: the root)",
+    )
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error("--threads must be at least 1")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    app = load_app(args.app)
+    try:
+        serve(
+            app,
+            bind=args.bind,
+            threads=args.threads,
+            backlog=args.backlog,
+            script_name=args.script_name,
+        )
+    except (LibraryNotFound, OSError) as e:
+        log(str(e))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Loading fcgi-runtime's shared library and declaring the native API (include/fcgi.h).
+
+Only the functions the WSGI server uses are declared. Those that can block go through
+ctypes.CDLL, which releases the GIL for the duration of the foreign call, so a thread blocked
+in fcgi_accept_request, fcgi_read, fcgi_write or fcgi_flush does not hold up the other Python
+threads; those that never block go through ctypes.PyDLL (see _NON_BLOCKING).
+"""
+
+import ctypes
+import ctypes.util
+import os
+import types
+
+FCGI_STDOUT = 6
+FCGI_STDERR = 7
+
+FCGI_RESPONDER = 1
+FCGI_AUTHORIZER = 2
+FCGI_FILTER = 3
+
+#: Names of the library file, most specific first (the build writes libfcgi.so; installs add
+#: libfcgi.so.0, the SONAME).
+_LIB_NAMES = ("libfcgi.so", "libfcgi.so.0")
+
+# void (*fcgi_apply_func)(const char *var, unsigned int var_len, char *val,
+#                         unsigned int val_len, void *arg)
+# `var` is NUL-terminated (c_char_p hands it over as bytes); `val` may hold NUL bytes, so it is a
+# char pointer sliced by val_len.
+APPLY_FUNC = ctypes.CFUNCTYPE(
+    None,
+    ctypes.c_char_p,
+    ctypes.c_uint,
+    ctypes.POINTER(ctypes.c_char),
+    ctypes.c_uint,
+    ctypes.c_void_p,
+)
+
+
+class LibraryNotFound(OSError):
+    """No usable fcgi-runtime library was found."""
+
+
+def _candidates():
+    """The paths tried, in order: FCGI_RUNTIME_LIB, the repository's target/release found
+    relative to this package, then ctypes.util.find_library("fcgi")."""
+    env = os.environ.get("FCGI_RUNTIME_LIB")
+    if env:
+        # Set explicitly: it is the only candidate (a typo must not silently pick another).
+        yield env, "FCGI_RUNTIME_LIB"
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    # bindings/python/fcgi_runtime -> the repository root is three levels up.
+    root = os.path.normpath(os.path.join(here, os.pardir, os.pardir, os.pardir))
+    for name in _LIB_NAMES:
+        yield os.path.join(root, "target", "release", name), "the repository's target/release"
+    found = ctypes.util.find_library("fcgi")
+    if found:
+        yield found, "ctypes.util.find_library('fcgi')"
+
+
+#: Functions that never block: called through ctypes.PyDLL, which keeps the GIL. For
+#: fcgi_loadenv this matters most: its callback runs once per param, and through CDLL each run
+#: would take the GIL back (with several busy threads, a wait for the GIL each time).
+_NON_BLOCKING = {
+    "fcgi_loadenv",
+    "fcgi_is_aborted",
+    "fcgi_request_id",
+    "fcgi_request_role",
+    "fcgi_set_app_status",
+    "fcgi_request_set_keep",
+    "fcgi_in_shutdown",
+    "fcgi_terminate",
+    "fcgi_set_limit",
+    "fcgi_get_limit",
+}
+
+
+def _declare(path, cdll):
+    c_int, c_char_p, c_void_p = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
+    sigs = {
+        "fcgi_init": (c_int, []),
+        "fcgi_is_fastcgi": (c_int, []),
+        "fcgi_listen": (c_int, [c_char_p, c_int]),
+        "fcgi_init_request": (c_void_p, [c_int, c_void_p, c_void_p, c_void_p]),
+        "fcgi_destroy_request": (None, [c_void_p]),
+        "fcgi_accept_request": (c_int, [c_void_p]),
+        "fcgi_finish_request": (c_int, [c_void_p, c_int]),
+        "fcgi_flush": (c_int, [c_void_p, c_int]),
+        "fcgi_close": (None, [c_void_p, c_int, c_int]),
+        "fcgi_read": (c_int, [c_void_p, c_void_p, c_int]),
+        "fcgi_write": (c_int, [c_void_p, c_int, c_void_p, c_int]),
+        "fcgi_loadenv": (None, [c_void_p, APPLY_FUNC, c_void_p]),
+        "fcgi_terminate": (None, []),
+        "fcgi_in_shutdown": (c_int, []),
+        "fcgi_is_aborted": (c_int, [c_void_p]),
+        "fcgi_request_id": (c_int, [c_void_p]),
+        "fcgi_request_role": (c_int, [c_void_p]),
+        "fcgi_set_app_status": (None, [c_void_p, c_int]),
+        "fcgi_request_set_keep": (None, [c_void_p, c_int]),
+        "fcgi_set_limit": (c_int, [c_int, ctypes.c_longlong]),
+        "fcgi_get_limit": (ctypes.c_longlong, [c_int]),
+    }
+    pydll = ctypes.PyDLL(path)
+    lib = types.SimpleNamespace(path=path, cdll=cdll)
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(pydll if name in _NON_BLOCKING else cdll, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+        setattr(lib, name, fn)
+    return lib
+
+
+_LIB = None
+
+
+def load():
+    """Loads (once) and returns the library, with the native API's prototypes declared.
+
+    Raises LibraryNotFound if no candidate loads or the one that loads lacks the native API
+    (Debian's libfcgi has the same file name but only the FCGX_* face)."""
+    global _LIB
+    if _LIB is not None:
+        return _LIB
+    tried = []
+    for path, how in _candidates():
+        if os.sep in path and not os.path.exists(path):
+            tried.append("%s (%s): no such file" % (path, how))
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as e:
+            tried.append("%s (%s): %s" % (path, how, e))
+            continue
+        if not hasattr(lib, "fcgi_accept_request"):
+            tried.append("%s (%s): not fcgi-runtime (no fcgi_accept_request)" % (path, how))
+            continue
+        _LIB = _declare(path, lib)
+        return _LIB
+    raise LibraryNotFound(
+        "cannot load fcgi-runtime's library; set FCGI_RUNTIME_LIB to the path of libfcgi.so. "
+        "Tried:\n  " + "\n  ".join(tried or ["nothing"])
+    )

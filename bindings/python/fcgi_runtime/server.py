@@ -1,0 +1,658 @@
+"""A WSGI (PEP 3333) server on fcgi-runtime's native C API.
+
+Every FastCGI detail (records, multiplexing, keep-alive, back-pressure, aborts, limits) is the
+library's; this module maps one accepted request onto one WSGI call:
+
+- the request's FastCGI params (fcgi_loadenv) become ``environ``;
+- ``wsgi.input`` reads the body with fcgi_read, ``wsgi.errors`` writes FCGI_STDERR;
+- the response goes out through fcgi_write/fcgi_flush as a CGI response (``Status:`` header);
+- N Python threads each own a request object and block in fcgi_accept_request concurrently,
+  with the GIL released (ctypes releases it for every foreign call).
+"""
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import traceback
+
+from . import _lib
+
+__all__ = ["Server", "serve", "ClientDisconnected", "FileWrapper", "InputStream", "ErrorStream"]
+
+#: The most fcgi_read asks for in one call.
+_MAX_READ = 1 << 20
+#: What readline and the iterator read ahead per call.
+_LINE_CHUNK = 64 * 1024
+#: wsgi.errors sends what it holds once it has this much (else at a newline or flush()).
+_ERRORS_FLUSH = 8 * 1024
+
+_log_lock = threading.Lock()
+
+
+def log(msg):
+    """One line on the server's own stderr (not the request's FCGI_STDERR)."""
+    with _log_lock:
+        try:
+            sys.stderr.write("fcgi_runtime: %s\n" % msg)
+            sys.stderr.flush()
+        except Exception:
+            pass
+
+
+class ClientDisconnected(OSError):
+    """The request was aborted by the web server, or its connection failed: the request body
+    was cut short (wsgi.input) or the response can no longer be written (write(), iteration)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# environ
+# ---------------------------------------------------------------------------------------------
+
+_tls = threading.local()
+
+
+def _apply(var, var_len, val, val_len, _arg):
+    # Called by fcgi_loadenv in the thread that called it, once per param. PEP 3333: values
+    # are native strings holding the bytes as latin-1.
+    _tls.env[var.decode("latin-1")] = val[:val_len].decode("latin-1")
+
+
+# One callback object for the whole process (a ctypes callback must outlive every call).
+_APPLY = _lib.APPLY_FUNC(_apply)
+
+
+def _load_params(lib, req):
+    env = {}
+    _tls.env = env
+    try:
+        lib.fcgi_loadenv(req, _APPLY, None)
+    finally:
+        _tls.env = None
+    return env
+
+
+def _unquote_path(path):
+    """Percent-decodes a URL path into a WSGI string (the bytes as latin-1)."""
+    if "%" not in path:
+        return path
+    from urllib.parse import unquote_to_bytes
+
+    return unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+
+
+def _url_scheme(env):
+    https = env.get("HTTPS", "").lower()
+    if https in ("on", "1", "yes"):
+        return "https"
+    scheme = env.get("REQUEST_SCHEME", "").lower()
+    if scheme in ("http", "https"):
+        return scheme
+    return "http"
+
+
+# ---------------------------------------------------------------------------------------------
+# wsgi.input, wsgi.errors, wsgi.file_wrapper
+# ---------------------------------------------------------------------------------------------
+
+
+class InputStream(object):
+    """``wsgi.input``: the request body (FCGI_STDIN), read on demand with fcgi_read.
+
+    Nothing is read before the application asks, so the library's back-pressure holds: an
+    upload the application reads slowly is not buffered whole anywhere. Never reads past
+    CONTENT_LENGTH when it is set; without it, reads to the end of FCGI_STDIN (which always
+    has one), and ``wsgi.input_terminated`` is then set. A body cut short or an aborted request
+    raises ClientDisconnected."""
+
+    def __init__(self, lib, req, length):
+        self._lib = lib
+        self._req = req
+        self._remaining = length  # None: to the end of the stream
+        self._buf = bytearray()
+        self._eof = False
+
+    def _read_into(self, out, want):
+        """Appends at most `want` bytes of the body to bytearray `out`; returns how many
+        (0 at the end)."""
+        if self._eof:
+            return 0
+        if self._req is None:
+            raise ValueError("wsgi.input read after the request ended")
+        if self._remaining is not None:
+            want = min(want, self._remaining)
+        want = min(want, _MAX_READ)
+        if want <= 0:
+            self._eof = True
+            return 0
+        start = len(out)
+        out += bytes(want)
+        cbuf = (ctypes.c_char * want).from_buffer(out, start)
+        n = self._lib.fcgi_read(self._req, cbuf, want)
+        del cbuf  # release the export before resizing `out`
+        del out[start + max(n, 0):]
+        if n < 0:
+            self._eof = True
+            raise ClientDisconnected("request body cut short (aborted or connection lost)")
+        if n == 0:
+            self._eof = True
+        elif self._remaining is not None:
+            self._remaining -= n
+        return n
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            out = self._buf
+            self._buf = bytearray()
+            while self._read_into(out, _MAX_READ):
+                pass
+            return bytes(out)
+        if size <= len(self._buf):
+            data = bytes(self._buf[:size])
+            del self._buf[:size]
+            return data
+        out = self._buf
+        self._buf = bytearray()
+        while len(out) < size and self._read_into(out, size - len(out)):
+            pass
+        return bytes(out)
+
+    def readline(self, size=-1):
+        if size is not None and size < 0:
+            size = None
+        start = 0
+        while True:
+            end = self._buf.find(b"\n", start)
+            if end >= 0:
+                end += 1
+                break
+            if size is not None and len(self._buf) >= size:
+                end = size
+                break
+            start = len(self._buf)
+            if not self._read_into(self._buf, _LINE_CHUNK):
+                end = len(self._buf)
+                break
+        if size is not None:
+            end = min(end, size)
+        data = bytes(self._buf[:end])
+        del self._buf[:end]
+        return data
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    next = __next__
+
+    def close(self):
+        pass
+
+    def _detach(self):
+        """At the end of the request: the request object goes on to serve other requests."""
+        self._req = None
+
+
+class ErrorStream(object):
+    """``wsgi.errors``: text written here goes to the request's FCGI_STDERR (nginx logs it in
+    its error log). Sent at each newline, at 8 KiB and at flush(); errors while sending are
+    ignored (an aborted request has nowhere to log)."""
+
+    def __init__(self, lib, req):
+        self._lib = lib
+        self._req = req
+        self._parts = []
+        self._size = 0
+
+    def write(self, s):
+        if isinstance(s, str):
+            data = s.encode("utf-8", "backslashreplace")
+        else:
+            data = bytes(s)
+        if not data:
+            return
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= _ERRORS_FLUSH or data.endswith(b"\n"):
+            self.flush()
+
+    def writelines(self, seq):
+        for s in seq:
+            self.write(s)
+
+    def flush(self):
+        if not self._parts:
+            return
+        data = b"".join(self._parts)
+        self._parts = []
+        self._size = 0
+        if self._req is None:
+            log("wsgi.errors after the request ended: " + data.decode("utf-8", "replace"))
+        else:
+            self._lib.fcgi_write(self._req, _lib.FCGI_STDERR, data, len(data))
+
+    def _detach(self):
+        """At the end of the request: later writes go to the server's stderr."""
+        self.flush()
+        self._req = None
+
+    def __getattr__(self, name):
+        raise AttributeError(name)
+
+
+class FileWrapper(object):
+    """``wsgi.file_wrapper``: iterates a file-like object in blocks and closes it."""
+
+    def __init__(self, filelike, blksize=64 * 1024):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    next = __next__
+
+
+# ---------------------------------------------------------------------------------------------
+# One request
+# ---------------------------------------------------------------------------------------------
+
+
+class _Exchange(object):
+    """The response side of one request: start_response, write(), the CGI head."""
+
+    def __init__(self, lib, req):
+        self.lib = lib
+        self.req = req
+        self.status = None
+        self.headers = None
+        self.headers_sent = False
+        self.head_only = False
+        # Body bytes still due by the application's Content-Length (None: not given).
+        self.left = None
+
+    def aborted(self):
+        """``environ['fcgi.aborted']``: whether the web server aborted the request or its
+        connection failed. True once the request has ended."""
+        req = self.req
+        return req is None or bool(self.lib.fcgi_is_aborted(req))
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError("status must be a str, not %r" % (type(status).__name__,))
+        if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+            raise ValueError("status %r is not 'NNN Reason'" % (status,))
+        if type(headers) is not list:
+            raise TypeError("headers must be a list, not %r" % (type(headers).__name__,))
+        for h in headers:
+            if type(h) is not tuple or len(h) != 2:
+                raise TypeError("each header must be a (name, value) tuple: %r" % (h,))
+            name, value = h
+            if type(name) is not str or type(value) is not str:
+                raise TypeError("header names and values must be str: %r" % (h,))
+            if "\r" in name or "\n" in name or ":" in name or "\r" in value or "\n" in value:
+                raise ValueError("invalid header %r" % (h,))
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def _head(self):
+        lines = ["Status: %s\r\n" % self.status]
+        for name, value in self.headers:
+            lines.append("%s: %s\r\n" % (name, value))
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")
+
+    def _out(self, data):
+        if self.req is None:
+            raise ValueError("response written after the request ended")
+        n = len(data)
+        if n and self.lib.fcgi_write(self.req, _lib.FCGI_STDOUT, data, n) < 0:
+            raise ClientDisconnected("the response could not be written (client gone)")
+
+    def send(self, data, flush):
+        """Sends a body block (the head first, once). PEP 3333: the head waits for the first
+        non-empty block."""
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise TypeError(
+                    "the application must produce bytes, not %r" % (type(data).__name__,)
+                )
+        if not data:
+            return
+        if self.status is None:
+            raise AssertionError("response body before start_response()")
+        if not self.headers_sent:
+            self.headers_sent = True
+            self.left = _content_length(self.headers)
+            if self.left is not None:
+                self.left -= len(data)
+            data = self._head() + (b"" if self.head_only else data)
+        elif self.head_only:
+            return
+        elif self.left is not None:
+            self.left -= len(data)
+        self._out(data)
+        # Once the whole Content-Length is out, the rest goes with END_REQUEST: a flush here
+        # would let the client see the complete response and close before END_REQUEST
+        # arrives, and nginx then drops its kept upstream connection.
+        if self.left is not None and self.left <= 0:
+            return
+        if flush and self.lib.fcgi_flush(self.req, 0) == 0:
+            raise ClientDisconnected("the response could not be flushed (client gone)")
+
+    def write(self, data):
+        """The write() callable returned by start_response: unbuffered."""
+        self.send(data, True)
+
+    def finish(self):
+        """The end of the body: a head not sent yet (empty body) goes now."""
+        if self.status is None:
+            raise AssertionError("the application returned without calling start_response()")
+        if not self.headers_sent:
+            self.headers_sent = True
+            self._out(self._head())
+
+
+def _content_length(headers):
+    for name, value in headers:
+        if name.lower() == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _has_header(headers, name):
+    name = name.lower()
+    return any(h[0].lower() == name for h in headers)
+
+
+class Server(object):
+    """A WSGI server: `threads` Python threads serving `app` on one listening socket.
+
+    `bind`: the library's address syntax (``host:port``, ``:port``, ``port``, ``[v6]:port``,
+    a Unix socket path), or None to serve the listening socket on fd 0 (started by a web
+    server or spawn-fcgi). `script_name`: the mount point, when the web server sends no
+    PATH_INFO (see README)."""
+
+    def __init__(self, app, bind=None, threads=4, backlog=128, script_name=""):
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        self.app = app
+        self.threads = threads
+        self.script_name = script_name.rstrip("/")
+        self.lib = _lib.load()
+        self._bind = bind
+        self._backlog = backlog
+        self._fd = None
+        self._workers = []
+        self._alive = 0
+        self._alive_lock = threading.Lock()
+        self._done = threading.Event()
+        self._stopping = False
+
+    # -- listening --------------------------------------------------------------------------
+
+    def listen(self):
+        """Opens the listening socket (once); returns its descriptor."""
+        if self._fd is not None:
+            return self._fd
+        lib = self.lib
+        if self._bind is None:
+            if not lib.fcgi_is_fastcgi():
+                raise OSError("no --bind address, and fd 0 is not a listening socket")
+            self._fd = 0
+        else:
+            fd = lib.fcgi_listen(os.fsencode(self._bind), self._backlog)
+            if fd < 0:
+                raise OSError("cannot listen on %r (the library logged why)" % (self._bind,))
+            self._fd = fd
+        return self._fd
+
+    # -- running ----------------------------------------------------------------------------
+
+    def serve_forever(self, handle_signals=None):
+        """Serves until shutdown() (or SIGTERM/SIGINT when `handle_signals`, the default in
+        the main thread). Requests in progress are finished, then the threads end."""
+        if handle_signals is None:
+            handle_signals = threading.current_thread() is threading.main_thread()
+        if handle_signals:
+            self._install_signals()
+        self.listen()
+        stops = {signal.SIGINT, signal.SIGTERM}
+        # The worker threads (and the library's threads, which they start) inherit a mask
+        # blocking SIGINT/SIGTERM, so the signals reach the main thread, whose handler runs
+        # even while it waits below.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, stops) if handle_signals else None
+        try:
+            for i in range(self.threads):
+                t = threading.Thread(target=self._worker, name="fcgi-worker-%d" % i)
+                t.daemon = True
+                with self._alive_lock:
+                    self._alive += 1
+                self._workers.append(t)
+                t.start()
+        finally:
+            if old is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        where = self._bind if self._bind is not None else "fd 0"
+        log("serving on %s with %d threads (library %s)" % (where, self.threads, self.lib.path))
+        try:
+            while not self._done.wait(None if handle_signals else 1.0):
+                pass
+        except KeyboardInterrupt:
+            self.shutdown()
+            self._done.wait()
+        for t in self._workers:
+            t.join()
+        log("stopped")
+
+    def shutdown(self):
+        """Wakes every thread blocked in fcgi_accept_request (fcgi_terminate); each ends after
+        its current request. Process-wide: the library has one shutdown flag."""
+        self._stopping = True
+        self.lib.fcgi_terminate()
+
+    def _install_signals(self):
+        def on_signal(signum, _frame):
+            if self._stopping:
+                log("signal %d again: exiting at once" % signum)
+                os._exit(128 + signum)
+            log("signal %d: stopping after the requests in progress" % signum)
+            self.shutdown()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def _worker(self):
+        lib = self.lib
+        req = lib.fcgi_init_request(self._fd, None, None, None)
+        try:
+            if not req:
+                log("fcgi_init_request failed")
+                return
+            while lib.fcgi_accept_request(req) >= 0:
+                force_close = 0
+                try:
+                    force_close = self._handle(req)
+                except BaseException:  # never let one request end the thread
+                    log("internal error:\n" + traceback.format_exc())
+                    force_close = 1
+                if force_close:
+                    # Closed without END_REQUEST: the web server sees the response cut short
+                    # (fcgi_finish_request would end it and make it look complete).
+                    lib.fcgi_close(req, 1, 1)
+                else:
+                    lib.fcgi_finish_request(req, 0)
+            if not lib.fcgi_in_shutdown():
+                log("fcgi_accept_request failed (the library logged why): thread ends")
+        finally:
+            if req:
+                lib.fcgi_destroy_request(req)
+            with self._alive_lock:
+                self._alive -= 1
+                if self._alive == 0:
+                    self._done.set()
+
+    # -- one request ------------------------------------------------------------------------
+
+    def _environ(self, lib, req, ex):
+        env = _load_params(lib, req)
+        # nginx passes Content-Type/-Length both as CGI variables and as HTTP_ headers;
+        # PEP 3333 wants only the CGI ones.
+        for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            dup = env.pop("HTTP_" + name, None)
+            if dup is not None and name not in env:
+                env[name] = dup
+        env.setdefault("REQUEST_METHOD", "GET")
+        env.setdefault("SERVER_PROTOCOL", "HTTP/1.0")
+        env.setdefault("QUERY_STRING", "")
+        if not env.get("SERVER_NAME"):
+            env["SERVER_NAME"] = env.get("SERVER_ADDR") or "localhost"
+        if not env.get("SERVER_PORT"):
+            env["SERVER_PORT"] = "443" if _url_scheme(env) == "https" else "80"
+        if "PATH_INFO" not in env or self.script_name:
+            # The web server did not split the path (nginx's default: SCRIPT_NAME is the whole
+            # path): the application is mounted at script_name and routes on the rest.
+            path = env.get("DOCUMENT_URI") or env.get("SCRIPT_NAME") or ""
+            if not path:
+                path = _unquote_path(env.get("REQUEST_URI", "").split("?", 1)[0])
+            if "PATH_INFO" in env and self.script_name:
+                path = env.get("SCRIPT_NAME", "") + env["PATH_INFO"]
+            prefix = self.script_name
+            if prefix and (path == prefix or path.startswith(prefix + "/")):
+                path = path[len(prefix):]
+            env["SCRIPT_NAME"] = prefix
+            env["PATH_INFO"] = path
+        elif env.get("SCRIPT_NAME") == "/":
+            env["SCRIPT_NAME"] = ""
+        length = env.get("CONTENT_LENGTH", "")
+        try:
+            length = int(length) if length else None
+            if length is not None and length < 0:
+                length = None
+        except ValueError:
+            length = None
+        env["wsgi.version"] = (1, 0)
+        env["wsgi.url_scheme"] = _url_scheme(env)
+        env["wsgi.input"] = InputStream(lib, req, length)
+        if length is None:
+            # No CONTENT_LENGTH (nginx forwarding a chunked body unbuffered): the extension
+            # that tells frameworks to read to the end instead of assuming an empty body.
+            env["wsgi.input_terminated"] = True
+        env["wsgi.errors"] = ErrorStream(lib, req)
+        env["wsgi.multithread"] = True
+        env["wsgi.multiprocess"] = False
+        env["wsgi.run_once"] = False
+        env["wsgi.file_wrapper"] = FileWrapper
+        env["fcgi.aborted"] = ex.aborted
+        env["fcgi.request_id"] = lib.fcgi_request_id(req)
+        env["fcgi.role"] = {1: "RESPONDER", 2: "AUTHORIZER", 3: "FILTER"}.get(
+            lib.fcgi_request_role(req), "UNKNOWN"
+        )
+        return env
+
+    def _handle(self, req):
+        """Serves one accepted request. Returns 1 if its connection must be closed (a response
+        cut short after its head was sent: the web server then sees it as incomplete)."""
+        lib = self.lib
+        ex = _Exchange(lib, req)
+        environ = self._environ(lib, req, ex)
+        # Our own objects: middleware (wsgiref.validate) may replace them in environ.
+        errors = environ["wsgi.errors"]
+        inp = environ["wsgi.input"]
+        ex.head_only = environ["REQUEST_METHOD"] == "HEAD"
+        result = None
+        what = "%s %s" % (environ["REQUEST_METHOD"], environ.get("REQUEST_URI", ""))
+        force_close = 0
+        try:
+            try:
+                result = self.app(environ, ex.start_response)
+                if isinstance(result, (list, tuple)):
+                    # Everything is there already: one write, no flush per block, and a
+                    # Content-Length when the application gave none.
+                    if (
+                        ex.status is not None
+                        and not ex.headers_sent
+                        and not _has_header(ex.headers, "Content-Length")
+                        and all(type(b) is bytes for b in result)
+                    ):
+                        ex.headers.append(("Content-Length", str(sum(map(len, result)))))
+                    for block in result:
+                        ex.send(block, False)
+                else:
+                    # A generator or other iterable: each block goes out as it is produced.
+                    for block in result:
+                        ex.send(block, True)
+                ex.finish()
+            finally:
+                if result is not None and hasattr(result, "close"):
+                    result.close()
+        except ClientDisconnected as e:
+            log("%s: client disconnected: %s" % (what, e))
+        except Exception:
+            tb = traceback.format_exc()
+            log("%s: application error\n%s" % (what, tb.rstrip("\n")))
+            errors.write("application error in %s\n%s" % (what, tb))
+            if ex.headers_sent:
+                force_close = 1  # the response is cut short: let the web server see it
+            else:
+                body = b"Internal Server Error\n"
+                ex.status = "500 Internal Server Error"
+                ex.headers = [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                ]
+                try:
+                    ex.send(body, False)
+                except ClientDisconnected:
+                    pass
+        finally:
+            errors._detach()
+            inp._detach()
+            ex.req = None
+        return force_close
+
+
+def serve(app, bind=None, threads=4, backlog=128, script_name="", handle_signals=None):
+    """Serves `app` until shutdown (SIGTERM/SIGINT when called in the main thread)."""
+    server = Server(app, bind=bind, threads=threads, backlog=backlog, script_name=script_name)
+    server.serve_forever(handle_signals=handle_signals)
