@@ -22,6 +22,7 @@ fn main() {
     let srcs = [
         "src/ffi/native_types.rs",
         "src/ffi/native.rs",
+        "src/ffi/native_embed.rs",
         "src/ffi/pool.rs",
     ];
     for s in srcs {

@@ -452,9 +452,9 @@ int main(int argc, char **argv)
     }
 
     /* php-cgi also calls fcgi_set_mgmt_var("FCGI_MAX_CONNS"/"FCGI_MAX_REQS", children or "1")
-     * here. In fcgi-runtime those names set enforced limits, and a connection over
-     * FCGI_MAX_CONNS is accepted and closed (docs/sapi.md, "What changes"), so this SAPI leaves
-     * them at the library's defaults; GET_VALUES reports those. */
+     * here. In fcgi-runtime those names set enforced limits (connections past FCGI_MAX_CONNS
+     * wait in the listen backlog, as under PHP), and one thread serves many connections, so
+     * this SAPI leaves them at the library's defaults; GET_VALUES reports those. */
     const char *env_children = getenv("PHP_FCGI_CHILDREN");
     int children = env_children ? atoi(env_children) : 0;
 

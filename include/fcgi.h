@@ -147,6 +147,13 @@ typedef void (*fcgi_logger)(int level, const char *fmt, ...);
  */
 typedef int fcgi_limit;
 
+/*
+ Receives a log message: its level (FCGI_DEBUG .. FCGI_ALERT), the text (not
+ NUL-terminated; no trailing newline) and its length, and the `arg` given to
+ fcgi_set_log_func.
+ */
+typedef void (*fcgi_log_func)(int level, const char *msg, size_t len, void *arg);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -319,7 +326,7 @@ void fcgi_loadenv(fcgi_request *req, fcgi_apply_func load_func, void *array);
  wins). FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS set the corresponding limits, so
  that what is reported is what is enforced.
  */
-void fcgi_set_mgmt_var(const char *name, uintptr_t name_len, const char *value, uintptr_t value_len);
+void fcgi_set_mgmt_var(const char *name, size_t name_len, const char *value, size_t value_len);
 
 /*
  Kept for link compatibility with PHP's header; does nothing.
@@ -400,6 +407,24 @@ int fcgi_set_limit(fcgi_limit which, long long value);
  The current value of a limit (FCGI_LIMIT_*), or -1 for an unknown limit.
  */
 long long fcgi_get_limit(fcgi_limit which);
+
+/*
+ Copies every variable of the request's environment into `buf` as `NAME '\0' VALUE '\0'`
+ pairs, in fcgi_loadenv's order (received PARAMS, then fcgi_putenv additions; deleted
+ names left out). A name or value ends at its first NUL byte, as fcgi_getenv returns it.
+ Returns the number of bytes the whole block takes (0: no variables); when that is more
+ than `size`, nothing is written: call again with a buffer at least that large. Returns -1
+ when `req` is NULL, or `buf` is NULL with a non-zero `size`.
+ */
+long fcgi_getenv_all(fcgi_request *req, char *buf, size_t size);
+
+/*
+ Sets the function that receives the library's log messages, with `arg` passed back on
+ each call; possibly called from any thread, and it must not call back into the library.
+ NULL restores the default (messages of level FCGI_NOTICE and above to stderr). Replaces a
+ logger set by fcgi_set_logger, and the reverse.
+ */
+void fcgi_set_log_func(fcgi_log_func func, void *arg);
 
 /*
  Creates a pool with the default settings: a static pool of one worker per CPU, or of

@@ -524,20 +524,67 @@ fn throughput_vs_c_hello() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    let port = common::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = support::example_cmd("hello", &["-a", &addr])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start c-examples/hello");
-    assert!(wait_for(|| support::tcp_ready(port)), "hello not ready");
-    for conns in ["1", "4"] {
-        println!(
-            "== c-examples/hello, fcgi-bench -c {conns}:\n{}",
-            run_bench(&addr, conns)
-        );
+    // The C side: bench/apps/lf_app.c, a plain libfcgi-API hello (FCGX_Accept_r loop), built
+    // once against Debian's libfcgi-dev and run on Debian's libfcgi.so.0 and on the project's;
+    // and its mirror on the native API, bench/apps/native_app.c.
+    let tmp = std::env::temp_dir();
+    let lf_app = tmp.join(format!("fcgi-py-lf_app-{}", std::process::id()));
+    let native_app = tmp.join(format!("fcgi-py-native_app-{}", std::process::id()));
+    let cc = Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&lf_app)
+        .arg(root.join("bench/apps/lf_app.c"))
+        .arg("-L/usr/lib/x86_64-linux-gnu")
+        .arg("-lfcgi")
+        .status()
+        .expect("run cc");
+    assert!(cc.success(), "cc bench/apps/lf_app.c -lfcgi failed");
+    let cc = Command::new("cc")
+        .args(["-O2", "-pthread", "-I"])
+        .arg(root.join("include"))
+        .arg("-o")
+        .arg(&native_app)
+        .arg(root.join("bench/apps/native_app.c"))
+        .arg("-L")
+        .arg(common::lib_dir())
+        .arg("-lfcgi")
+        .status()
+        .expect("run cc");
+    assert!(cc.success(), "cc bench/apps/native_app.c failed");
+    let labels = [
+        "lf_app (libfcgi API) on Debian's libfcgi.so.0",
+        "lf_app (libfcgi API) on fcgi-runtime's libfcgi.so.0",
+        "bench/apps/native_app.c (native API)",
+    ];
+    let command = |which: usize, addr: &str, threads: &str| -> Command {
+        let mut c = Command::new(if which < 2 { &lf_app } else { &native_app });
+        c.args([addr, threads, "hello"]);
+        match which {
+            0 => c.env_remove("LD_LIBRARY_PATH"),
+            _ => c.env("LD_LIBRARY_PATH", common::lib_dir()),
+        };
+        c
+    };
+    for (which, label) in labels.iter().enumerate() {
+        for threads in ["1", "4"] {
+            let port = common::free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let mut child = command(which, &addr, threads)
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the C hello");
+            assert!(wait_for(|| support::tcp_ready(port)), "{label} not ready");
+            for conns in ["1", "4"] {
+                println!(
+                    "== {label}, {threads} thread(s), fcgi-bench -c {conns}:\n{}",
+                    run_bench(&addr, conns)
+                );
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = std::fs::remove_file(&lf_app);
+    let _ = std::fs::remove_file(&native_app);
 }

@@ -223,35 +223,63 @@ fn requests_past_the_process_limit_are_overloaded_and_reported() {
 }
 
 #[test]
-fn connections_past_the_limit_are_closed() {
+fn connections_past_the_limit_wait_in_the_backlog() {
     let p = Proc::echo(&[("FCGI_RUNTIME_MAX_CONNS", "2")], "1");
-    // The readiness probe's connection counts until the server sees it closed: retry.
+    let port: u16 = p.addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // The readiness probe's connection counts until the server sees it closed: the first
+    // connection may wait for that, so its answer is awaited (the read timeout bounds it).
     let served = |p: &Proc| {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            let mut d = p.connect();
-            if let Ok(v) = d.get_values(&["FCGI_MAX_CONNS"]) {
-                assert_eq!(v[0].1, "2");
-                return d;
-            }
-            assert!(Instant::now() < deadline, "no connection slot");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut d = p.connect();
+        let v = d.get_values(&["FCGI_MAX_CONNS"]).expect("answered");
+        assert_eq!(v[0].1, "2");
+        d
     };
     let a = served(&p);
     let _b = served(&p);
+    // A third connection is neither accepted nor dropped: the kernel holds it in the listen
+    // backlog (PHP's layer behaves so; php-cgi sets FCGI_MAX_CONNS=1 without children).
     let mut c = p.connect();
     c.send_raw(&{
         let mut w = Vec::new();
         push_record(&mut w, rtype::GET_VALUES, 0, &[]);
         w
     })
-    .ok();
-    assert_eof(&mut c);
+    .unwrap();
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while tcp_listen_backlog(port) != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the third connection is not waiting in the backlog"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.assert_logged("connection limit reached: 2 connections open (limit 2)");
+    // A slot frees up once a connection goes: the waiting one is accepted and answered.
     drop(a);
-    // A slot frees up once a connection goes.
-    served(&p);
-    p.assert_logged("limit 2");
+    let r = c
+        .read_record()
+        .expect("read")
+        .expect("the waiting connection is answered, not closed");
+    assert_eq!(r.rtype, rtype::GET_VALUES_RESULT);
+    assert_eq!(tcp_listen_backlog(port), Some(0));
+}
+
+/// Connections waiting in the accept queue of the listening socket on `port`, from the
+/// kernel's table (`/proc/net/tcp`: state 0A, rx_queue is the accept queue's length).
+fn tcp_listen_backlog(port: u16) -> Option<usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let local_port = f
+            .get(1)?
+            .rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())?;
+        if local_port != port || f.get(3) != Some(&"0A") {
+            return None;
+        }
+        let rx = f.get(4)?.split_once(':')?.1;
+        usize::from_str_radix(rx, 16).ok()
+    })
 }
 
 #[test]

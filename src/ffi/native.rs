@@ -38,6 +38,13 @@ pub struct fcgi_request {
     client_ip: IpText,
 }
 
+impl fcgi_request {
+    /// The current request's environment (for the calls of `native_embed.rs`).
+    pub(super) fn env_mut(&mut self) -> &mut crate::runtime::env::Env {
+        &mut self.inner.env
+    }
+}
+
 /// -1: not yet determined; 0: not FastCGI; 1: FastCGI.
 static IS_FASTCGI: AtomicI8 = AtomicI8::new(-1);
 
@@ -54,7 +61,7 @@ fn call(hook: fcgi_hook) {
 
 /// # Safety
 /// `p` is NULL or a pointer returned by fcgi_init_request and not yet destroyed.
-unsafe fn req<'a>(p: *mut fcgi_request) -> Option<&'a mut fcgi_request> {
+pub(super) unsafe fn req<'a>(p: *mut fcgi_request) -> Option<&'a mut fcgi_request> {
     // SAFETY: per the function's contract.
     unsafe { p.as_mut() }
 }

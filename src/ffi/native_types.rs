@@ -72,5 +72,11 @@ pub type fcgi_apply_func = Option<
     ),
 >;
 
+/// Receives a log message: its level (FCGI_DEBUG .. FCGI_ALERT), the text (not
+/// NUL-terminated; no trailing newline) and its length, and the `arg` given to
+/// fcgi_set_log_func.
+pub type fcgi_log_func =
+    Option<unsafe extern "C" fn(level: c_int, msg: *const c_char, len: usize, arg: *mut c_void)>;
+
 /// A hook of fcgi_init_request, called without arguments.
 pub type fcgi_hook = Option<unsafe extern "C" fn()>;

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Limit {
-    /// Open connections per process (FCGI_MAX_CONNS). Past it, new connections are closed.
+    /// Open connections per process (FCGI_MAX_CONNS). At it, accepting stops: new connections
+    /// wait in the listen backlog until one closes.
     MaxConns = 0,
     /// Requests in flight per process (FCGI_MAX_REQS). Past it, FCGI_OVERLOADED.
     MaxReqs = 1,

@@ -35,7 +35,14 @@ impl Server {
     /// means the backlog is empty, or accept failed).
     pub(super) fn accept_all(&self, g: &mut Core, max: usize) -> usize {
         let mut accepted = 0;
+        let limit = config::get(Limit::MaxConns) as usize;
         while accepted < max {
+            if g.n_conns >= limit {
+                // At the limit the connections wait in the backlog (PHP's layer does not
+                // accept either); a closing connection resumes accepting (`close_conn`).
+                self.stop_accepting_full(g, limit);
+                return accepted;
+            }
             let fd = match sys::accept(self.listen_fd) {
                 Ok(fd) => fd,
                 Err(e) => match e.raw_os_error() {
@@ -59,15 +66,6 @@ impl Server {
             };
             g.accept_paused_until = None;
             g.accept_backoff = ACCEPT_BACKOFF_MIN;
-            let max = config::get(Limit::MaxConns) as usize;
-            if g.n_conns >= max {
-                crate::fcgi_log!(
-                    Warning,
-                    "connection closed: {} connections open (limit {max})",
-                    g.n_conns
-                );
-                continue;
-            }
             let raw = fd.as_raw_fd();
             let peer = addr::peer_of(raw);
             if !super::client_allowed(&peer) {
@@ -107,6 +105,27 @@ impl Server {
             self.rearm(g, t);
         }
         accepted
+    }
+
+    /// FCGI_MAX_CONNS connections are open: accepting stops until one closes. The listener is
+    /// kept marked ready (the poll is edge-triggered: the backlog will not be reported again),
+    /// and reaching the limit is logged at most once per 10 s.
+    fn stop_accepting_full(&self, g: &mut Core, limit: usize) {
+        g.accept_full = true;
+        g.listener_ready = true;
+        let now = Instant::now();
+        if g.full_logged
+            .is_some_and(|at| now.duration_since(at) < ACCEPT_LOG_INTERVAL)
+        {
+            return;
+        }
+        g.full_logged = Some(now);
+        crate::fcgi_log!(
+            Warning,
+            "connection limit reached: {} connections open (limit {limit}); new connections \
+             wait in the listen backlog",
+            g.n_conns
+        );
     }
 
     /// accept() failed for want of a resource (descriptors, kernel memory). Retrying at once
@@ -386,6 +405,11 @@ impl Server {
         if g.accept_paused_until.is_some() {
             // A descriptor was freed: accepting may work again.
             g.accept_paused_until = Some(Instant::now());
+        }
+        if std::mem::take(&mut g.accept_full) && g.poll.is_none() {
+            // Below the limit again: a leader blocked in the poll (this close may come from
+            // an application thread) looks at the backlog now.
+            self.wake.wake();
         }
     }
 

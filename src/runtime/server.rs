@@ -115,6 +115,11 @@ pub struct Core {
     pub(super) accept_paused_until: Option<Instant>,
     /// The current back-off step, doubled per consecutive failure up to the maximum.
     pub(super) accept_backoff: Duration,
+    /// FCGI_MAX_CONNS connections are open: no accept until one closes (the new ones wait in
+    /// the kernel's backlog, as under PHP's layer, instead of being accepted and dropped).
+    pub(super) accept_full: bool,
+    /// When reaching the connection limit was last logged.
+    pub(super) full_logged: Option<Instant>,
     /// When the last accept failure was logged, and failures since then not logged.
     pub(super) accept_err_logged: Option<Instant>,
     pub(super) accept_err_unlogged: u64,
@@ -206,6 +211,8 @@ impl Server {
                 corked: Vec::new(),
                 leader_takes: 0,
                 accept_paused_until: None,
+                accept_full: false,
+                full_logged: None,
                 accept_backoff: super::reactor::ACCEPT_BACKOFF_MIN,
                 accept_err_logged: None,
                 accept_err_unlogged: 0,
@@ -647,6 +654,7 @@ impl Server {
             // A batch taken while silent connections are about stopped short of an empty
             // backlog: take the next one after this poll's events, without waiting.
             if accepting
+                && !g.accept_full
                 && g.silent_until.is_some_and(|u| now < u)
                 && g.accept_paused_until.is_none_or(|u| now >= u)
             {

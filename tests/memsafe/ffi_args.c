@@ -86,6 +86,20 @@ static void apply(const char *var, unsigned int var_len, char *val, unsigned int
     ++*(int *)arg;
 }
 
+/* fcgi_set_log_func's hook: keeps the last message and the arg it was given. */
+static char logged[256];
+static void *logged_arg;
+static int logged_level;
+static void log_hook(int level, const char *msg, size_t len, void *arg)
+{
+    if (len >= sizeof logged)
+        len = sizeof logged - 1;
+    memcpy(logged, msg, len);
+    logged[len] = 0;
+    logged_level = level;
+    logged_arg = arg;
+}
+
 static void async_done(ClientData cd, int len)
 {
     (void)cd, (void)len;
@@ -215,6 +229,14 @@ static void native_without_request(void)
     CHECK(fcgi_has_env, fcgi_has_env(NULL), r == 0);
     CALL(fcgi_loadenv, fcgi_loadenv(NULL, apply, &n));
     CALL(fcgi_loadenv, fcgi_loadenv(NULL, NULL, NULL));
+    CHECK(fcgi_getenv_all, fcgi_getenv_all(NULL, logged, sizeof logged), r == -1);
+    CALL(fcgi_set_log_func, fcgi_set_log_func(NULL, NULL));
+    /* The non-variadic log hook gets each message with its length and the arg given. */
+    CALL(fcgi_set_log_func, fcgi_set_log_func(log_hook, &n));
+    CHECK(fcgi_listen, fcgi_listen("/nonexistent-dir/x.sock", 5), r == -1);
+    if (logged_arg != &n || logged_level != FCGI_ERROR || !strstr(logged, "Cannot listen"))
+        fail("fcgi_set_log_func", "hook not called with the message", logged_level, __LINE__);
+    CALL(fcgi_set_log_func, fcgi_set_log_func(NULL, NULL));
     CALL(fcgi_request_set_keep, fcgi_request_set_keep(NULL, 1));
     CHECK(fcgi_is_aborted, fcgi_is_aborted(NULL), r == 0);
     CHECK(fcgi_request_id, fcgi_request_id(NULL), r == -1);
@@ -252,6 +274,7 @@ static void native_without_request(void)
         CHECK_NULL(fcgi_getenv, fcgi_getenv(q, "A", 1));
         CHECK(fcgi_has_env, fcgi_has_env(q), r == 0);
         CALL(fcgi_loadenv, fcgi_loadenv(q, apply, &n));
+        CHECK(fcgi_getenv_all, fcgi_getenv_all(q, NULL, 0), r == 0);
         CHECK(fcgi_is_aborted, fcgi_is_aborted(q), r == 0);
         CHECK(fcgi_request_id, fcgi_request_id(q), r == -1);
         CHECK_NULL(fcgi_request_client_ip, fcgi_request_client_ip(q));
@@ -577,6 +600,35 @@ static pthread_t start_client(void)
     return t;
 }
 
+/* fcgi_getenv_all on a real request: the size query, a short buffer left untouched, and a
+ * block holding exactly fcgi_loadenv's variables with fcgi_getenv's values, a putenv
+ * addition included. */
+static void env_block(fcgi_request *q, int n_vars)
+{
+    static char block[65536];
+    char one[1] = {'#'};
+    long need, got;
+    int pairs = 0;
+    CHECK(fcgi_getenv_all, need = fcgi_getenv_all(q, NULL, 0), r > 0);
+    CHECK(fcgi_getenv_all, fcgi_getenv_all(q, NULL, 5), r == -1);
+    CHECK(fcgi_getenv_all, fcgi_getenv_all(q, one, sizeof one), r == need && one[0] == '#');
+    if (fcgi_putenv(q, (char *)"ZZ_ADDED", 8, (char *)"added") == NULL)
+        fail("fcgi_putenv", "no copy stored", 0, __LINE__);
+    /* ZZ_ADDED NUL added NUL: 15 more bytes. */
+    CHECK(fcgi_getenv_all, got = fcgi_getenv_all(q, block, sizeof block), r == need + 15);
+    for (long at = 0; at < got;) {
+        const char *name = block + at;
+        const char *val = name + strlen(name) + 1;
+        const char *want = fcgi_getenv(q, name, (int)strlen(name));
+        if (!want || strcmp(want, val) != 0)
+            fail("fcgi_getenv_all", "a value differs from fcgi_getenv's", at, __LINE__);
+        at = (val - block) + (long)strlen(val) + 1;
+        pairs++;
+    }
+    if (pairs != n_vars + 1 || strcmp(block + got - 15, "ZZ_ADDED") != 0)
+        fail("fcgi_getenv_all", "not loadenv's variables plus the addition", pairs, __LINE__);
+}
+
 static void native_with_request(int lfd)
 {
     fcgi_request *q = fcgi_init_request(lfd, NULL, NULL, NULL);
@@ -606,6 +658,7 @@ static void native_with_request(int lfd)
     CALL(fcgi_loadenv, fcgi_loadenv(q, apply, &n));
     if (n < 2)
         fail("fcgi_loadenv", "too few variables", n, __LINE__);
+    env_block(q, n);
     CHECK(fcgi_request_id, fcgi_request_id(q), r == 1);
     CHECK(fcgi_write, fcgi_write(q, FCGI_STDOUT, "Status: 200\r\n\r\nok", 17), r == 17);
     CHECK(fcgi_finish_request, fcgi_finish_request(q, 0), r == 1);

@@ -22,20 +22,6 @@ FCGI_FILTER = 3
 #: libfcgi.so.0, the SONAME).
 _LIB_NAMES = ("libfcgi.so", "libfcgi.so.0")
 
-# void (*fcgi_apply_func)(const char *var, unsigned int var_len, char *val,
-#                         unsigned int val_len, void *arg)
-# `var` is NUL-terminated (c_char_p hands it over as bytes); `val` may hold NUL bytes, so it is a
-# char pointer sliced by val_len.
-APPLY_FUNC = ctypes.CFUNCTYPE(
-    None,
-    ctypes.c_char_p,
-    ctypes.c_uint,
-    ctypes.POINTER(ctypes.c_char),
-    ctypes.c_uint,
-    ctypes.c_void_p,
-)
-
-
 class LibraryNotFound(OSError):
     """No usable fcgi-runtime library was found."""
 
@@ -58,11 +44,11 @@ def _candidates():
         yield found, "ctypes.util.find_library('fcgi')"
 
 
-#: Functions that never block: called through ctypes.PyDLL, which keeps the GIL. For
-#: fcgi_loadenv this matters most: its callback runs once per param, and through CDLL each run
-#: would take the GIL back (with several busy threads, a wait for the GIL each time).
+#: Functions that never block: called through ctypes.PyDLL, which keeps the GIL (releasing
+#: and taking it back costs more than these calls, and with several busy threads it means a
+#: wait for the GIL each time).
 _NON_BLOCKING = {
-    "fcgi_loadenv",
+    "fcgi_getenv_all",
     "fcgi_is_aborted",
     "fcgi_request_id",
     "fcgi_request_role",
@@ -89,7 +75,7 @@ def _declare(path, cdll):
         "fcgi_close": (None, [c_void_p, c_int, c_int]),
         "fcgi_read": (c_int, [c_void_p, c_void_p, c_int]),
         "fcgi_write": (c_int, [c_void_p, c_int, c_void_p, c_int]),
-        "fcgi_loadenv": (None, [c_void_p, APPLY_FUNC, c_void_p]),
+        "fcgi_getenv_all": (ctypes.c_long, [c_void_p, c_void_p, ctypes.c_size_t]),
         "fcgi_terminate": (None, []),
         "fcgi_in_shutdown": (c_int, []),
         "fcgi_is_aborted": (c_int, [c_void_p]),

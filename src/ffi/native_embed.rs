@@ -1,0 +1,85 @@
+//! Calls for embedders beyond PHP's header: what a language runtime binding needs that
+//! PHP's per-item calls make slow or impossible from a foreign-function interface.
+//!
+//! - `fcgi_getenv_all`: the whole environment in one call (a binding pays per crossing of the
+//!   boundary: through fcgi_loadenv, one callback per variable);
+//! - `fcgi_set_log_func`: a log hook that is not variadic (ctypes, cgo, JNA and most other
+//!   FFIs cannot implement PHP's printf-like `fcgi_logger`).
+
+use super::native::fcgi_request;
+use super::native::req;
+use super::native_types::fcgi_log_func;
+use super::panic::guard;
+use crate::runtime::log;
+use std::os::raw::{c_char, c_int, c_long, c_void};
+
+/// Copies every variable of the request's environment into `buf` as `NAME '\0' VALUE '\0'`
+/// pairs, in fcgi_loadenv's order (received PARAMS, then fcgi_putenv additions; deleted
+/// names left out). A name or value ends at its first NUL byte, as fcgi_getenv returns it.
+/// Returns the number of bytes the whole block takes (0: no variables); when that is more
+/// than `size`, nothing is written: call again with a buffer at least that large. Returns -1
+/// when `req` is NULL, or `buf` is NULL with a non-zero `size`.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_getenv_all(
+    req: *mut fcgi_request,
+    buf: *mut c_char,
+    size: usize,
+) -> c_long {
+    guard("fcgi_getenv_all", -1, || {
+        // SAFETY: caller's contract.
+        let Some(r) = (unsafe { self::req(req) }) else {
+            return -1;
+        };
+        if buf.is_null() && size != 0 {
+            return -1;
+        }
+        let cut = |b: &[u8]| b.iter().position(|&c| c == 0).map_or(b.len(), |n| n);
+        let mut need = 0usize;
+        r.env_mut().for_each(|name, val, len| {
+            // SAFETY: for_each hands out the stored value and its length.
+            let val = unsafe { std::slice::from_raw_parts(val, len) };
+            need += cut(name) + cut(val) + 2;
+        });
+        if need > size {
+            return need as c_long;
+        }
+        // SAFETY: the caller gives `size` writable bytes at `buf`, and need <= size.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), size) };
+        let mut at = 0;
+        r.env_mut().for_each(|name, val, len| {
+            // SAFETY: as above.
+            let val = unsafe { std::slice::from_raw_parts(val, len) };
+            for part in [&name[..cut(name)], &val[..cut(val)]] {
+                out[at..at + part.len()].copy_from_slice(part);
+                out[at + part.len()] = 0;
+                at += part.len() + 1;
+            }
+        });
+        at as c_long
+    })
+}
+
+/// Sets the function that receives the library's log messages, with `arg` passed back on
+/// each call; possibly called from any thread, and it must not call back into the library.
+/// NULL restores the default (messages of level FCGI_NOTICE and above to stderr). Replaces a
+/// logger set by fcgi_set_logger, and the reverse.
+#[no_mangle]
+pub extern "C" fn fcgi_set_log_func(func: fcgi_log_func, arg: *mut c_void) {
+    // The pointer travels into the logger closure as an address: the application owns it and
+    // promises it stays valid while the hook is set.
+    let arg = arg as usize;
+    guard("fcgi_set_log_func", (), || match func {
+        None => log::set_logger(None),
+        Some(f) => log::set_logger(Some(Box::new(move |level, msg| {
+            // SAFETY: the application's hook, with the message's bytes and length.
+            unsafe {
+                f(
+                    level as c_int,
+                    msg.as_ptr().cast(),
+                    msg.len(),
+                    arg as *mut c_void,
+                )
+            };
+        }))),
+    })
+}
