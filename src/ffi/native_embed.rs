@@ -5,6 +5,10 @@
 //!   boundary: through fcgi_loadenv, one callback per variable);
 //! - `fcgi_set_log_func`: a log hook that is not variadic (ctypes, cgo, JNA and most other
 //!   FFIs cannot implement PHP's printf-like `fcgi_logger`).
+//!
+//! # Safety
+//! The contract of `native.rs` holds: each pointer is NULL or valid as its doc comment says.
+#![allow(clippy::missing_safety_doc)]
 
 use super::native::fcgi_request;
 use super::native::req;
