@@ -401,6 +401,34 @@ fn plain_apps_cover_pep_3333_over_a_unix_socket() {
         || format!("/excinfo: {} {}", r.status, show(&r.body)),
     );
 
+    // nginx itself trims a body to its Content-Length and drops Content-Length from a 204,
+    // so what the server sends is read from its socket, as FastCGI.
+    let sock = fx.path("wsgi.sock");
+    let mut raw = fcgi::client::Client::connect(sock.to_str().expect("utf-8 path"))
+        .expect("connect to the WSGI server");
+    let mut fastcgi = |id: u16, path: &str| {
+        let req = fcgi::client::Request::new(id)
+            .keep_conn(true)
+            .param("REQUEST_METHOD", "GET")
+            .param("SCRIPT_NAME", path)
+            .param("REQUEST_URI", path)
+            .param("SERVER_PROTOCOL", "HTTP/1.1");
+        let r = raw.request(&req).expect("FastCGI request");
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    let out = fastcgi(1, "/overlong");
+    fx.check(out.ends_with("Content-Length: 6\r\n\r\nshort\n"), || {
+        format!("/overlong sent more than its Content-Length: {out:?}")
+    });
+    let out = fastcgi(2, "/no_content");
+    fx.check(
+        out.starts_with("Status: 204 No Content\r\n") && out.ends_with("\r\n\r\n"),
+        || format!("/no_content: {out:?}"),
+    );
+    fx.check(!out.to_ascii_lowercase().contains("content-length"), || {
+        format!("/no_content got a Content-Length: {out:?}")
+    });
+
     // An exception before start_response: the server's 500, the traceback on its log and on
     // wsgi.errors (nginx's error log).
     let r = fx.get("/error");

@@ -358,17 +358,21 @@ class _Exchange(object):
             return
         if self.status is None:
             raise AssertionError("response body before start_response()")
+        head = b""
         if not self.headers_sent:
             self.headers_sent = True
             self.left = _content_length(self.headers)
-            if self.left is not None:
-                self.left -= len(data)
-            data = self._head() + (b"" if self.head_only else data)
+            head = self._head()
+            if self.head_only:
+                data = b""
         elif self.head_only:
             return
-        elif self.left is not None:
+        if self.left is not None:
+            # PEP 3333: never more than the application's Content-Length says.
+            if len(data) > self.left:
+                data = data[: max(self.left, 0)]
             self.left -= len(data)
-        self._out(data)
+        self._out(head + data if head else data)
         # Once the whole Content-Length is out, the rest goes with END_REQUEST: a flush here
         # would let the client see the complete response and close before END_REQUEST
         # arrives, and nginx then drops its kept upstream connection.
@@ -388,6 +392,11 @@ class _Exchange(object):
         if not self.headers_sent:
             self.headers_sent = True
             self._out(self._head())
+
+
+#: Statuses whose responses carry no body and must not carry Content-Length (RFC 9110 8.6;
+#: 1xx as well).
+_NO_BODY_STATUS = ("204", "304")
 
 
 def _content_length(headers):
@@ -612,6 +621,8 @@ class Server(object):
                     if (
                         ex.status is not None
                         and not ex.headers_sent
+                        and ex.status[:3] not in _NO_BODY_STATUS
+                        and ex.status[0] != "1"
                         and not _has_header(ex.headers, "Content-Length")
                         and all(type(b) is bytes for b in result)
                     ):

@@ -14,6 +14,8 @@
 /progress  reads the body in blocks, logging when it has 1 MiB
 /excinfo   start_response again with exc_info before anything was sent
 /invalid   breaks PEP 3333 (the validator must catch it)
+/overlong  more body than its Content-Length (only the promised bytes go out)
+/no_content 204 with an empty body (no Content-Length is added)
 /hello     Hello, World! (the throughput app)
 """
 
@@ -213,6 +215,18 @@ def invalid(environ, start_response):
     return [b"never sent\n"]
 
 
+def overlong(environ, start_response):
+    # More body than the Content-Length: the server sends only what the header promises.
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "6")])
+    return [b"short\n", b"and more than promised\n"]
+
+
+def no_content(environ, start_response):
+    # 204: the server adds no Content-Length to the empty list (RFC 9110 forbids it).
+    start_response("204 No Content", [])
+    return []
+
+
 def hello(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"Hello, World!\n"]
@@ -232,6 +246,8 @@ ROUTES = {
     "/progress": progress,
     "/excinfo": excinfo,
     "/invalid": invalid,
+    "/overlong": overlong,
+    "/no_content": no_content,
     "/hello": hello,
 }
 
