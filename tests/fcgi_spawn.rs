@@ -189,10 +189,7 @@ impl Spawn {
     }
 
     fn workers(&self) -> BTreeSet<u32> {
-        support::children_of(self.pid())
-            .into_iter()
-            .filter(|&p| support::is_alive(p))
-            .collect()
+        support::live_children_of(self.pid())
     }
 
     /// Waits until exactly `n` workers run and each has exec'd its program and mapped a
@@ -245,17 +242,7 @@ impl Spawn {
 impl Drop for Spawn {
     fn drop(&mut self) {
         let workers = self.workers();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for w in workers {
-            // SAFETY: kill(2) to a worker of the fcgi-spawn this test started.
-            unsafe { libc::kill(w as libc::pid_t, libc::SIGKILL) };
-        }
-        if std::thread::panicking() {
-            eprintln!("fcgi-spawn files kept in {}", self.dir.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        support::stop_supervisor(&mut self.child, workers, &self.dir, "fcgi-spawn");
     }
 }
 

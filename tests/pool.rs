@@ -13,6 +13,7 @@
 //! - PHP_FCGI_CHILDREN=3 gives 3 workers.
 
 mod common;
+mod support;
 
 #[path = "pool/fixture.rs"]
 mod fixture;

@@ -9,6 +9,7 @@
 //!   serves on with a replacement.
 
 mod common;
+mod support;
 
 #[path = "pool/fixture.rs"]
 mod fixture;

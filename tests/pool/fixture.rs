@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use crate::common;
+use crate::support;
 use fcgi::client::{Client, Request};
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -153,45 +154,13 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         let workers = self.workers();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for w in workers {
-            // SAFETY: kill(2) to a worker of the pool this test started.
-            unsafe { libc::kill(w as libc::pid_t, libc::SIGKILL) };
-        }
-        if std::thread::panicking() {
-            eprintln!("pool files kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        support::stop_supervisor(&mut self.child, workers, &self.dir, "pool");
     }
 }
 
-/// Processes whose parent is `ppid` (/proc/PID/stat).
+/// Processes whose parent is `ppid`, zombies left out.
 pub fn children_of(ppid: u32) -> BTreeSet<u32> {
-    let mut out = BTreeSet::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces, so parse after the last ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next();
-        let parent = f.next().and_then(|p| p.parse::<u32>().ok());
-        if parent == Some(ppid) && state != Some("Z") {
-            out.insert(pid);
-        }
-    }
-    out
+    support::live_children_of(ppid)
 }
 
 pub fn get_pid(addr: &str, query: &str) -> Result<u32, String> {

@@ -336,6 +336,36 @@ pub fn children_of(parent: u32) -> Vec<u32> {
     pids
 }
 
+/// Pids of the live (not zombie) children of process `parent`.
+pub fn live_children_of(parent: u32) -> std::collections::BTreeSet<u32> {
+    children_of(parent)
+        .into_iter()
+        .filter(|&p| is_alive(p))
+        .collect()
+}
+
+/// The end of a supervisor a test started (a pool, fcgi-spawn): kills it and then `workers`
+/// (read before, while they were its children), and removes the test's directory `dir` unless
+/// the test failed, when it is kept and named on stderr (`what` says whose files they are).
+pub fn stop_supervisor(
+    child: &mut std::process::Child,
+    workers: std::collections::BTreeSet<u32>,
+    dir: &Path,
+    what: &str,
+) {
+    let _ = child.kill();
+    let _ = child.wait();
+    for w in workers {
+        // SAFETY: kill(2) to a worker of the supervisor this test started.
+        unsafe { libc::kill(w as libc::pid_t, libc::SIGKILL) };
+    }
+    if std::thread::panicking() {
+        eprintln!("{what} files kept in {}", dir.display());
+    } else {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
 /// How many Unix-domain sockets process `pid` has open.
 pub fn unix_sockets_of(pid: u32) -> usize {
     let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
