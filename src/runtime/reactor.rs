@@ -323,7 +323,7 @@ impl Server {
         g.in_flight = (g.in_flight as isize + fx.in_flight_delta).max(0) as usize;
         fx.in_flight_delta = 0;
         for w in fx.wake.drain(..) {
-            w.cv.notify_one();
+            w.notify();
         }
         for id in fx.ready.drain(..) {
             g.ready.push_back((t, gen, id));
@@ -333,7 +333,7 @@ impl Server {
             }
             if let Some(i) = g.sleepers.iter().position(|(_, k)| *k == Kind::Accept) {
                 let (w, _) = g.sleepers.remove(i).expect("index from position");
-                w.cv.notify_one();
+                w.notify();
             }
         }
         g.fx = fx;
@@ -364,7 +364,7 @@ impl Server {
             if !s.stdin_eof || (s.role == crate::protocol::Role::Filter && !s.data_eof) {
                 s.truncated = true;
                 if let Some(w) = s.waiter.take() {
-                    w.cv.notify_one();
+                    w.notify();
                 }
             }
             i += 1;
@@ -391,7 +391,7 @@ impl Server {
             if s.phase == Phase::Taken {
                 s.shared.aborted.store(true, Ordering::Release);
                 if let Some(w) = s.waiter.take() {
-                    w.cv.notify_one();
+                    w.notify();
                 }
             } else {
                 dropped += 1;

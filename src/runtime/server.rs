@@ -37,9 +37,18 @@ const SILENT_HOLD: Duration = Duration::from_secs(1);
 const SILENT_ACCEPT_BATCH: usize = 64;
 
 /// A thread blocked in the library: it sleeps on its own condvar (with the core mutex).
+/// Everything that ends a wait goes through [`Waiter::notify`], the one place a waiter of
+/// another kind (an application's event loop, docs/nonblocking-design.md) will be told.
 #[derive(Default)]
 pub struct Waiter {
     pub(super) cv: Condvar,
+}
+
+impl Waiter {
+    /// Ends the wait: the thread wakes and re-checks its condition (under the core mutex).
+    pub(super) fn notify(&self) {
+        self.cv.notify_one();
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -556,7 +565,7 @@ impl Server {
             return;
         }
         if let Some((w, _)) = g.sleepers.pop_front() {
-            w.cv.notify_one();
+            w.notify();
         } else {
             g.freed_at = Instant::now();
             if g.standby_parked {
@@ -707,7 +716,7 @@ impl Server {
         if super::state() & (super::STATE_SHUTDOWN | super::STATE_DRAIN) != 0 {
             for (w, k) in &g.sleepers {
                 if *k == Kind::Accept {
-                    w.cv.notify_one();
+                    w.notify();
                 }
             }
         }
@@ -724,7 +733,7 @@ impl Server {
                     quiet = 0;
                     self.lead_once(&mut g, Leader::Standby, false);
                     if let Some((w, _)) = g.sleepers.pop_front() {
-                        w.cv.notify_one();
+                        w.notify();
                         self.standby_cv.wait_for(&mut g, STANDBY_DELAY);
                     }
                     continue;
