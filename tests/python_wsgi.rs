@@ -12,7 +12,8 @@
 //! test creates only after it has seen the state it waits for, all waits are bounded polls.
 //!
 //! `throughput_vs_c_hello` (ignored: a measurement, not a verdict) runs fcgi-bench against the
-//! Python hello and c-examples/hello; see `bindings/python/README.md`.
+//! Python hello and the C hellos of bench/apps (lf_app.c on Debian's and this project's
+//! libfcgi.so.0, native_app.c); see `bindings/python/README.md`.
 
 mod common;
 mod support;
