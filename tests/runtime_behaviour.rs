@@ -226,16 +226,17 @@ fn requests_past_the_process_limit_are_overloaded_and_reported() {
 fn connections_past_the_limit_wait_in_the_backlog() {
     let p = Proc::echo(&[("FCGI_RUNTIME_MAX_CONNS", "2")], "1");
     let port: u16 = p.addr.rsplit_once(':').unwrap().1.parse().unwrap();
-    // The readiness probe's connection counts until the server sees it closed: the first
-    // connection may wait for that, so its answer is awaited (the read timeout bounds it).
-    let served = |p: &Proc| {
+    // Two kept-alive connections, each past its first request (so neither counts as a fresh
+    // connection that holds the thread back from accepting). The readiness probe's
+    // connection counts until the server sees it closed: the first answer may wait for that.
+    let served = |p: &Proc, id: u16| {
         let mut d = p.connect();
-        let v = d.get_values(&["FCGI_MAX_CONNS"]).expect("answered");
-        assert_eq!(v[0].1, "2");
+        let r = cgi_request(id, "").keep_conn(true);
+        assert_output(&d.request(&r).unwrap().stdout, &echo_expected_for(&r));
         d
     };
-    let a = served(&p);
-    let _b = served(&p);
+    let a = served(&p, 1);
+    let mut b = served(&p, 2);
     // A third connection is neither accepted nor dropped: the kernel holds it in the listen
     // backlog (PHP's layer behaves so; php-cgi sets FCGI_MAX_CONNS=1 without children).
     let mut c = p.connect();
@@ -245,15 +246,21 @@ fn connections_past_the_limit_wait_in_the_backlog() {
         w
     })
     .unwrap();
+    let want = "connection limit reached: 2 connections open (limit 2)";
     let deadline = Instant::now() + IO_TIMEOUT;
-    while tcp_listen_backlog(port) != Some(1) {
+    while tcp_listen_backlog(port) != Some(1) || !p.log_text().contains(want) {
         assert!(
             Instant::now() < deadline,
-            "the third connection is not waiting in the backlog"
+            "the third connection is not waiting in the backlog at the limit (backlog {:?}); \
+             log: {}",
+            tcp_listen_backlog(port),
+            p.log_text()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    p.assert_logged("connection limit reached: 2 connections open (limit 2)");
+    // The open connections are still served meanwhile.
+    let r = cgi_request(3, "").keep_conn(true);
+    assert_output(&b.request(&r).unwrap().stdout, &echo_expected_for(&r));
     // A slot frees up once a connection goes: the waiting one is accepted and answered.
     drop(a);
     let r = c
