@@ -23,6 +23,7 @@ fn main() {
         "src/ffi/native_types.rs",
         "src/ffi/native.rs",
         "src/ffi/native_embed.rs",
+        "src/ffi/native_loop.rs",
         "src/ffi/pool.rs",
     ];
     for s in srcs {

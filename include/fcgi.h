@@ -26,6 +26,12 @@ typedef int dcgi_protocol_status;
 #define FCGI_HASH_SEG_SIZE 4096
 
 /*
+ Returned by the non-blocking calls (fcgi_loop_read, fcgi_loop_write) when they would
+ have to wait.
+ */
+#define FCGI_WOULD_BLOCK -2
+
+/*
  Log levels passed to the logger.
  */
 #define FCGI_DEBUG 1
@@ -107,6 +113,11 @@ typedef int dcgi_protocol_status;
 #define FCGI_LIMIT_WRITE_TIMEOUT_MS 10
 
 #define FCGI_LIMIT_WRITE_BEHIND_BYTES 11
+
+/*
+ An event loop's handle on a listening socket. Opaque.
+ */
+typedef struct fcgi_loop fcgi_loop;
 
 /*
  A pre-fork process pool: settings, listening sockets, and after fcgi_pool_run the
@@ -425,6 +436,100 @@ long fcgi_getenv_all(fcgi_request *req, char *buf, size_t size);
  logger set by fcgi_set_logger, and the reverse.
  */
 void fcgi_set_log_func(fcgi_log_func func, void *arg);
+
+/*
+ Creates an event loop serving `listen_socket` (from fcgi_listen, or 0). No thread is
+ started: the runtime does its work inside fcgi_loop_work. Blocking threads
+ (fcgi_accept_request) may serve the same socket in the same process; they share the
+ connections, limits and timers. Several loops may serve one socket (one per thread).
+ Returns NULL on failure (logged). Free with fcgi_loop_free.
+ */
+fcgi_loop *fcgi_loop_new(int listen_socket);
+
+/*
+ Frees a loop. Requests it still holds are ended first (their output and END_REQUEST are
+ handed to the socket without waiting) and their objects freed. NULL is ignored.
+ */
+void fcgi_loop_free(fcgi_loop *evloop);
+
+/*
+ The descriptor to add to the application's poller (epoll, poll, select, an asyncio
+ reader) for readability. When it is readable, call fcgi_loop_work, then fcgi_loop_accept
+ and fcgi_loop_woken until they return NULL. Level-triggered: it stays readable until that
+ work is done. -1 for NULL.
+ */
+int fcgi_loop_fd(fcgi_loop *evloop);
+
+/*
+ Does the runtime's work that is ready, without waiting: accepts connections, reads and
+ parses input, answers management records and refusals, fires timers (idle keep-alive,
+ PARAMS, write and linger timeouts). Returns the milliseconds after which it must be called
+ again even if the descriptor stays quiet, or -1 for no such time (call it when the
+ descriptor is readable). Call fcgi_loop_accept and fcgi_loop_woken afterwards.
+ */
+int fcgi_loop_work(fcgi_loop *evloop);
+
+/*
+ A request whose PARAMS have all arrived, or NULL when none is ready now (or on shutdown:
+ see fcgi_in_shutdown). Its environment is read with fcgi_getenv and friends; its body with
+ fcgi_loop_read; its response is written with fcgi_loop_write and ended with
+ fcgi_loop_finish, which gives the object back. Until then the loop reports the request as
+ woken (fcgi_loop_woken) whenever its input arrives, room to write comes after
+ FCGI_WOULD_BLOCK, or it is aborted.
+ */
+fcgi_request *fcgi_loop_accept(fcgi_loop *evloop);
+
+/*
+ A request of this loop whose wait may have ended: input arrived (or its end), room to
+ write came after FCGI_WOULD_BLOCK, or the request was aborted (fcgi_is_aborted) or its
+ connection failed. NULL when there is none. A request may be reported when nothing
+ changed for it; retrying its call then says FCGI_WOULD_BLOCK again.
+ */
+fcgi_request *fcgi_loop_woken(fcgi_loop *evloop);
+
+/*
+ Reads up to `len` bytes of the request body (STDIN) without waiting. Returns the count,
+ 0 at the end of the body (or if `len <= 0`), FCGI_WOULD_BLOCK when no byte is there yet
+ (the request is reported by fcgi_loop_woken when some arrive), or -1 if the request was
+ aborted, its connection failed or its body was cut short (also for a NULL or blocking
+ request). fcgi_read and fcgi_read_data on a loop request behave the same way.
+ */
+int fcgi_loop_read(fcgi_request *req, char *buf, int len);
+
+/*
+ Writes to the request's STDOUT (`type` FCGI_STDOUT) or STDERR (FCGI_STDERR) without
+ waiting. Returns how many bytes were taken: all of them while the connection has room (a
+ small write is buffered, a larger one goes to the socket or its write-behind buffer), fewer
+ when the room ends inside the write; FCGI_WOULD_BLOCK when there is no room at all (the
+ peer does not read fast enough: the request is reported by fcgi_loop_woken when room
+ comes; past the write timeout the connection is closed and the request aborted); -1 if the
+ request was aborted or its connection failed; 0 for `len <= 0`. fcgi_write on a loop
+ request behaves the same way.
+ */
+int fcgi_loop_write(fcgi_request *req, fcgi_request_type type, const char *buf, int len);
+
+/*
+ Ends the request and gives its object back to the loop (do not use it afterwards): sends
+ the buffered output, the end of the streams and END_REQUEST (with fcgi_set_app_status's
+ status) without waiting (what the socket does not take now leaves from the write-behind
+ buffer as the peer reads), then keeps or closes the connection as for fcgi_finish_request.
+ Returns 0, or -1 when the output could not be delivered (the request was aborted or its
+ connection failed; the object is given back all the same), and -1 for a NULL or blocking
+ request.
+ */
+int fcgi_loop_finish(fcgi_request *req);
+
+/*
+ Attaches the application's pointer to a request object (for example its state for a
+ request of an event loop, found again when fcgi_loop_woken returns the request). A loop
+ clears it when it hands the object out for a new request. NULL `req` is ignored.
+ */
+void fcgi_set_request_data(fcgi_request *req, void *data);
+
+/*
+ The pointer set by fcgi_set_request_data, or NULL.
+ */
+void *fcgi_get_request_data(fcgi_request *req);
 
 /*
  Creates a pool with the default settings: a static pool of one worker per CPU, or of

@@ -5,6 +5,7 @@ pub(crate) mod client_ip;
 pub mod libfcgi;
 pub mod native;
 pub mod native_embed;
+pub mod native_loop;
 pub mod native_types;
 pub mod panic;
 pub mod pool;

@@ -31,17 +31,54 @@ pub type fcgi_logger = Option<unsafe extern "C" fn(level: c_int, fmt: *const c_c
 
 /// A request object: one per application thread, reused request after request. Opaque.
 pub struct fcgi_request {
-    inner: Request,
+    pub(super) inner: Request,
     on_accept: fcgi_hook,
     on_read: fcgi_hook,
     on_close: fcgi_hook,
     client_ip: IpText,
+    /// The event loop owning this object (native_loop.rs), or NULL.
+    pub(super) owner: *mut super::native_loop::fcgi_loop,
+    /// The application's pointer (fcgi_set_request_data).
+    pub(super) data: *mut c_void,
 }
 
 impl fcgi_request {
     /// The current request's environment (for the calls of `native_embed.rs`).
     pub(super) fn env_mut(&mut self) -> &mut crate::runtime::env::Env {
         &mut self.inner.env
+    }
+
+    /// A request object of an event loop.
+    pub(super) fn for_loop(inner: Request, owner: *mut super::native_loop::fcgi_loop) -> Self {
+        fcgi_request {
+            inner,
+            on_accept: None,
+            on_read: None,
+            on_close: None,
+            client_ip: IpText::new(),
+            owner,
+            data: ptr::null_mut(),
+        }
+    }
+
+    /// Records the client address of the request just accepted (fcgi_request_client_ip,
+    /// fcgi_get_last_client_ip).
+    pub(super) fn note_client(&mut self) {
+        let ip = match self.inner.current().map(|t| &t.peer) {
+            Some(addr::Peer::Tcp(sa)) => {
+                let ip = match sa.ip() {
+                    std::net::IpAddr::V6(v6) => v6
+                        .to_ipv4_mapped()
+                        .map(std::net::IpAddr::V4)
+                        .unwrap_or(sa.ip()),
+                    v4 => v4,
+                };
+                Some(ip)
+            }
+            _ => None,
+        };
+        LAST_CLIENT_IP.with(|c| c.borrow_mut().set(ip));
+        self.client_ip.set(ip);
     }
 }
 
@@ -230,6 +267,8 @@ pub extern "C" fn fcgi_init_request(
             on_read,
             on_close,
             client_ip: IpText::new(),
+            owner: ptr::null_mut(),
+            data: ptr::null_mut(),
         }))
     })
 }
@@ -241,6 +280,15 @@ pub extern "C" fn fcgi_init_request(
 pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
     guard("fcgi_destroy_request", (), || {
         if req.is_null() {
+            return;
+        }
+        // SAFETY: caller's contract (valid if not NULL).
+        if unsafe { (*req).inner.is_loop() } {
+            crate::fcgi_log!(
+                Error,
+                "fcgi_destroy_request on a request of an event loop ignored: fcgi_loop_finish \
+                 gives it back to its loop"
+            );
             return;
         }
         // SAFETY: req came from fcgi_init_request (caller's contract) and is freed once.
@@ -260,6 +308,13 @@ pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
         let Some(r) = (unsafe { self::req(req) }) else {
             return -1;
         };
+        if r.inner.is_loop() {
+            crate::fcgi_log!(
+                Error,
+                "fcgi_accept_request on a request of an event loop: use fcgi_loop_accept"
+            );
+            return -1;
+        }
         if r.inner.current().is_some() {
             let (_, closed) = r.inner.finish(false);
             if closed {
@@ -269,21 +324,7 @@ pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
         call(r.on_accept);
         match r.inner.accept() {
             Ok(fd) => {
-                let ip = match r.inner.current().map(|t| &t.peer) {
-                    Some(addr::Peer::Tcp(sa)) => {
-                        let ip = match sa.ip() {
-                            std::net::IpAddr::V6(v6) => v6
-                                .to_ipv4_mapped()
-                                .map(std::net::IpAddr::V4)
-                                .unwrap_or(sa.ip()),
-                            v4 => v4,
-                        };
-                        Some(ip)
-                    }
-                    _ => None,
-                };
-                LAST_CLIENT_IP.with(|c| c.borrow_mut().set(ip));
-                r.client_ip.set(ip);
+                r.note_client();
                 call(r.on_read);
                 fd
             }
@@ -434,6 +475,9 @@ pub unsafe extern "C" fn fcgi_write(
         let Some(r) = (unsafe { self::req(req) }) else {
             return -1;
         };
+        if r.inner.is_loop() {
+            return super::native_loop::loop_write(req, r#type, str, len);
+        }
         let rt_ = match r#type {
             FCGI_STDOUT => rtype::STDOUT,
             FCGI_STDERR => rtype::STDERR,

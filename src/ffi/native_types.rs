@@ -9,6 +9,10 @@ pub const FCGI_KEEP_CONN: c_int = 1;
 pub const FCGI_HASH_TABLE_SIZE: c_int = 128;
 pub const FCGI_HASH_SEG_SIZE: c_int = 4096;
 
+/// Returned by the non-blocking calls (fcgi_loop_read, fcgi_loop_write) when they would
+/// have to wait.
+pub const FCGI_WOULD_BLOCK: c_int = -2;
+
 /// Log levels passed to the logger.
 pub const FCGI_DEBUG: c_int = 1;
 pub const FCGI_NOTICE: c_int = 2;

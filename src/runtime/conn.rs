@@ -104,12 +104,17 @@ impl Conn {
         self.reqs.iter_mut().find(|s| s.id == id).map(|s| &mut **s)
     }
 
-    /// The deadline that applies now: PARAMS of the oldest request still in PARAMS, the idle
-    /// keep-alive time, or the linger of a closing connection.
+    /// The deadline that applies now: the linger of a closing connection, the write timeout
+    /// of an event-loop writer waiting for room, PARAMS of the oldest request still in PARAMS,
+    /// or the idle keep-alive time.
     pub fn deadline(&self) -> Option<Instant> {
         use std::time::Duration;
         if self.lingering {
             return Some(self.idle_since + LINGER);
+        }
+        if let Some(since) = self.io.room_wait_since() {
+            // An event-loop writer waits for the peer to read: the write timeout runs.
+            return Some(since + Duration::from_millis(config::get(Limit::WriteTimeoutMs)));
         }
         let params = self
             .reqs

@@ -7,12 +7,15 @@
 //! be polling. The per-request flags that guarantee exactly one END_REQUEST are only changed
 //! under this lock.
 
+use super::config::{self, Limit};
+use super::server::Waiter;
 use super::sys;
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Slices per `writev` call.
@@ -56,6 +59,10 @@ struct WriteState {
     /// `pending` holds deferred output (see [`ConnIo::defer`]), not output the socket refused:
     /// the next send carries it along in the same write.
     corked: bool,
+    /// Event-loop writers waiting for room in the write-behind buffer (see
+    /// [`ConnIo::room_for`]), and since when the first of them waits.
+    room_waiters: Vec<Arc<Waiter>>,
+    room_wait_since: Option<Instant>,
 }
 
 impl WriteState {
@@ -90,6 +97,8 @@ impl ConnIo {
                 shutdown_after_flush: false,
                 shut: false,
                 corked: false,
+                room_waiters: Vec::new(),
+                room_wait_since: None,
             }),
         }
     }
@@ -98,9 +107,44 @@ impl ConnIo {
         self.fd.as_raw_fd()
     }
 
-    /// Marks the connection broken: later sends fail.
+    /// Marks the connection broken: later sends fail (and waiting loop writers hear of it).
     pub fn set_broken(&self) {
-        self.st.lock().broken = true;
+        let mut st = self.st.lock();
+        st.broken = true;
+        wake_room_waiters(&mut st);
+    }
+
+    /// For a writer that must not wait (an event loop's request): how many more bytes may
+    /// be sent now. With nothing waiting in the write-behind buffer, up to the write-behind
+    /// limit (at least 64 KiB: a send takes what the socket takes and keeps the rest); else
+    /// what is left below the limit. `Ok(0)` registers `me` to be notified when the buffer
+    /// drains below the limit or the connection breaks: the caller reports "would block".
+    pub fn room_for(&self, me: &Arc<Waiter>) -> Result<usize, SendError> {
+        let mut st = self.st.lock();
+        if st.broken {
+            return Err(SendError::Broken);
+        }
+        if st.unsent() > 0 && self.flush_locked(&mut st).is_err() {
+            return Err(SendError::Broken);
+        }
+        let bound = config::get(Limit::WriteBehindBytes) as usize;
+        let unsent = st.unsent();
+        if unsent == 0 {
+            return Ok(bound.max(64 * 1024));
+        }
+        if unsent < bound {
+            return Ok(bound - unsent);
+        }
+        if !st.room_waiters.iter().any(|w| Arc::ptr_eq(w, me)) {
+            st.room_waiters.push(me.clone());
+        }
+        st.room_wait_since.get_or_insert_with(Instant::now);
+        Ok(0)
+    }
+
+    /// Since when an event-loop writer waits for room (the write timeout runs from there).
+    pub fn room_wait_since(&self) -> Option<Instant> {
+        self.st.lock().room_wait_since
     }
 
     pub fn is_broken(&self) -> bool {
@@ -226,6 +270,7 @@ impl ConnIo {
                 }
                 Err(_) => {
                     st.broken = true;
+                    wake_room_waiters(&mut st);
                     return Err(SendError::Broken);
                 }
             }
@@ -318,6 +363,7 @@ impl ConnIo {
                     st.broken = true;
                     st.pending = Vec::new();
                     st.sent = 0;
+                    wake_room_waiters(st);
                     return Err(());
                 }
             }
@@ -332,6 +378,11 @@ impl ConnIo {
         if st.shutdown_after_flush && !st.shut {
             st.shut = true;
             sys::shutdown_write(self.fd());
+        }
+        if !st.room_waiters.is_empty()
+            && (st.unsent() == 0 || st.unsent() < config::get(Limit::WriteBehindBytes) as usize)
+        {
+            wake_room_waiters(st);
         }
         Ok(())
     }
@@ -365,6 +416,15 @@ impl ConnIo {
                 Err(SendError::Broken)
             }
         }
+    }
+}
+
+/// Tells the event-loop writers waiting for room that there is some (or that the connection
+/// broke): each is queued as woken on its loop.
+fn wake_room_waiters(st: &mut WriteState) {
+    st.room_wait_since = None;
+    for w in st.room_waiters.drain(..) {
+        w.notify();
     }
 }
 

@@ -7,6 +7,7 @@ pub mod addr;
 pub mod config;
 pub mod conn;
 pub mod env;
+pub mod evloop;
 pub mod framer;
 pub mod io;
 pub mod log;

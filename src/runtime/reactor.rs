@@ -6,7 +6,7 @@ use super::addr::{self, Peer};
 use super::config::{self, Limit};
 use super::conn::{Conn, ConnSink, Phase};
 use super::io::{ConnIo, SendPolicy};
-use super::server::{Core, Kind, Server};
+use super::server::{Core, Kind, Leader, Server};
 use super::sys;
 use crate::protocol::record::{push_end_request, ProtocolStatus};
 use mio::unix::SourceFd;
@@ -334,6 +334,11 @@ impl Server {
             if let Some(i) = g.sleepers.iter().position(|(_, k)| *k == Kind::Accept) {
                 let (w, _) = g.sleepers.remove(i).expect("index from position");
                 w.notify();
+            } else if g.leader != Leader::Loop {
+                // No thread waits: an event loop takes it (a leading loop looks by itself).
+                for l in &g.loops {
+                    l.wake();
+                }
             }
         }
         g.fx = fx;
@@ -439,6 +444,22 @@ impl Server {
                 continue;
             }
             conn.armed = None;
+            let write_timeout = Duration::from_millis(config::get(Limit::WriteTimeoutMs));
+            if conn
+                .io
+                .room_wait_since()
+                .is_some_and(|s| now.duration_since(s) >= write_timeout)
+            {
+                // The non-blocking face's write timeout (a blocking writer times itself out).
+                crate::fcgi_log!(
+                    Warning,
+                    "write to {:?} timed out after {} ms; closing",
+                    conn.peer,
+                    write_timeout.as_millis()
+                );
+                self.close_conn(g, t);
+                continue;
+            }
             match conn.deadline() {
                 Some(_)
                     if conn.lingering

@@ -4,7 +4,7 @@
 use super::config::{self, Limit};
 use super::env::Env;
 use super::framer::{large_record, Framer};
-use super::io::SendError;
+use super::io::{SendError, SendPolicy};
 use super::server::{Server, Stream, Taken, Waiter};
 use crate::protocol::Role;
 use std::io;
@@ -35,7 +35,12 @@ pub struct Request {
     app_status: u32,
     /// The current request's scoreboard entry in a pool worker (`hooks::NO_ENTRY` if none).
     sb_entry: u8,
+    /// A request object of an event loop (see `evloop.rs`): no call waits.
+    nb: bool,
 }
+
+/// What the non-blocking calls return when they would have to wait.
+pub const WOULD_BLOCK: isize = -2;
 
 impl Request {
     /// A request object serving connections accepted on `listen_fd`.
@@ -52,6 +57,40 @@ impl Request {
             ended: false,
             app_status: 0,
             sb_entry: super::pool::hooks::NO_ENTRY,
+            nb: false,
+        }
+    }
+
+    /// A request object of an event loop on `server`: `waiter` is its loop waiter.
+    pub fn new_loop(listen_fd: RawFd, server: Arc<Server>, waiter: Arc<Waiter>) -> Request {
+        let mut r = Request::new(listen_fd);
+        r.server = Some(server);
+        r.waiter = waiter;
+        r.nb = true;
+        r
+    }
+
+    /// True for a request object of an event loop.
+    pub fn is_loop(&self) -> bool {
+        self.nb
+    }
+
+    /// The waiter of this request object.
+    pub fn waiter(&self) -> &Arc<Waiter> {
+        &self.waiter
+    }
+
+    /// How this object's sends treat a full socket: a blocking one waits (within the write
+    /// timeout) once the write-behind buffer is full; a loop's never waits (its writes are
+    /// bounded before they are framed, see [`Request::write_nb`]).
+    fn policy(&self) -> SendPolicy {
+        if self.nb {
+            SendPolicy {
+                write_behind: usize::MAX,
+                wait: None,
+            }
+        } else {
+            Server::app_policy()
         }
     }
 
@@ -86,29 +125,62 @@ impl Request {
             let Some(t) = server.accept(&self.waiter, &mut self.env.params) else {
                 return Err(AcceptError::Shutdown);
             };
-            self.out.reset(t.id);
-            self.keep = t.keep_conn;
-            self.ended = false;
-            self.app_status = 0;
-            self.has_env = true;
-            let fd = t.io.fd();
-            let pooled = t.pooled;
-            self.cur = Some(t);
-            if !pooled {
+            if let Some(fd) = self.install(t)? {
                 return Ok(fd);
             }
-            self.sb_entry = super::pool::hooks::describe(&self.env.params);
-            // The pool's status page is the runtime's answer; the application never sees it.
-            match super::pool::hooks::status_response(&self.env.params, self.listen_fd) {
-                Some(page) => {
-                    let _ = self.write(crate::protocol::record::rtype::STDOUT, &page);
-                    self.finish(false);
-                    if super::in_shutdown() {
-                        return Err(AcceptError::Shutdown);
+        }
+    }
+
+    /// [`Request::accept`] for a loop request object: a ready request, or `Ok(None)` when
+    /// none is ready now.
+    pub fn accept_loop(&mut self) -> Result<Option<RawFd>, AcceptError> {
+        if self.cur.is_some() {
+            self.finish(false);
+        }
+        let Some(server) = self.server.clone() else {
+            return Err(AcceptError::Shutdown);
+        };
+        loop {
+            self.env.clear();
+            self.has_env = false;
+            match server.try_accept(&self.waiter, &mut self.env.params) {
+                None => return Ok(None),
+                Some(None) => return Err(AcceptError::Shutdown),
+                Some(Some(t)) => {
+                    if let Some(fd) = self.install(t)? {
+                        return Ok(Some(fd));
                     }
                 }
-                None => return Ok(fd),
             }
+        }
+    }
+
+    /// Makes `t` the current request. Returns its connection's descriptor, or `None` when the
+    /// runtime answered it itself (a pool worker's status page) and the caller accepts again.
+    fn install(&mut self, t: super::server::Taken) -> Result<Option<RawFd>, AcceptError> {
+        self.out.reset(t.id);
+        self.keep = t.keep_conn;
+        self.ended = false;
+        self.app_status = 0;
+        self.has_env = true;
+        let fd = t.io.fd();
+        let pooled = t.pooled;
+        self.cur = Some(t);
+        if !pooled {
+            return Ok(Some(fd));
+        }
+        self.sb_entry = super::pool::hooks::describe(&self.env.params);
+        // The pool's status page is the runtime's answer; the application never sees it.
+        match super::pool::hooks::status_response(&self.env.params, self.listen_fd) {
+            Some(page) => {
+                let _ = self.write(crate::protocol::record::rtype::STDOUT, &page);
+                self.finish(false);
+                if super::in_shutdown() {
+                    return Err(AcceptError::Shutdown);
+                }
+                Ok(None)
+            }
+            None => Ok(Some(fd)),
         }
     }
 
@@ -157,12 +229,29 @@ impl Request {
         if self.ended {
             return -1;
         }
+        if self.nb {
+            return s
+                .try_read(&self.waiter, t, which, buf)
+                .unwrap_or(WOULD_BLOCK);
+        }
         s.read(&self.waiter, t, which, buf)
     }
 
     /// Writes to STDOUT or STDERR (`rt`). Small writes are buffered; writes larger than the
     /// buffer go to the socket at once, without copying.
     pub fn write(&mut self, rt: u8, data: &[u8]) -> Result<(), SendError> {
+        if self.nb {
+            // A loop request written through the blocking call: what the connection takes
+            // now, the rest only as room comes (a loop must not wait).
+            let mut off = 0;
+            while off < data.len() {
+                match self.write_nb(rt, &data[off..])? {
+                    0 => return Err(SendError::Broken),
+                    n => off += n,
+                }
+            }
+            return Ok(());
+        }
         let Some(t) = &self.cur else {
             return Err(SendError::Broken);
         };
@@ -177,6 +266,43 @@ impl Request {
             self.out.push(rt, data);
             return Ok(());
         }
+        self.send_framed(rt, data)
+    }
+
+    /// Writes for a loop request, never waiting: returns how many bytes of `data` were taken
+    /// (all of a small write, which is buffered; of a larger one, as many as the connection
+    /// has room for now), `Ok(0)` when it has none (the request is woken when room comes, or
+    /// when the connection breaks), or the error.
+    pub fn write_nb(&mut self, rt: u8, data: &[u8]) -> Result<usize, SendError> {
+        let (Some(t), Some(s)) = (&self.cur, &self.server) else {
+            return Err(SendError::Broken);
+        };
+        if self.ended || t.shared.is_aborted() {
+            return Err(SendError::Aborted);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let cap = config::get(Limit::OutputBufferBytes) as usize;
+        if self.out.len() + data.len() <= cap {
+            self.out.push(rt, data);
+            return Ok(data.len());
+        }
+        let room = t.io.room_for(&self.waiter)?;
+        if room == 0 {
+            s.watch_write_timeout(t);
+            return Ok(0);
+        }
+        let n = data.len().min(room);
+        self.send_framed(rt, &data[..n]).map(|()| n)
+    }
+
+    /// Sends what is buffered and `data` as records of `rt`, without copying `data`.
+    fn send_framed(&mut self, rt: u8, data: &[u8]) -> Result<(), SendError> {
+        let policy = self.policy();
+        let Some(t) = &self.cur else {
+            return Err(SendError::Broken);
+        };
         // Records of at most 64 KiB each, GROUP of them per send, with the headers on the
         // stack: no copy of the data and no allocation.
         const GROUP: usize = 16;
@@ -212,8 +338,7 @@ impl Request {
                     m += 1;
                 }
             }
-            r =
-                t.io.send(Some(&t.shared), &parts[..m], false, Server::app_policy());
+            r = t.io.send(Some(&t.shared), &parts[..m], false, policy);
             if r.is_err() {
                 break;
             }
@@ -230,12 +355,9 @@ impl Request {
         if self.ended || self.out.is_empty() {
             return Ok(());
         }
-        let r = t.io.send(
-            Some(&t.shared),
-            &[self.out.take_bytes()],
-            false,
-            Server::app_policy(),
-        );
+        let policy = self.policy();
+        let r =
+            t.io.send(Some(&t.shared), &[self.out.take_bytes()], false, policy);
         self.out.clear();
         r
     }
@@ -252,11 +374,19 @@ impl Request {
         }
         self.ended = true;
         self.out.finish(self.app_status);
+        let policy = self.policy();
         let bytes = self.out.take_bytes();
-        let r = if s.retire_deferring(t, Some(bytes)) {
+        // A loop's output is never deferred: nothing would flush it if the loop went quiet.
+        let deferred = if self.nb {
+            s.retire(t);
+            false
+        } else {
+            s.retire_deferring(t, Some(bytes))
+        };
+        let r = if deferred {
             Ok(())
         } else {
-            t.io.send(Some(&t.shared), &[bytes], true, Server::app_policy())
+            t.io.send(Some(&t.shared), &[bytes], true, policy)
         };
         self.out.clear();
         // A draining pool worker closes each connection after its current request.
@@ -281,6 +411,10 @@ impl Request {
     /// Finishes the current request and waits until its output has left (at most the write
     /// timeout): for a request object that goes away, perhaps with the process.
     pub fn finish_and_drain(&mut self) {
+        if self.nb {
+            self.finish(false);
+            return;
+        }
         let io = self.cur.as_ref().map(|t| t.io.clone());
         self.finish(false);
         if let Some(io) = io {
@@ -319,8 +453,11 @@ impl Request {
             return true;
         }
         if force {
-            // The END_REQUEST may still be in the write-behind buffer: let it out first.
-            t.io.drain(Server::app_policy().wait.unwrap_or_default());
+            // The END_REQUEST may still be in the write-behind buffer: let it out first (a
+            // loop does not wait: what the socket has not taken is lost).
+            if !self.nb {
+                t.io.drain(Server::app_policy().wait.unwrap_or_default());
+            }
             return s.close_connection(&t);
         }
         true

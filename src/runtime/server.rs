@@ -36,18 +36,46 @@ const SILENT_HOLD: Duration = Duration::from_secs(1);
 /// Connections accepted per round while fresh connections hold no thread.
 const SILENT_ACCEPT_BATCH: usize = 64;
 
-/// A thread blocked in the library: it sleeps on its own condvar (with the core mutex).
-/// Everything that ends a wait goes through [`Waiter::notify`], the one place a waiter of
-/// another kind (an application's event loop, docs/nonblocking-design.md) will be told.
+/// Something waiting in the library: a thread blocked on its own condvar (with the core
+/// mutex), or a request of an application's event loop (see `evloop.rs`), which is queued on
+/// its loop and the loop's descriptor made readable. Everything that ends a wait goes through
+/// [`Waiter::notify`].
 #[derive(Default)]
 pub struct Waiter {
     pub(super) cv: Condvar,
+    pub(super) hook: Option<super::evloop::LoopHook>,
 }
 
 impl Waiter {
-    /// Ends the wait: the thread wakes and re-checks its condition (under the core mutex).
+    /// A waiter for a request of an event loop, known to the loop as `key`.
+    pub fn for_loop(wake: &Arc<super::evloop::LoopWake>, key: usize) -> Waiter {
+        Waiter {
+            cv: Condvar::new(),
+            hook: Some(super::evloop::LoopHook::new(wake.clone(), key)),
+        }
+    }
+
+    /// Ends the wait: the thread wakes and re-checks its condition (under the core mutex), or
+    /// the loop request is queued as woken.
     pub(super) fn notify(&self) {
-        self.cv.notify_one();
+        match &self.hook {
+            None => {
+                self.cv.notify_one();
+            }
+            Some(h) => h.notify(),
+        }
+    }
+
+    /// A loop request was handed to the application as woken: the next notify queues it again.
+    pub fn rearm(&self) {
+        if let Some(h) = &self.hook {
+            h.rearm();
+        }
+    }
+
+    /// True for a waiter of an event loop (it never blocks).
+    pub fn is_loop(&self) -> bool {
+        self.hook.is_some()
     }
 }
 
@@ -62,6 +90,8 @@ pub(super) enum Leader {
     None,
     App,
     Standby,
+    /// An application's event loop in `fcgi_loop_work`: polls without waiting.
+    Loop,
 }
 
 /// A request handed to an application thread.
@@ -135,6 +165,9 @@ pub struct Core {
     /// A pool worker's drain began: the listener left the poll, idle connections are closing,
     /// the others close after their current request (see docs/pool-design.md).
     pub(super) draining: bool,
+    /// Event loops serving this listener (see `evloop.rs`): told when a request becomes ready
+    /// and no thread waits for it; while there is one, connections are accepted in batches.
+    pub(super) loops: Vec<Arc<super::evloop::LoopWake>>,
 }
 
 impl Core {
@@ -151,8 +184,10 @@ impl Core {
 /// The reactor of one listening socket in one process.
 pub struct Server {
     pub(super) listen_fd: RawFd,
+    /// The epoll descriptor of the `mio::Poll` (an event loop's descriptor watches it).
+    pub(super) poll_fd: RawFd,
     pid: u32,
-    core: Mutex<Core>,
+    pub(super) core: Mutex<Core>,
     pub(super) wake: EventFd,
     pub(super) registry: mio::Registry,
     standby_cv: Condvar,
@@ -187,6 +222,7 @@ impl Server {
         let wake = EventFd::new()?;
         sys::set_nonblocking(listen_fd)?;
         let registry = poll.registry().try_clone()?;
+        let poll_fd = std::os::fd::AsRawFd::as_raw_fd(&poll);
         registry.register(&mut SourceFd(&listen_fd), LISTENER, Interest::READABLE)?;
         registry.register(&mut SourceFd(&wake.fd()), WAKE, Interest::READABLE)?;
         super::load_web_server_addrs();
@@ -195,6 +231,7 @@ impl Server {
         let now = Instant::now();
         Ok(Server {
             listen_fd,
+            poll_fd,
             pid: super::sys::pid(),
             core: Mutex::new(Core {
                 poll: Some((poll, Events::with_capacity(256))),
@@ -226,6 +263,7 @@ impl Server {
                 accept_err_logged: None,
                 accept_err_unlogged: 0,
                 draining: false,
+                loops: Vec::new(),
             }),
             wake,
             registry,
@@ -252,56 +290,73 @@ impl Server {
             }
         }
         self.run_until(&mut g, me, Kind::Accept, |srv, core| {
-            // One load for shutdown, drain and the pool hooks.
-            let st = super::state();
-            if st & super::STATE_SHUTDOWN != 0 {
-                return Some(None);
-            }
-            let draining = st & super::STATE_DRAIN != 0;
-            if draining && !core.draining {
-                srv.begin_drain(core);
-            }
-            while let Some((t, gen, id)) = core.ready.pop_front() {
-                let Some(conn) = core.conns.get_mut(t).and_then(|c| c.as_mut()) else {
-                    continue;
-                };
-                if conn.gen != gen {
-                    continue;
-                }
-                if !conn.slot_mut(id).is_some_and(|s| s.phase == Phase::Ready) {
-                    continue;
-                }
-                conn.fresh = false;
-                let peer = conn.peer;
-                let io = conn.io.clone();
-                let Some(slot) = conn.slot_mut(id) else {
-                    continue;
-                };
-                slot.phase = Phase::Taken;
-                params.clear();
-                std::mem::swap(params, &mut slot.params);
-                let pooled = st & super::STATE_POOLED != 0;
-                if pooled {
-                    super::pool::hooks::on_taken();
-                }
-                return Some(Some(Taken {
-                    token: t,
-                    gen,
-                    id,
-                    role: slot.role,
-                    keep_conn: slot.keep_conn,
-                    io,
-                    shared: slot.shared.clone(),
-                    peer,
-                    pooled,
-                }));
-            }
-            if draining && core.n_conns == 0 {
-                // Drained: nothing ready, no connection held.
-                return Some(None);
-            }
-            None
+            srv.take_ready(core, me, params)
         })
+    }
+
+    /// The accept check, shared by the blocking and the loop face: `Some(Some(request))` hands
+    /// out the next ready request (its PARAMS swapped into `params`), `Some(None)` means
+    /// shutdown or a finished drain, `None` that nothing is ready. A loop request (`me` a loop
+    /// waiter) keeps `me` on its slot for as long as it is served, so input, an abort or a
+    /// closed connection queue it as woken whatever it waits for.
+    pub(super) fn take_ready(
+        &self,
+        core: &mut Core,
+        me: &Arc<Waiter>,
+        params: &mut crate::protocol::ParamStore,
+    ) -> Option<Option<Taken>> {
+        // One load for shutdown, drain and the pool hooks.
+        let st = super::state();
+        if st & super::STATE_SHUTDOWN != 0 {
+            return Some(None);
+        }
+        let draining = st & super::STATE_DRAIN != 0;
+        if draining && !core.draining {
+            self.begin_drain(core);
+        }
+        while let Some((t, gen, id)) = core.ready.pop_front() {
+            let Some(conn) = core.conns.get_mut(t).and_then(|c| c.as_mut()) else {
+                continue;
+            };
+            if conn.gen != gen {
+                continue;
+            }
+            if !conn.slot_mut(id).is_some_and(|s| s.phase == Phase::Ready) {
+                continue;
+            }
+            conn.fresh = false;
+            let peer = conn.peer;
+            let io = conn.io.clone();
+            let Some(slot) = conn.slot_mut(id) else {
+                continue;
+            };
+            slot.phase = Phase::Taken;
+            if me.is_loop() {
+                slot.waiter = Some(me.clone());
+            }
+            params.clear();
+            std::mem::swap(params, &mut slot.params);
+            let pooled = st & super::STATE_POOLED != 0;
+            if pooled {
+                super::pool::hooks::on_taken();
+            }
+            return Some(Some(Taken {
+                token: t,
+                gen,
+                id,
+                role: slot.role,
+                keep_conn: slot.keep_conn,
+                io,
+                shared: slot.shared.clone(),
+                peer,
+                pooled,
+            }));
+        }
+        if draining && core.n_conns == 0 {
+            // Drained: nothing ready, no connection held.
+            return Some(None);
+        }
+        None
     }
 
     /// Starts draining (a pool worker asked to stop gracefully, or at `max_requests`): the
@@ -338,59 +393,72 @@ impl Server {
             return 0;
         }
         let mut g = self.core.lock();
-        let me2 = me.clone();
         self.run_until(&mut g, me, Kind::Input, |srv, core| {
-            // Twice at most: taking bytes may unblock a paused connection, whose pump may
-            // deliver more input for this very request.
-            for attempt in 0..2 {
-                if t.shared.is_aborted() {
-                    return Some(-1);
-                }
-                let Some(conn) = core.conn_mut(t.token, t.gen) else {
-                    return Some(-1);
-                };
-                let paused = conn.paused;
-                let Some(slot) = conn
-                    .slot_mut(t.id)
-                    .filter(|s| Arc::ptr_eq(&s.shared, &t.shared))
-                else {
-                    return Some(-1);
-                };
-                if which == Stream::Data
-                    && (!slot.stdin_eof || slot.role != crate::protocol::Role::Filter)
-                {
-                    // DATA follows STDIN: the application must read STDIN to its end first.
-                    // Only a Filter has a DATA stream (others would wait for it forever).
-                    return Some(-1);
-                }
-                let (ring, eof) = match which {
-                    Stream::Stdin => (&mut slot.stdin, slot.stdin_eof),
-                    Stream::Data => (&mut slot.data, slot.data_eof),
-                };
-                let n = ring.pop_into(buf);
-                let result = if n > 0 {
-                    Some(n as isize)
-                } else if eof {
-                    Some(0)
-                } else if slot.truncated {
-                    Some(-1)
-                } else {
-                    None
-                };
-                slot.waiter = if result.is_none() {
-                    Some(me2.clone())
-                } else {
-                    None
-                };
-                if paused {
-                    srv.pump(core, t.token, Instant::now());
-                }
-                if result.is_some() || !paused || attempt == 1 {
-                    return result;
-                }
-            }
-            None
+            srv.read_step(core, me, t, which, buf)
         })
+    }
+
+    /// The read check, shared by the blocking and the loop face: `Some(n)` as [`Server::read`]
+    /// returns, `None` when no input is there yet (`me` is then the slot's waiter; a loop
+    /// waiter stays there in any case, see [`Server::take_ready`]).
+    pub(super) fn read_step(
+        &self,
+        core: &mut Core,
+        me: &Arc<Waiter>,
+        t: &Taken,
+        which: Stream,
+        buf: &mut [u8],
+    ) -> Option<isize> {
+        // Twice at most: taking bytes may unblock a paused connection, whose pump may deliver
+        // more input for this very request.
+        for attempt in 0..2 {
+            if t.shared.is_aborted() {
+                return Some(-1);
+            }
+            let Some(conn) = core.conn_mut(t.token, t.gen) else {
+                return Some(-1);
+            };
+            let paused = conn.paused;
+            let Some(slot) = conn
+                .slot_mut(t.id)
+                .filter(|s| Arc::ptr_eq(&s.shared, &t.shared))
+            else {
+                return Some(-1);
+            };
+            if which == Stream::Data
+                && (!slot.stdin_eof || slot.role != crate::protocol::Role::Filter)
+            {
+                // DATA follows STDIN: the application must read STDIN to its end first.
+                // Only a Filter has a DATA stream (others would wait for it forever).
+                return Some(-1);
+            }
+            let (ring, eof) = match which {
+                Stream::Stdin => (&mut slot.stdin, slot.stdin_eof),
+                Stream::Data => (&mut slot.data, slot.data_eof),
+            };
+            let n = ring.pop_into(buf);
+            let result = if n > 0 {
+                Some(n as isize)
+            } else if eof {
+                Some(0)
+            } else if slot.truncated {
+                Some(-1)
+            } else {
+                None
+            };
+            slot.waiter = if result.is_none() || me.is_loop() {
+                Some(me.clone())
+            } else {
+                None
+            };
+            if paused {
+                self.pump(core, t.token, Instant::now());
+            }
+            if result.is_some() || !paused || attempt == 1 {
+                return result;
+            }
+        }
+        None
     }
 
     /// First half of ending a taken request, done *before* its END_REQUEST is written: frees
@@ -560,7 +628,7 @@ impl Server {
 
     /// After a thread stops waiting: if the poll is free, wake a sleeper to lead, or let the
     /// standby thread know the poll is unattended.
-    fn hand_over(&self, g: &mut Core) {
+    pub(super) fn hand_over(&self, g: &mut Core) {
         if g.poll.is_none() {
             return;
         }
@@ -619,6 +687,12 @@ impl Server {
         } else {
             waiting.saturating_sub(g.fresh.len() + g.ready.len())
         };
+        // An event loop serves as many connections as come (FCGI_MAX_CONNS still applies).
+        let budget = if g.loops.is_empty() {
+            budget
+        } else {
+            budget.max(SILENT_ACCEPT_BATCH)
+        };
         if budget == 0 {
             return;
         }
@@ -638,7 +712,7 @@ impl Server {
     /// application thread waits in accept (`accepting`, or a sleeper of that kind): a process
     /// whose threads are all busy leaves them to other processes sharing the listening socket
     /// (a pre-fork pool) or in the kernel's backlog, and remembers that the listener is ready.
-    fn lead_once(&self, g: &mut MutexGuard<'_, Core>, who: Leader, accepting: bool) {
+    pub(super) fn lead_once(&self, g: &mut MutexGuard<'_, Core>, who: Leader, accepting: bool) {
         if accepting && g.listener_ready {
             // Connections that waited for a free thread (the poll will report their input).
             self.accept_some(g, accepting);
@@ -675,6 +749,10 @@ impl Server {
                 let left = until - now;
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
+        }
+        if who == Leader::Loop {
+            // fcgi_loop_work never waits: the application's poller does.
+            timeout = Some(Duration::ZERO);
         }
         let r = MutexGuard::unlocked(g, || poll.poll(&mut events, timeout));
         // One clock read for everything this round does (begun requests, timers).

@@ -1,0 +1,326 @@
+//! The non-blocking face of the native API (`fcgi_loop_*`): for applications that run their
+//! own event loop (an epoll loop in C, Python's asyncio, libuv) and must never block in the
+//! library. See docs/nonblocking-design.md and the README's "Non-blocking face".
+//!
+//! A loop owns the request objects it hands out. Each is a plain `fcgi_request`, so
+//! fcgi_getenv, fcgi_getenv_all, fcgi_is_aborted, fcgi_request_id, fcgi_set_app_status and
+//! the rest work on it; fcgi_loop_finish gives it back. Objects are kept for reuse and freed
+//! by fcgi_loop_free. A key of a woken request is the object's address, which stays valid
+//! (the object is never freed before its loop), so a stale key is only a spurious wake-up.
+//!
+//! # Safety
+//! The contract of `native.rs` holds: each pointer is NULL or valid as its doc comment says.
+//! A loop and its requests are used by one thread at a time.
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)]
+
+use super::native::{fcgi_request, req};
+use super::native_types::*;
+use super::panic::guard;
+use crate::protocol::record::rtype;
+use crate::runtime::evloop::EvLoop;
+use crate::runtime::io::SendError;
+use crate::runtime::request::{AcceptError, Request, WOULD_BLOCK};
+use crate::runtime::server::Waiter;
+use std::collections::HashSet;
+use std::os::raw::{c_char, c_int, c_void};
+use std::ptr;
+use std::sync::Arc;
+
+/// An event loop's handle on a listening socket. Opaque.
+pub struct fcgi_loop {
+    inner: EvLoop,
+    listen_fd: c_int,
+    /// Request objects handed to the application (addresses).
+    live: HashSet<usize>,
+    /// Request objects given back, kept for reuse.
+    spare: Vec<*mut fcgi_request>,
+}
+
+/// # Safety
+/// `p` is NULL or a pointer returned by fcgi_loop_new and not yet freed.
+unsafe fn lp<'a>(p: *mut fcgi_loop) -> Option<&'a mut fcgi_loop> {
+    // SAFETY: per the function's contract.
+    unsafe { p.as_mut() }
+}
+
+/// Creates an event loop serving `listen_socket` (from fcgi_listen, or 0). No thread is
+/// started: the runtime does its work inside fcgi_loop_work. Blocking threads
+/// (fcgi_accept_request) may serve the same socket in the same process; they share the
+/// connections, limits and timers. Several loops may serve one socket (one per thread).
+/// Returns NULL on failure (logged). Free with fcgi_loop_free.
+#[no_mangle]
+pub extern "C" fn fcgi_loop_new(listen_socket: c_int) -> *mut fcgi_loop {
+    guard("fcgi_loop_new", ptr::null_mut(), || {
+        if listen_socket < 0 {
+            return ptr::null_mut();
+        }
+        match EvLoop::new(listen_socket) {
+            Ok(inner) => Box::into_raw(Box::new(fcgi_loop {
+                inner,
+                listen_fd: listen_socket,
+                live: HashSet::new(),
+                spare: Vec::new(),
+            })),
+            Err(e) => {
+                crate::fcgi_log!(Error, "cannot serve listening socket {listen_socket}: {e}");
+                ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Frees a loop. Requests it still holds are ended first (their output and END_REQUEST are
+/// handed to the socket without waiting) and their objects freed. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_loop_free(evloop: *mut fcgi_loop) {
+    guard("fcgi_loop_free", (), || {
+        if evloop.is_null() {
+            return;
+        }
+        // SAFETY: evloop came from fcgi_loop_new (caller's contract) and is freed once.
+        let b = unsafe { Box::from_raw(evloop) };
+        for &p in &b.live {
+            // SAFETY: live objects came from Box::into_raw below and are freed only here.
+            let mut r = unsafe { Box::from_raw(p as *mut fcgi_request) };
+            r.inner.finish(false);
+        }
+        for &p in &b.spare {
+            // SAFETY: as above, for the objects given back.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    })
+}
+
+/// The descriptor to add to the application's poller (epoll, poll, select, an asyncio
+/// reader) for readability. When it is readable, call fcgi_loop_work, then fcgi_loop_accept
+/// and fcgi_loop_woken until they return NULL. Level-triggered: it stays readable until that
+/// work is done. -1 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_loop_fd(evloop: *mut fcgi_loop) -> c_int {
+    // SAFETY: caller's contract.
+    guard("fcgi_loop_fd", -1, || {
+        unsafe { lp(evloop) }.map_or(-1, |l| l.inner.fd())
+    })
+}
+
+/// Does the runtime's work that is ready, without waiting: accepts connections, reads and
+/// parses input, answers management records and refusals, fires timers (idle keep-alive,
+/// PARAMS, write and linger timeouts). Returns the milliseconds after which it must be called
+/// again even if the descriptor stays quiet, or -1 for no such time (call it when the
+/// descriptor is readable). Call fcgi_loop_accept and fcgi_loop_woken afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_loop_work(evloop: *mut fcgi_loop) -> c_int {
+    // SAFETY: caller's contract.
+    guard("fcgi_loop_work", -1, || {
+        unsafe { lp(evloop) }.map_or(-1, |l| l.inner.work())
+    })
+}
+
+/// A request whose PARAMS have all arrived, or NULL when none is ready now (or on shutdown:
+/// see fcgi_in_shutdown). Its environment is read with fcgi_getenv and friends; its body with
+/// fcgi_loop_read; its response is written with fcgi_loop_write and ended with
+/// fcgi_loop_finish, which gives the object back. Until then the loop reports the request as
+/// woken (fcgi_loop_woken) whenever its input arrives, room to write comes after
+/// FCGI_WOULD_BLOCK, or it is aborted.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_request {
+    guard("fcgi_loop_accept", ptr::null_mut(), || {
+        // SAFETY: caller's contract.
+        let Some(l) = (unsafe { lp(evloop) }) else {
+            return ptr::null_mut();
+        };
+        let p = match l.spare.pop() {
+            Some(p) => p,
+            None => {
+                let server = l.inner.server().clone();
+                let req = Request::new(l.listen_fd);
+                let p = Box::into_raw(Box::new(fcgi_request::for_loop(req, evloop)));
+                let waiter = Arc::new(Waiter::for_loop(l.inner.wake_side(), p as usize));
+                // SAFETY: p was just allocated above and is not shared yet.
+                unsafe { (*p).inner = Request::new_loop(l.listen_fd, server, waiter) };
+                p
+            }
+        };
+        // SAFETY: p is an object of this loop (allocated above or given back earlier).
+        let r = unsafe { &mut *p };
+        match r.inner.accept_loop() {
+            Ok(Some(_)) => {
+                r.note_client();
+                r.data = ptr::null_mut();
+                l.live.insert(p as usize);
+                p
+            }
+            Ok(None) | Err(AcceptError::Shutdown) => {
+                l.spare.push(p);
+                ptr::null_mut()
+            }
+            Err(AcceptError::Io(e)) => {
+                crate::fcgi_log!(Error, "cannot serve listening socket {}: {e}", l.listen_fd);
+                l.spare.push(p);
+                ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// A request of this loop whose wait may have ended: input arrived (or its end), room to
+/// write came after FCGI_WOULD_BLOCK, or the request was aborted (fcgi_is_aborted) or its
+/// connection failed. NULL when there is none. A request may be reported when nothing
+/// changed for it; retrying its call then says FCGI_WOULD_BLOCK again.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_loop_woken(evloop: *mut fcgi_loop) -> *mut fcgi_request {
+    guard("fcgi_loop_woken", ptr::null_mut(), || {
+        // SAFETY: caller's contract.
+        let Some(l) = (unsafe { lp(evloop) }) else {
+            return ptr::null_mut();
+        };
+        while let Some(k) = l.inner.wake_side().pop() {
+            let p = k as *mut fcgi_request;
+            // SAFETY: every key is the address of an object of this loop, live or spare, and
+            // objects are freed only with the loop.
+            unsafe { (*p).inner.waiter().rearm() };
+            if l.live.contains(&k) {
+                return p;
+            }
+        }
+        ptr::null_mut()
+    })
+}
+
+fn loop_req<'a>(p: *mut fcgi_request) -> Option<&'a mut fcgi_request> {
+    // SAFETY: caller's contract (NULL or valid).
+    unsafe { req(p) }.filter(|r| r.inner.is_loop())
+}
+
+/// Reads up to `len` bytes of the request body (STDIN) without waiting. Returns the count,
+/// 0 at the end of the body (or if `len <= 0`), FCGI_WOULD_BLOCK when no byte is there yet
+/// (the request is reported by fcgi_loop_woken when some arrive), or -1 if the request was
+/// aborted, its connection failed or its body was cut short (also for a NULL or blocking
+/// request). fcgi_read and fcgi_read_data on a loop request behave the same way.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_loop_read(
+    req: *mut fcgi_request,
+    buf: *mut c_char,
+    len: c_int,
+) -> c_int {
+    guard("fcgi_loop_read", -1, || {
+        let Some(r) = loop_req(req) else {
+            return -1;
+        };
+        if len <= 0 {
+            return 0;
+        }
+        if buf.is_null() {
+            return -1;
+        }
+        // SAFETY: the caller provides len writable bytes at buf.
+        let b = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len as usize) };
+        r.inner.read(crate::runtime::server::Stream::Stdin, b) as c_int
+    })
+}
+
+/// Writes to the request's STDOUT (`type` FCGI_STDOUT) or STDERR (FCGI_STDERR) without
+/// waiting. Returns how many bytes were taken: all of them while the connection has room (a
+/// small write is buffered, a larger one goes to the socket or its write-behind buffer), fewer
+/// when the room ends inside the write; FCGI_WOULD_BLOCK when there is no room at all (the
+/// peer does not read fast enough: the request is reported by fcgi_loop_woken when room
+/// comes; past the write timeout the connection is closed and the request aborted); -1 if the
+/// request was aborted or its connection failed; 0 for `len <= 0`. fcgi_write on a loop
+/// request behaves the same way.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_loop_write(
+    req: *mut fcgi_request,
+    r#type: fcgi_request_type,
+    buf: *const c_char,
+    len: c_int,
+) -> c_int {
+    guard("fcgi_loop_write", -1, || loop_write(req, r#type, buf, len))
+}
+
+pub(super) fn loop_write(
+    req: *mut fcgi_request,
+    r#type: fcgi_request_type,
+    buf: *const c_char,
+    len: c_int,
+) -> c_int {
+    let Some(r) = loop_req(req) else {
+        return -1;
+    };
+    if len <= 0 {
+        return 0;
+    }
+    let rt_ = match r#type {
+        FCGI_STDOUT => rtype::STDOUT,
+        FCGI_STDERR => rtype::STDERR,
+        _ => return -1,
+    };
+    if buf.is_null() {
+        return -1;
+    }
+    // SAFETY: the caller provides len readable bytes at buf.
+    let data = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len as usize) };
+    match r.inner.write_nb(rt_, data) {
+        Ok(0) => WOULD_BLOCK as c_int,
+        Ok(n) => n as c_int,
+        Err(SendError::Broken) => {
+            r.inner.set_keep(false);
+            -1
+        }
+        Err(SendError::Aborted) => -1,
+    }
+}
+
+/// Ends the request and gives its object back to the loop (do not use it afterwards): sends
+/// the buffered output, the end of the streams and END_REQUEST (with fcgi_set_app_status's
+/// status) without waiting (what the socket does not take now leaves from the write-behind
+/// buffer as the peer reads), then keeps or closes the connection as for fcgi_finish_request.
+/// Returns 0, or -1 when the output could not be delivered (the request was aborted or its
+/// connection failed; the object is given back all the same), and -1 for a NULL or blocking
+/// request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_loop_finish(req: *mut fcgi_request) -> c_int {
+    guard("fcgi_loop_finish", -1, || {
+        let Some(r) = loop_req(req) else {
+            return -1;
+        };
+        // SAFETY: a loop request's owner is its loop, alive while the request is (contract).
+        let Some(l) = (unsafe { lp(r.owner) }) else {
+            return -1;
+        };
+        if !l.live.remove(&(req as usize)) {
+            // Given back already.
+            return -1;
+        }
+        let (ok, _) = r.inner.finish(false);
+        r.data = ptr::null_mut();
+        l.spare.push(req);
+        if ok {
+            0
+        } else {
+            -1
+        }
+    })
+}
+
+/// Attaches the application's pointer to a request object (for example its state for a
+/// request of an event loop, found again when fcgi_loop_woken returns the request). A loop
+/// clears it when it hands the object out for a new request. NULL `req` is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_set_request_data(req: *mut fcgi_request, data: *mut c_void) {
+    guard("fcgi_set_request_data", (), || {
+        // SAFETY: caller's contract.
+        if let Some(r) = unsafe { self::req(req) } {
+            r.data = data;
+        }
+    })
+}
+
+/// The pointer set by fcgi_set_request_data, or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_get_request_data(req: *mut fcgi_request) -> *mut c_void {
+    guard("fcgi_get_request_data", ptr::null_mut(), || {
+        // SAFETY: caller's contract.
+        unsafe { self::req(req) }.map_or(ptr::null_mut(), |r| r.data)
+    })
+}
