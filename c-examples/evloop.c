@@ -20,8 +20,8 @@
  * QUERY_STRING "stats" answers the loop's counters instead:
  *   in_flight, max_in_flight, served, aborted, would_block (times a write had to wait).
  *
- * An aborted request (ABORT_REQUEST, or its connection lost) is seen through fcgi_loop_woken
- * and fcgi_is_aborted, logged to stderr ("evloop: request N aborted") and given back at once,
+ * An aborted request (ABORT_REQUEST, its connection lost, or closed by the web server while
+ * the request sleeps) is seen through fcgi_loop_woken and fcgi_is_aborted/fcgi_peer_closed, logged to stderr ("evloop: request N aborted") and given back at once,
  * even while it sleeps. On SIGTERM (fcgi_in_shutdown) the loop stops accepting, finishes the
  * requests it holds, and exits 0.
  */
@@ -184,7 +184,9 @@ static void start_writing(struct req *q)
 static int advance(struct req *q)
 {
     static char buf[CHUNK];
-    if (fcgi_is_aborted(q->r)) {
+    if (fcgi_is_aborted(q->r) || (q->st == SLEEPING && fcgi_peer_closed(q->r))) {
+        /* Aborted, or its web server closed the connection while it sleeps (how nginx says
+         * its client went away): nobody waits for the answer. */
         fprintf(stderr, "evloop: request %d aborted\n", fcgi_request_id(q->r));
         stats.aborted++;
         if (q->st == SLEEPING)

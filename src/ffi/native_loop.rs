@@ -303,6 +303,21 @@ pub unsafe extern "C" fn fcgi_loop_finish(req: *mut fcgi_request) -> c_int {
     })
 }
 
+/// Returns 1 when the client of the request is gone: the web server closed its side of the
+/// request's connection, the connection failed, or the request was aborted (fcgi_is_aborted).
+/// Closing the connection is how the FastCGI spec lets a web server abort a request on an
+/// unmultiplexed connection, and what nginx does when its own client goes away; the response
+/// is still delivered to a web server that only half-closed. A loop request is reported by
+/// fcgi_loop_woken when this becomes true. Works on blocking requests too. 0 otherwise (and
+/// for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_peer_closed(req: *mut fcgi_request) -> c_int {
+    guard("fcgi_peer_closed", 0, || {
+        // SAFETY: caller's contract.
+        unsafe { self::req(req) }.is_some_and(|r| r.inner.peer_closed()) as c_int
+    })
+}
+
 /// Attaches the application's pointer to a request object (for example its state for a
 /// request of an event loop, found again when fcgi_loop_woken returns the request). A loop
 /// clears it when it hands the object out for a new request. NULL `req` is ignored.

@@ -219,6 +219,8 @@ impl Sink for ConnSink<'_> {
             let s = &slot.shared;
             s.aborted.store(false, std::sync::atomic::Ordering::Relaxed);
             s.ended.store(false, std::sync::atomic::Ordering::Relaxed);
+            s.peer_closed
+                .store(false, std::sync::atomic::Ordering::Relaxed);
         }
         let cap = config::get(Limit::StdinBufferBytes) as usize;
         slot.stdin.reset(cap);

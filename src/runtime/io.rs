@@ -30,6 +30,11 @@ pub struct ReqShared {
     pub aborted: AtomicBool,
     /// The END_REQUEST has been written (by the app, or by the runtime for an abort).
     pub ended: AtomicBool,
+    /// The web server closed its side of the connection while the request was served: under
+    /// the FastCGI spec (§5.4) the way it aborts a request on an unmultiplexed connection
+    /// (nginx does when its client goes away), though a half-closing peer may still read
+    /// the response, which is therefore still sent.
+    pub peer_closed: AtomicBool,
 }
 
 impl ReqShared {

@@ -366,11 +366,19 @@ impl Server {
                 dropped += 1;
                 continue;
             }
-            if !s.stdin_eof || (s.role == crate::protocol::Role::Filter && !s.data_eof) {
-                s.truncated = true;
-                if let Some(w) = s.waiter.take() {
-                    w.notify();
+            s.shared.peer_closed.store(true, Ordering::Release);
+            let cut = !s.stdin_eof || (s.role == crate::protocol::Role::Filter && !s.data_eof);
+            s.truncated |= cut;
+            match &s.waiter {
+                // A loop request's waiter stays (it hears of everything until it ends): it
+                // learns that its peer went away whatever it waits for.
+                Some(w) if w.is_loop() => w.notify(),
+                Some(_) if cut => {
+                    if let Some(w) = s.waiter.take() {
+                        w.notify();
+                    }
                 }
+                _ => {}
             }
             i += 1;
         }

@@ -221,6 +221,18 @@ impl Request {
             .is_some_and(|t| t.shared.is_aborted() || t.io.is_broken())
     }
 
+    /// True once the web server closed its side of the connection (or it failed, or the
+    /// request was aborted): see [`super::io::ReqShared::peer_closed`].
+    pub fn peer_closed(&self) -> bool {
+        self.cur.as_ref().is_some_and(|t| {
+            t.shared
+                .peer_closed
+                .load(std::sync::atomic::Ordering::Acquire)
+                || t.shared.is_aborted()
+                || t.io.is_broken()
+        })
+    }
+
     /// Reads STDIN (or the Filter's DATA): bytes read, 0 at the end, -1 on abort or error.
     pub fn read(&mut self, which: Stream, buf: &mut [u8]) -> isize {
         let (Some(t), Some(s)) = (&self.cur, &self.server) else {

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -255,6 +256,21 @@ static void native_without_request(void)
     CHECK(fcgi_get_limit, fcgi_get_limit(INT_MAX), r == -1);
     CHECK(fcgi_in_shutdown, fcgi_in_shutdown(), r == 0);
     CALL(fcgi_set_in_shutdown, fcgi_set_in_shutdown(0));
+    /* The non-blocking face without a loop or request. */
+    CHECK_NULL(fcgi_loop_new, fcgi_loop_new(-1));
+    CHECK_NULL(fcgi_loop_new, fcgi_loop_new(1000));
+    CHECK_NULL(fcgi_loop_new, fcgi_loop_new(2)); /* stderr: no listening socket */
+    CALL(fcgi_loop_free, fcgi_loop_free(NULL));
+    CHECK(fcgi_loop_fd, fcgi_loop_fd(NULL), r == -1);
+    CHECK(fcgi_loop_work, fcgi_loop_work(NULL), r == -1);
+    CHECK_NULL(fcgi_loop_accept, fcgi_loop_accept(NULL));
+    CHECK_NULL(fcgi_loop_woken, fcgi_loop_woken(NULL));
+    CHECK(fcgi_loop_read, fcgi_loop_read(NULL, buf, sizeof buf), r == -1);
+    CHECK(fcgi_loop_write, fcgi_loop_write(NULL, FCGI_STDOUT, "x", 1), r == -1);
+    CHECK(fcgi_loop_finish, fcgi_loop_finish(NULL), r == -1);
+    CHECK(fcgi_peer_closed, fcgi_peer_closed(NULL), r == 0);
+    CALL(fcgi_set_request_data, fcgi_set_request_data(NULL, &n));
+    CHECK_NULL(fcgi_get_request_data, fcgi_get_request_data(NULL));
     native_pool();
     if (n != 0)
         fail("fcgi_loadenv", "called the function for a NULL request", n, __LINE__);
@@ -276,6 +292,13 @@ static void native_without_request(void)
         CALL(fcgi_loadenv, fcgi_loadenv(q, apply, &n));
         CHECK(fcgi_getenv_all, fcgi_getenv_all(q, NULL, 0), r == 0);
         CHECK(fcgi_is_aborted, fcgi_is_aborted(q), r == 0);
+        CHECK(fcgi_peer_closed, fcgi_peer_closed(q), r == 0);
+        /* A blocking request is no loop's. */
+        CHECK(fcgi_loop_read, fcgi_loop_read(q, buf, sizeof buf), r == -1);
+        CHECK(fcgi_loop_write, fcgi_loop_write(q, FCGI_STDOUT, "x", 1), r == -1);
+        CHECK(fcgi_loop_finish, fcgi_loop_finish(q), r == -1);
+        CALL(fcgi_set_request_data, fcgi_set_request_data(q, &n));
+        CHECK(fcgi_get_request_data, fcgi_get_request_data(q) == (void *)&n, r == 1);
         CHECK(fcgi_request_id, fcgi_request_id(q), r == -1);
         CHECK_NULL(fcgi_request_client_ip, fcgi_request_client_ip(q));
         CALL(fcgi_set_app_status, fcgi_set_app_status(q, 7));
@@ -670,6 +693,96 @@ static void native_with_request(int lfd)
     pthread_join(t, NULL);
 }
 
+/* Waits (at most 10 s) until the loop hands out a request: work, then accept. */
+static fcgi_request *loop_wait_accept(fcgi_loop *lp)
+{
+    struct pollfd pfd = {fcgi_loop_fd(lp), POLLIN, 0};
+    for (int i = 0; i < 1000; i++) {
+        fcgi_loop_work(lp);
+        fcgi_request *q = fcgi_loop_accept(lp);
+        if (q != NULL)
+            return q;
+        poll(&pfd, 1, 10);
+    }
+    return NULL;
+}
+
+/* The non-blocking face on real requests: invalid arguments on a loop request, the body
+ * read to its end through FCGI_WOULD_BLOCK, the answer, a second finish refused, and a loop
+ * freed while it still holds a request (which it ends). */
+static void loop_with_request(int lfd)
+{
+    fcgi_loop *lp;
+    fcgi_request *q;
+    pthread_t t = start_client();
+    char buf[64];
+    size_t got = 0;
+    int n, tag;
+
+    CHECK(fcgi_loop_new, (lp = fcgi_loop_new(lfd)) != NULL, r == 1);
+    if (lp == NULL) {
+        pthread_join(t, NULL);
+        return;
+    }
+    CHECK(fcgi_loop_fd, fcgi_loop_fd(lp), r >= 0);
+    CHECK(fcgi_loop_work, fcgi_loop_work(lp), r >= -1);
+    CHECK(fcgi_loop_accept, (q = loop_wait_accept(lp)) != NULL, r == 1);
+    if (q == NULL) {
+        fcgi_loop_free(lp);
+        pthread_join(t, NULL);
+        return;
+    }
+    CHECK_NULL(fcgi_get_request_data, fcgi_get_request_data(q));
+    CALL(fcgi_set_request_data, fcgi_set_request_data(q, &tag));
+    CHECK(fcgi_get_request_data, fcgi_get_request_data(q) == (void *)&tag, r == 1);
+    CHECK(fcgi_loop_read, fcgi_loop_read(q, NULL, 5), r == -1);
+    CHECK(fcgi_loop_read, fcgi_loop_read(q, buf, -1), r == 0);
+    CHECK(fcgi_loop_write, fcgi_loop_write(q, 99, "x", 1), r == -1);
+    CHECK(fcgi_loop_write, fcgi_loop_write(q, FCGI_STDOUT, NULL, 5), r == -1);
+    CHECK(fcgi_loop_write, fcgi_loop_write(q, FCGI_STDOUT, "x", -5), r == 0);
+    CHECK(fcgi_accept_request, fcgi_accept_request(q), r == -1);
+    CALL(fcgi_destroy_request, fcgi_destroy_request(q)); /* refused: the loop owns it */
+    CHECK(fcgi_request_id, fcgi_request_id(q), r == 1);
+    CHECK(fcgi_getenv, fcgi_getenv(q, "A", 1) != NULL, r == 1);
+    for (int i = 0; i < 1000; i++) {
+        n = fcgi_loop_read(q, buf + got, (int)(sizeof buf - got));
+        if (n == 0)
+            break;
+        if (n == FCGI_WOULD_BLOCK) {
+            struct pollfd pfd = {fcgi_loop_fd(lp), POLLIN, 0};
+            poll(&pfd, 1, 10);
+            fcgi_loop_work(lp);
+            fcgi_request *w;
+            while ((w = fcgi_loop_woken(lp)) != NULL)
+                if (w != q)
+                    fail("fcgi_loop_woken", "another request woken", 0, __LINE__);
+            continue;
+        }
+        if (n < 0) {
+            fail("fcgi_loop_read", "read failed", n, __LINE__);
+            break;
+        }
+        got += (size_t)n;
+    }
+    if (got != 10 || memcmp(buf, "line1\nrest", 10) != 0)
+        fail("fcgi_loop_read", "not the body sent", (long long)got, __LINE__);
+    CHECK(fcgi_peer_closed, fcgi_peer_closed(q), r == 0);
+    CHECK(fcgi_loop_write, fcgi_loop_write(q, FCGI_STDOUT, "Status: 200\r\n\r\nok", 17),
+          r == 17);
+    CHECK(fcgi_write, fcgi_write(q, FCGI_STDOUT, "!", 1), r == 1);
+    CHECK(fcgi_loop_finish, fcgi_loop_finish(q), r == 0);
+    CHECK(fcgi_loop_finish, fcgi_loop_finish(q), r == -1);
+    pthread_join(t, NULL);
+
+    /* A request still held when the loop is freed: ended by fcgi_loop_free. */
+    t = start_client();
+    q = loop_wait_accept(lp);
+    if (q == NULL)
+        fail("fcgi_loop_accept", "no second request", 0, __LINE__);
+    CALL(fcgi_loop_free, fcgi_loop_free(lp));
+    pthread_join(t, NULL);
+}
+
 static void fcgx_with_request(int lfd)
 {
     FCGX_Request req;
@@ -750,6 +863,7 @@ int main(int argc, char **argv)
         return 2;
     }
     native_with_request(lfd);
+    loop_with_request(lfd);
     fcgx_with_request(lfd);
 
     /* Shutdown last: these change the process's state for good. */
