@@ -396,6 +396,15 @@ fn the_runtime_timers_run_from_the_work_timeout_without_traffic() {
         .expect("request");
     check(&r, &expected("loop", 1, b"", 0), "request");
     common::assert_closed(&mut c);
+    // A timer armed outside fcgi_loop_work: the keep-alive timer fires while the request
+    // sleeps (no deadline while a request is served), and the next one starts only when the
+    // request ends, after the loop computed its wait; the loop must still hear of it.
+    let mut c = e.connect();
+    let r = c
+        .request(&cgi_request(2, "sleep_ms=600").keep_conn(true))
+        .expect("slow request");
+    check(&r, &expected("loop", 2, b"", 0), "slow request");
+    common::assert_closed(&mut c);
     // A request whose PARAMS never end is closed by the PARAMS timer.
     let mut c = e.connect();
     let mut w = Vec::new();

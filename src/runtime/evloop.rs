@@ -28,9 +28,44 @@ use std::time::{Duration, Instant};
 pub struct LoopWake {
     woken: Mutex<VecDeque<usize>>,
     efd: EventFd,
+    /// The loop's epoll (see [`EvLoop`]) and the reactor's epoll descriptor inside it.
+    outer: RawFd,
+    inner: RawFd,
+    /// The reactor's descriptor is switched off in the loop's epoll: another thread holds
+    /// the poll (changed under the core lock only).
+    disarmed: AtomicBool,
 }
 
 impl LoopWake {
+    /// While another thread (a blocking leader, the standby) holds the poll, the events it is
+    /// about to collect keep the reactor's descriptor readable; a loop watching it would spin
+    /// until that thread ran. So the loop stops watching it (called with the core lock held)
+    /// and hears of its requests through its eventfd; [`LoopWake::arm`] undoes this when the
+    /// poll is free again.
+    pub(super) fn disarm(&self) {
+        if !self.disarmed.swap(true, Ordering::AcqRel) {
+            self.watch(0);
+        }
+    }
+
+    /// Watches the reactor's descriptor again (called with the core lock held, by whoever
+    /// puts the poll back).
+    pub(super) fn arm(&self) {
+        if self.disarmed.swap(false, Ordering::AcqRel) {
+            self.watch(libc::EPOLLIN as u32);
+        }
+    }
+
+    fn watch(&self, events: u32) {
+        let mut ev = libc::epoll_event {
+            events,
+            u64: self.inner as u64,
+        };
+        // SAFETY: both descriptors stay open while the loop is in the server's list, the
+        // only place this is called from; `ev` is a valid epoll_event.
+        unsafe { libc::epoll_ctl(self.outer, libc::EPOLL_CTL_MOD, self.inner, &mut ev) };
+    }
+
     /// Makes the loop's descriptor readable.
     pub fn wake(&self) {
         self.efd.wake();
@@ -84,10 +119,6 @@ impl EvLoop {
     /// blocking thread did yet (no thread of the library is started).
     pub fn new(listen_fd: RawFd) -> io::Result<EvLoop> {
         let server = Server::for_listener(listen_fd)?;
-        let wake = Arc::new(LoopWake {
-            woken: Mutex::new(VecDeque::new()),
-            efd: EventFd::new()?,
-        });
         // SAFETY: epoll_create1 has no memory-safety preconditions.
         let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if ep < 0 {
@@ -95,6 +126,13 @@ impl EvLoop {
         }
         // SAFETY: a new descriptor owned by nobody else.
         let epfd = unsafe { OwnedFd::from_raw_fd(ep) };
+        let wake = Arc::new(LoopWake {
+            woken: Mutex::new(VecDeque::new()),
+            efd: EventFd::new()?,
+            outer: ep,
+            inner: server.poll_fd,
+            disarmed: AtomicBool::new(false),
+        });
         for fd in [server.poll_fd, wake.efd.fd()] {
             let mut ev = libc::epoll_event {
                 events: libc::EPOLLIN as u32,
@@ -132,9 +170,14 @@ impl EvLoop {
         let s = &self.server;
         let mut g = s.core.lock();
         if g.poll.is_some() {
+            self.wake.arm();
             s.lead_once(&mut g, Leader::Loop, true);
             // Blocking threads of the same process may wait for the poll: one of them leads.
             s.hand_over(&mut g);
+        } else {
+            // Another thread polls: it processes the events and wakes this loop for its
+            // requests; it gives the reactor's descriptor back when it puts the poll back.
+            self.wake.disarm();
         }
         let now = Instant::now();
         let mut due: Option<Duration> = g

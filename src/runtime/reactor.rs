@@ -419,10 +419,17 @@ impl Server {
             // A descriptor was freed: accepting may work again.
             g.accept_paused_until = Some(Instant::now());
         }
-        if std::mem::take(&mut g.accept_full) && g.poll.is_none() {
+        if std::mem::take(&mut g.accept_full) {
             // Below the limit again: a leader blocked in the poll (this close may come from
-            // an application thread) looks at the backlog now.
-            self.wake.wake();
+            // an application thread) looks at the backlog now, or an event loop's next
+            // fcgi_loop_work does.
+            if g.poll.is_none() {
+                self.wake.wake();
+            } else {
+                for l in &g.loops {
+                    l.wake();
+                }
+            }
         }
     }
 
@@ -434,7 +441,21 @@ impl Server {
             if conn.armed.is_none_or(|a| d < a) {
                 conn.armed = Some(d);
                 let gen = conn.gen;
+                let earliest = g.timers.peek().is_none_or(|Reverse((e, _, _))| d < *e);
                 g.timers.push(Reverse((d, t, gen)));
+                if earliest && !g.loops.is_empty() && g.leader != Leader::Loop {
+                    // An event loop waits with the timeout of its last fcgi_loop_work, which
+                    // this earlier deadline (set outside it: a request ending, say) would
+                    // miss: its next work returns the new one. A blocking leader polling
+                    // instead is woken to recompute its timeout.
+                    if g.poll.is_some() {
+                        for l in &g.loops {
+                            l.wake();
+                        }
+                    } else {
+                        self.wake.wake();
+                    }
+                }
             }
         }
     }

@@ -791,6 +791,12 @@ impl Server {
         g.leader_takes = 0;
         g.leader = Leader::None;
         g.poll = Some((poll, events));
+        if who != Leader::Loop {
+            // The poll is free: event loops that stopped watching it watch it again.
+            for l in &g.loops {
+                l.arm();
+            }
+        }
         if super::state() & (super::STATE_SHUTDOWN | super::STATE_DRAIN) != 0 {
             for (w, k) in &g.sleepers {
                 if *k == Kind::Accept {

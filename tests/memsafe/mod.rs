@@ -93,6 +93,7 @@ macro_rules! program_tests {
             cpp_example => "cpp-example",
             soak_echo => "soak-echo",
             sapi => "sapi",
+            evloop => "evloop",
             lf_echo => "lf-echo",
             lf_threaded => "lf-threaded",
             lf_authorizer => "lf-authorizer",
@@ -131,6 +132,8 @@ pub const PROGRAMS: &[Prog] = &[
     },
     // No SCRIPT_FILENAME: php-cgi's 404 path, with the request body left unread.
     prog("sapi", "c-examples/sapi.c"),
+    // The non-blocking face: one epoll loop, no thread of the library.
+    prog("evloop", "c-examples/evloop.c"),
     prog("lf-echo", "c-examples/lf-echo.c"),
     Prog {
         args: &["-t", "2"],
