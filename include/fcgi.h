@@ -509,6 +509,17 @@ int fcgi_loop_read(fcgi_request *req, char *buf, int len);
 int fcgi_loop_write(fcgi_request *req, fcgi_request_type type, const char *buf, int len);
 
 /*
+ Sends the request's buffered output now (fcgi_loop_write buffers writes that fit the
+ output buffer, FCGI_LIMIT_OUTPUT_BUFFER_BYTES, until it fills or the request ends), without
+ waiting: for a response streamed in small pieces. Returns 0 when nothing is left buffered,
+ FCGI_WOULD_BLOCK when the connection has no room (the request is reported by
+ fcgi_loop_woken when room comes; call again then), -1 if the request was aborted or its
+ connection failed (also for a NULL or blocking request). fcgi_flush on a loop request
+ sends without this check (it never waits either).
+ */
+int fcgi_loop_flush(fcgi_request *req);
+
+/*
  Ends the request and gives its object back to the loop (do not use it afterwards): sends
  the buffered output, the end of the streams and END_REQUEST (with fcgi_set_app_status's
  status) without waiting (what the socket does not take now leaves from the write-behind

@@ -309,6 +309,27 @@ impl Request {
         self.send_framed(rt, &data[..n]).map(|()| n)
     }
 
+    /// Sends the buffered output of a loop request if the connection has room: `Ok(true)`
+    /// when nothing is left buffered, `Ok(false)` when there is no room (the request is woken
+    /// when room comes), or the error.
+    pub fn flush_nb(&mut self) -> Result<bool, SendError> {
+        let (Some(t), Some(s)) = (&self.cur, &self.server) else {
+            return Err(SendError::Broken);
+        };
+        if self.ended || t.shared.is_aborted() {
+            return Err(SendError::Aborted);
+        }
+        if self.out.is_empty() {
+            return Ok(true);
+        }
+        if t.io.room_for(&self.waiter)? == 0 {
+            s.watch_write_timeout(t);
+            return Ok(false);
+        }
+        // At most the output buffer (16 KiB by default) beyond the room: bounded.
+        self.flush().map(|()| true)
+    }
+
     /// Sends what is buffered and `data` as records of `rt`, without copying `data`.
     fn send_framed(&mut self, rt: u8, data: &[u8]) -> Result<(), SendError> {
         let policy = self.policy();

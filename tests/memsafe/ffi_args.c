@@ -269,6 +269,7 @@ static void native_without_request(void)
     CHECK(fcgi_loop_read, fcgi_loop_read(NULL, buf, sizeof buf), r == -1);
     CHECK(fcgi_loop_write, fcgi_loop_write(NULL, FCGI_STDOUT, "x", 1), r == -1);
     CHECK(fcgi_loop_finish, fcgi_loop_finish(NULL), r == -1);
+    CHECK(fcgi_loop_flush, fcgi_loop_flush(NULL), r == -1);
     CHECK(fcgi_peer_closed, fcgi_peer_closed(NULL), r == 0);
     CALL(fcgi_set_request_data, fcgi_set_request_data(NULL, &n));
     CHECK_NULL(fcgi_get_request_data, fcgi_get_request_data(NULL));
@@ -298,6 +299,7 @@ static void native_without_request(void)
         CHECK(fcgi_loop_read, fcgi_loop_read(q, buf, sizeof buf), r == -1);
         CHECK(fcgi_loop_write, fcgi_loop_write(q, FCGI_STDOUT, "x", 1), r == -1);
         CHECK(fcgi_loop_finish, fcgi_loop_finish(q), r == -1);
+        CHECK(fcgi_loop_flush, fcgi_loop_flush(q), r == -1);
         CALL(fcgi_set_request_data, fcgi_set_request_data(q, &n));
         CHECK(fcgi_get_request_data, fcgi_get_request_data(q) == (void *)&n, r == 1);
         CHECK(fcgi_request_id, fcgi_request_id(q), r == -1);
@@ -778,8 +780,11 @@ static void loop_with_request(int lfd)
     CHECK(fcgi_peer_closed, fcgi_peer_closed(q), r == 0);
     CHECK(fcgi_loop_write, fcgi_loop_write(q, FCGI_STDOUT, "Status: 200\r\n\r\nok", 17),
           r == 17);
+    CHECK(fcgi_loop_flush, fcgi_loop_flush(q), r == 0);
     CHECK(fcgi_write, fcgi_write(q, FCGI_STDOUT, "!", 1), r == 1);
+    CHECK(fcgi_loop_flush, fcgi_loop_flush(q), r == 0);
     CHECK(fcgi_loop_finish, fcgi_loop_finish(q), r == 0);
+    CHECK(fcgi_loop_flush, fcgi_loop_flush(q), r == -1);
     CHECK(fcgi_loop_finish, fcgi_loop_finish(q), r == -1);
     pthread_join(t, NULL);
 

@@ -1,7 +1,8 @@
 //! The fixture of `tests/python_wsgi.rs`: the Python package of `bindings/python` serving a
 //! test application of `tests/python_wsgi/apps` as a real process
 //! (`python3 -m fcgi_runtime module:app --bind ... --threads N`) on the project's library, with
-//! nginx in front.
+//! nginx in front. `tests/python_asgi.rs` uses it too, for the ASGI server
+//! (`python3 -m fcgi_runtime --asgi module:app`, [`Wsgi::start_asgi`]).
 
 use crate::common;
 use crate::support::{
@@ -123,28 +124,72 @@ pub struct Wsgi {
     pub fx: Fixture,
 }
 
+/// What [`Wsgi::start_with`] starts beyond [`Wsgi::start`]'s choices.
+pub struct Options<'a> {
+    /// The server's arguments after SPEC (`--threads N`, or `--asgi`).
+    pub args: Vec<String>,
+    /// The directory of the applications, relative to the repository (on PYTHONPATH).
+    pub apps: &'a str,
+    /// The fixture's tag (its directory name).
+    pub tag: String,
+    /// nginx's `worker_connections`.
+    pub nginx_worker_connections: u32,
+}
+
 impl Wsgi {
     /// Starts `python -m fcgi_runtime SPEC --bind ... --threads THREADS`, then nginx.
     pub fn start(python: &str, spec: &str, threads: u32, bind: Bind) -> Wsgi {
-        let tag = format!("pywsgi-{}", spec.replace(':', "-"));
-        let mut fx = Fixture::new(&tag);
-        let t = threads.to_string();
+        Wsgi::start_with(
+            python,
+            spec,
+            bind,
+            Options {
+                args: vec!["--threads".into(), threads.to_string()],
+                apps: "tests/python_wsgi/apps",
+                tag: format!("pywsgi-{}", spec.replace(':', "-")),
+                nginx_worker_connections: 256,
+            },
+        )
+    }
+
+    /// Starts the ASGI server, `python -m fcgi_runtime --asgi SPEC --bind ...` with the
+    /// applications of `tests/python_asgi/apps`, then nginx with `worker_connections`.
+    #[allow(dead_code)] // used by tests/python_asgi.rs only
+    pub fn start_asgi(python: &str, spec: &str, bind: Bind, worker_connections: u32) -> Wsgi {
+        Wsgi::start_with(
+            python,
+            spec,
+            bind,
+            Options {
+                args: vec!["--asgi".into()],
+                apps: "tests/python_asgi/apps",
+                tag: format!("pyasgi-{}", spec.replace(':', "-")),
+                nginx_worker_connections: worker_connections,
+            },
+        )
+    }
+
+    /// Starts `python -m fcgi_runtime SPEC ARGS --bind ...`, then nginx.
+    pub fn start_with(python: &str, spec: &str, bind: Bind, opts: Options<'_>) -> Wsgi {
+        let mut fx = Fixture::new(&opts.tag);
+        fx.nginx_worker_connections = opts.nginx_worker_connections;
+        let server_args = opts.args;
         let pythonpath = format!(
             "{}:{}",
             root().join("bindings/python").display(),
-            root().join("tests/python_wsgi/apps").display()
+            root().join(opts.apps).display()
         );
         let lib = common::lib_dir().join("libfcgi.so");
         let dir = fx.dir.clone();
         let make_cmd = |addr: &str| {
             let mut cmd = Command::new(python);
-            cmd.args(["-m", "fcgi_runtime", spec, "--threads", &t]);
+            cmd.args(["-m", "fcgi_runtime", spec]).args(&server_args);
             if bind == Bind::Fd0 {
                 // spawn-fcgi -n: bind, then exec the server with the socket as fd 0.
                 let port = addr.rsplit_once(':').expect("host:port").1;
                 cmd = Command::new(SPAWN_FCGI);
                 cmd.args(["-n", "-a", "127.0.0.1", "-p", port, "--", python]);
-                cmd.args(["-m", "fcgi_runtime", spec, "--threads", &t]);
+                cmd.args(["-m", "fcgi_runtime", spec]).args(&server_args);
             } else {
                 cmd.args(["--bind", addr]);
             }

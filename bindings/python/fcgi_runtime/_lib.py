@@ -1,9 +1,10 @@
 """Loading fcgi-runtime's shared library and declaring the native API (include/fcgi.h).
 
-Only the functions the WSGI server uses are declared. Those that can block go through
+Only the functions the servers use are declared. Those that can block go through
 ctypes.CDLL, which releases the GIL for the duration of the foreign call, so a thread blocked
 in fcgi_accept_request, fcgi_read, fcgi_write or fcgi_flush does not hold up the other Python
-threads; those that never block go through ctypes.PyDLL (see _NON_BLOCKING).
+threads; those that never block go through ctypes.PyDLL (see _NON_BLOCKING), among them the
+whole non-blocking face (fcgi_loop_*) that the ASGI server drives from its asyncio loop.
 """
 
 import ctypes
@@ -13,6 +14,13 @@ import types
 
 FCGI_STDOUT = 6
 FCGI_STDERR = 7
+
+#: What fcgi_loop_read and fcgi_loop_write return when they would have to wait.
+FCGI_WOULD_BLOCK = -2
+
+#: fcgi_set_limit / fcgi_get_limit values used by the bindings.
+FCGI_LIMIT_OUTPUT_BUFFER_BYTES = 9
+FCGI_LIMIT_WRITE_BEHIND_BYTES = 11
 
 FCGI_RESPONDER = 1
 FCGI_AUTHORIZER = 2
@@ -58,6 +66,37 @@ _NON_BLOCKING = {
     "fcgi_terminate",
     "fcgi_set_limit",
     "fcgi_get_limit",
+    # The non-blocking face (fcgi_loop_*): none of these ever waits, by contract.
+    "fcgi_loop_new",
+    "fcgi_loop_free",
+    "fcgi_loop_fd",
+    "fcgi_loop_work",
+    "fcgi_loop_accept",
+    "fcgi_loop_woken",
+    "fcgi_loop_read",
+    "fcgi_loop_write",
+    "fcgi_loop_finish",
+    "fcgi_set_request_data",
+    "fcgi_get_request_data",
+    "fcgi_peer_closed",
+    "fcgi_loop_flush",
+}
+
+#: Newer than the WSGI server: declared as None when the library lacks them.
+_OPTIONAL = {
+    "fcgi_loop_new",
+    "fcgi_loop_free",
+    "fcgi_loop_fd",
+    "fcgi_loop_work",
+    "fcgi_loop_accept",
+    "fcgi_loop_woken",
+    "fcgi_loop_read",
+    "fcgi_loop_write",
+    "fcgi_loop_finish",
+    "fcgi_set_request_data",
+    "fcgi_get_request_data",
+    "fcgi_peer_closed",
+    "fcgi_loop_flush",
 }
 
 
@@ -85,10 +124,28 @@ def _declare(path, cdll):
         "fcgi_request_set_keep": (None, [c_void_p, c_int]),
         "fcgi_set_limit": (c_int, [c_int, ctypes.c_longlong]),
         "fcgi_get_limit": (ctypes.c_longlong, [c_int]),
+        "fcgi_loop_new": (c_void_p, [c_int]),
+        "fcgi_loop_free": (None, [c_void_p]),
+        "fcgi_loop_fd": (c_int, [c_void_p]),
+        "fcgi_loop_work": (c_int, [c_void_p]),
+        "fcgi_loop_accept": (c_void_p, [c_void_p]),
+        "fcgi_loop_woken": (c_void_p, [c_void_p]),
+        "fcgi_loop_read": (c_int, [c_void_p, c_void_p, c_int]),
+        "fcgi_loop_write": (c_int, [c_void_p, c_int, c_void_p, c_int]),
+        "fcgi_loop_finish": (c_int, [c_void_p]),
+        "fcgi_set_request_data": (None, [c_void_p, c_void_p]),
+        "fcgi_get_request_data": (c_void_p, [c_void_p]),
+        "fcgi_peer_closed": (c_int, [c_void_p]),
+        "fcgi_loop_flush": (c_int, [c_void_p]),
     }
     pydll = ctypes.PyDLL(path)
     lib = types.SimpleNamespace(path=path, cdll=cdll)
     for name, (restype, argtypes) in sigs.items():
+        if name in _OPTIONAL and not hasattr(cdll, name):
+            # A build from before the non-blocking face: the WSGI server still works; the
+            # ASGI server says what is missing.
+            setattr(lib, name, None)
+            continue
         fn = getattr(pydll if name in _NON_BLOCKING else cdll, name)
         fn.restype = restype
         fn.argtypes = argtypes

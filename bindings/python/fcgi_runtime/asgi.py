@@ -1,0 +1,732 @@
+"""An ASGI 3 server on fcgi-runtime's non-blocking face (``fcgi_loop_*`` in include/fcgi.h).
+
+One thread, one asyncio loop. The runtime (FastCGI records, connections, keep-alive,
+multiplexing, limits, timers, abort detection) runs inside that loop: its descriptor
+(fcgi_loop_fd) is an asyncio reader, and whenever it is readable, or the time fcgi_loop_work
+returned has passed (``loop.call_later``), the server calls fcgi_loop_work, then
+fcgi_loop_accept until NULL (each new request becomes one asyncio task running the
+application), then fcgi_loop_woken until NULL (the request's task is resumed: input arrived,
+room to write came, or the client went away). None of those calls ever waits, so they go
+through ctypes.PyDLL and keep the GIL.
+
+- ``receive()`` reads the body with fcgi_loop_read (``http.request`` events); when it would
+  block, the task waits on a future that fcgi_loop_woken resolves. After the body, it waits
+  until the client is gone or the response is complete, then says ``http.disconnect``. "Gone"
+  is fcgi_peer_closed (aborted, connection failed, or the web server closed its side of the
+  connection, which is how nginx aborts a request whose client left), or a read or write that
+  says -1: the request is then ended at once and send() raises ClientDisconnected (OSError).
+- ``send()`` turns ``http.response.start`` into a CGI head (``Status: NNN``), written with the
+  first body block; ``http.response.body`` goes out through fcgi_loop_write, handing on the
+  rest of a partial write and waiting for room on FCGI_WOULD_BLOCK (the back-pressure);
+  ``more_body`` blocks are pushed to the socket at once (fcgi_loop_flush, which says
+  FCGI_WOULD_BLOCK too: without it a block smaller than the library's output buffer, 16 KiB,
+  would wait there). The last block ends the request (fcgi_loop_finish).
+- ``lifespan``: startup before the first request is accepted, shutdown after the last one.
+
+Request objects are keyed by their address (an int) while they are live; fcgi_loop_finish
+gives one back and it may come back for a later request, so nothing keeps a request pointer
+after that.
+"""
+
+import asyncio
+import ctypes
+import http
+import os
+import signal
+import threading
+import traceback
+from urllib.parse import unquote_to_bytes
+
+from . import _lib
+from .server import ClientDisconnected, log
+
+__all__ = ["AsgiServer", "StartupFailed", "serve_asgi"]
+
+_WOULD_BLOCK = _lib.FCGI_WOULD_BLOCK
+_STDOUT = _lib.FCGI_STDOUT
+
+#: The most fcgi_loop_read asks for in one call (the library holds at most 64 KiB of a
+#: request's body by default, so a read returns less).
+_READ_SIZE = 256 * 1024
+#: The most fcgi_loop_write is handed in one call (it takes what the connection has room for).
+_WRITE_MAX = 1 << 30
+#: The first size of the environment buffer; it grows to the largest block seen.
+_ENV_BUF_SIZE = 16384
+
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+
+_BODY_HEADERS = (
+    (b"CONTENT_TYPE", b"HTTP_CONTENT_TYPE", b"content-type"),
+    (b"CONTENT_LENGTH", b"HTTP_CONTENT_LENGTH", b"content-length"),
+)
+
+#: Responses that carry no body (and get no Content-Length from the server).
+_NO_BODY = frozenset([204, 304])
+
+_REASONS = {s.value: s.phrase for s in http.HTTPStatus}
+
+
+class StartupFailed(RuntimeError):
+    """The application answered ``lifespan.startup.failed`` (the message is the argument)."""
+
+
+def _http_version(proto):
+    version = proto.partition("/")[2] or "1.0"
+    if version in ("2", "2.0"):
+        return "2"
+    if version in ("3", "3.0"):
+        return "3"
+    return version
+
+
+def _port(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class _Request(object):
+    """One request: its receive() and send() callables, and what the loop wakes."""
+
+    __slots__ = (
+        "server",
+        "lib",
+        "req",
+        "left",
+        "body_eof",
+        "disconnected",
+        "complete",
+        "head",
+        "has_length",
+        "status",
+        "out_started",
+        "head_only",
+        "scope",
+        "_read_w",
+        "_write_w",
+        "_end",
+    )
+
+    def __init__(self, server, req, length, head_only, scope):
+        self.server = server
+        self.lib = server.lib
+        self.req = req  # None once given back to the loop
+        self.left = length  # body bytes still due by CONTENT_LENGTH; None: to the end
+        self.body_eof = False  # the last http.request was returned
+        self.disconnected = False  # the client went away (abort, connection lost)
+        self.complete = False  # the whole response was handed to the library
+        self.head = None  # the CGI head, not written yet
+        self.has_length = False  # the application gave a Content-Length
+        self.status = None
+        self.out_started = False  # a byte of the response was handed to the library
+        self.head_only = head_only
+        self.scope = scope
+        self._read_w = None
+        self._write_w = None
+        self._end = None
+
+    @property
+    def what(self):
+        """``METHOD /path?query``, for the log."""
+        sc = self.scope
+        qs = sc["query_string"]
+        return "%s %s%s%s" % (
+            sc["method"],
+            sc["root_path"],
+            sc["path"],
+            "?" + qs.decode("latin-1") if qs else "",
+        )
+
+    # -- what the loop calls ----------------------------------------------------------------
+
+    def woken(self):
+        """fcgi_loop_woken returned this request: resume whoever waits (maybe spuriously)."""
+        if self.req is None:
+            return
+        if self.server._client_gone(self.req):
+            self.gone()
+            return
+        for w in (self._read_w, self._write_w):
+            if w is not None and not w.done():
+                w.set_result(None)
+
+    def gone(self):
+        """The client went away: the request object goes back to the loop now (its pointer
+        may serve another request), and every wait of the application ends."""
+        self.disconnected = True
+        self.release()
+
+    def release(self):
+        """Ends the request in the library (END_REQUEST), once, and wakes every waiter."""
+        req = self.req
+        if req is not None:
+            self.req = None
+            self.server._give_back(req)
+        for w in (self._read_w, self._write_w, self._end):
+            if w is not None and not w.done():
+                w.set_result(None)
+
+    def _wait(self, which):
+        fut = getattr(self, which)
+        if fut is None or fut.done():
+            fut = self.server._loop.create_future()
+            setattr(self, which, fut)
+        return fut
+
+    # -- receive ----------------------------------------------------------------------------
+
+    async def receive(self):
+        lib = self.lib
+        while not self.body_eof:
+            if self.left == 0:
+                self.body_eof = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            req = self.req
+            if req is None:
+                break
+            buf = self.server._read_buf
+            want = _READ_SIZE if self.left is None else min(self.left, _READ_SIZE)
+            n = lib.fcgi_loop_read(req, buf, want)
+            if n > 0:
+                data = ctypes.string_at(buf, n)
+                if self.left is not None:
+                    self.left -= n
+                    if self.left <= 0:
+                        self.body_eof = True
+                return {"type": "http.request", "body": data, "more_body": not self.body_eof}
+            if n == 0:
+                self.body_eof = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if n == _WOULD_BLOCK:
+                await self._wait("_read_w")
+                continue
+            # -1: aborted, connection lost, or the body was cut short.
+            self.gone()
+            break
+        # After the body: nothing more comes until the client goes or the response ends.
+        if not (self.disconnected or self.complete):
+            await self._wait("_end")
+        return {"type": "http.disconnect"}
+
+    # -- send -------------------------------------------------------------------------------
+
+    async def send(self, message):
+        kind = message["type"]
+        if self.disconnected:
+            raise ClientDisconnected("%s: the client disconnected" % self.what)
+        if kind == "http.response.body":
+            if self.status is None:
+                raise RuntimeError("http.response.body before http.response.start")
+            if self.complete:
+                raise RuntimeError("http.response.body after the response was complete")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if type(body) is not bytes:
+                body = bytes(body)
+            if self.head_only or self.status in _NO_BODY:
+                body = b""
+            head = self.head
+            if head is not None:
+                # The first block: the head goes with it, in one write. A whole body in one
+                # message gets its Content-Length (nginx then keeps the client connection
+                # without chunking).
+                self.head = None
+                if not more and not self.has_length and not self.head_only:
+                    if self.status not in _NO_BODY and self.status >= 200:
+                        head = head[:-2] + b"Content-Length: %d\r\n\r\n" % len(body)
+                data = head + body if body else head
+            else:
+                data = body
+            if data:
+                await self._write(data)
+            if more:
+                if data:
+                    # A block that fitted the library's output buffer would wait there for
+                    # more: push it out now, waiting for room like a write (a head sent with
+                    # an empty block goes out too: an application announcing a stream).
+                    await self._flush()
+            else:
+                self.complete = True
+                self.release()
+            return
+        if kind == "http.response.start":
+            if self.status is not None:
+                raise RuntimeError("http.response.start sent twice")
+            status = int(message["status"])
+            if not 100 <= status <= 999:
+                raise ValueError("bad status %r" % (status,))
+            reason = _REASONS.get(status)
+            lines = [
+                b"Status: %d %s\r\n" % (status, reason.encode("latin-1"))
+                if reason
+                else b"Status: %d\r\n" % status
+            ]
+            has_length = False
+            for name, value in message.get("headers", ()):
+                if type(name) is str:
+                    name = name.encode("latin-1")
+                if type(value) is str:
+                    value = value.encode("latin-1")
+                name = bytes(name)
+                value = bytes(value)
+                if b"\n" in name or b"\r" in name or b":" in name or b"\n" in value or b"\r" in value:
+                    raise ValueError("invalid header %r: %r" % (name, value))
+                if name.lower() == b"content-length":
+                    has_length = True
+                lines.append(name + b": " + value + b"\r\n")
+            lines.append(b"\r\n")
+            self.status = status
+            self.has_length = has_length
+            self.head = b"".join(lines)
+            return
+        raise RuntimeError("unexpected ASGI message %r in an http scope" % (kind,))
+
+    async def _flush(self):
+        """Sends what the library buffered, waiting for room as long as it says so."""
+        while True:
+            req = self.req
+            r = -1 if req is None else self.lib.fcgi_loop_flush(req)
+            if r == 0:
+                return
+            if r == _WOULD_BLOCK:
+                await self._wait("_write_w")
+                continue
+            self.gone()
+            raise ClientDisconnected("%s: the client disconnected" % self.what)
+
+    async def _write(self, data):
+        """Hands `data` to the library, waiting for room as long as it says so."""
+        lib = self.lib
+        total = len(data)
+        off = 0
+        arg = data
+        while True:
+            req = self.req
+            if req is None:
+                raise ClientDisconnected("%s: the client disconnected" % self.what)
+            n = lib.fcgi_loop_write(req, _STDOUT, arg, min(total - off, _WRITE_MAX))
+            if n > 0:
+                self.out_started = True
+                off += n
+                if off >= total:
+                    return
+                # A partial write: the rest, from where the library stopped.
+                arg = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value + off
+                continue
+            if n == _WOULD_BLOCK:
+                await self._wait("_write_w")
+                continue
+            self.gone()
+            raise ClientDisconnected("%s: the response could not be written" % self.what)
+
+
+class AsgiServer(object):
+    """An ASGI 3 server: `app` on one listening socket, in one asyncio loop, one thread.
+
+    `bind`: the library's address syntax (``host:port``, ``:port``, ``port``, ``[v6]:port``,
+    a Unix socket path), or None for the listening socket on fd 0. `root_path`: the mount
+    point, as ``--script-name`` of the WSGI server (scope ``root_path``; ``path`` is what
+    follows it)."""
+
+    def __init__(self, app, bind=None, backlog=1024, root_path=""):
+        self.app = app
+        self.lib = _lib.load()
+        if self.lib.fcgi_loop_new is None:
+            raise _lib.LibraryNotFound(
+                "%s lacks the non-blocking face (fcgi_loop_new): the ASGI server needs a newer "
+                "build of fcgi-runtime" % self.lib.path
+            )
+        self.root_path = root_path.rstrip("/")
+        self.state = {}
+        self._bind = bind
+        self._backlog = backlog
+        self._fd = None
+        self._evloop = None
+        self._loop = None
+        self._reqs = {}  # request address -> _Request, while the library holds it
+        self._tasks = set()
+        self._stopping = False
+        self._timer = None
+        self._idle = None  # future: stopping and no request left
+        self._read_buf = ctypes.create_string_buffer(_READ_SIZE)
+        self._env_buf = ctypes.create_string_buffer(_ENV_BUF_SIZE)
+        self._sigint = False
+        self._gone_check = self.lib.fcgi_peer_closed or self.lib.fcgi_is_aborted
+        # lifespan
+        self._ls_task = None
+        self._ls_queue = None
+        self._ls_startup = None
+        self._ls_shutdown = None
+        self._ls_started = False
+
+    # -- listening --------------------------------------------------------------------------
+
+    def listen(self):
+        """Opens the listening socket (once); returns its descriptor. fcgi_listen (and
+        fcgi_init for fd 0) install the library's SIGTERM handler when SIGTERM is left at its
+        default."""
+        if self._fd is not None:
+            return self._fd
+        lib = self.lib
+        if self._bind is None:
+            if not lib.fcgi_is_fastcgi():
+                raise OSError("no --bind address, and fd 0 is not a listening socket")
+            self._fd = 0
+        else:
+            fd = lib.fcgi_listen(os.fsencode(self._bind), self._backlog)
+            if fd < 0:
+                raise OSError("cannot listen on %r (the library logged why)" % (self._bind,))
+            self._fd = fd
+        return self._fd
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def serve(self, handle_signals=None):
+        """Serves until shutdown: SIGTERM (the library's handler), SIGINT (when
+        `handle_signals`, the default in the main thread) or shutdown(). Requests in progress
+        (and the tasks of their applications) are finished first, then lifespan shutdown."""
+        loop = self._loop = asyncio.get_running_loop()
+        if handle_signals is None:
+            handle_signals = threading.current_thread() is threading.main_thread()
+        if handle_signals and signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+            # Python code set its own SIGTERM handler, so the library will not install one:
+            # take SIGTERM here and stop through the library's flag.
+            loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
+        self.listen()
+        await self._lifespan_startup()
+        if handle_signals:
+            loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
+        lib = self.lib
+        ev = lib.fcgi_loop_new(self._fd)
+        if not ev:
+            raise OSError("fcgi_loop_new failed (the library logged why)")
+        self._evloop = ev
+        self._idle = loop.create_future()
+        lfd = lib.fcgi_loop_fd(ev)
+        loop.add_reader(lfd, self._pump)
+        where = self._bind if self._bind is not None else "fd 0"
+        log("serving ASGI on %s, one thread (library %s)" % (where, lib.path))
+        try:
+            self._pump()
+            await self._idle
+            # Applications that go on after their response (background tasks).
+            while self._tasks:
+                await asyncio.wait(list(self._tasks))
+        finally:
+            loop.remove_reader(lfd)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._evloop = None
+            lib.fcgi_loop_free(ev)
+            if handle_signals:
+                loop.remove_signal_handler(signal.SIGINT)
+        await self._lifespan_shutdown()
+        log("stopped")
+
+    def shutdown(self):
+        """Stops accepting; the server ends once the requests in progress are done.
+        Process-wide: the library has one shutdown flag (fcgi_terminate)."""
+        self.lib.fcgi_terminate()
+
+    def _on_signal(self, signum):
+        if self._sigint:
+            log("signal %d again: exiting at once" % signum)
+            os._exit(128 + signum)
+        self._sigint = True
+        log("signal %d received" % signum)
+        # The library's flag wakes the loop's descriptor; _pump sees fcgi_in_shutdown.
+        self.shutdown()
+
+    def _client_gone(self, req):
+        """fcgi_peer_closed: the request was aborted, its connection failed, or the web
+        server closed its side of the connection, which is how nginx aborts a request when
+        its client goes away (FastCGI's way on an unmultiplexed connection). A library
+        without fcgi_peer_closed only reports the first two (fcgi_is_aborted)."""
+        return self._gone_check(req)
+
+    def _pump(self):
+        """The loop protocol: work, accept until NULL, woken until NULL, re-arm the timer."""
+        ev = self._evloop
+        if ev is None:
+            return
+        lib = self.lib
+        wait = lib.fcgi_loop_work(ev)
+        if not self._stopping and lib.fcgi_in_shutdown():
+            self._stopping = True
+            log(
+                "shutdown requested: stopping after the requests in progress (%d)"
+                % len(self._reqs)
+            )
+        reqs = self._reqs
+        if not self._stopping:
+            accept = lib.fcgi_loop_accept
+            while True:
+                r = accept(ev)
+                if not r:
+                    break
+                self._start(r)
+        woken = lib.fcgi_loop_woken
+        while True:
+            r = woken(ev)
+            if not r:
+                break
+            st = reqs.get(r)
+            if st is not None:
+                st.woken()
+        # When fcgi_loop_work must run again without the descriptor becoming readable (-1:
+        # never). A deadline set later by a request's task (a write waiting for room arms the
+        # write timeout, an end arms keep-alive or linger) makes the descriptor readable if it
+        # comes first. A timer due no later than that is kept (firing early costs one round).
+        if wait >= 0:
+            delay = wait / 1000.0
+            loop = self._loop
+            timer = self._timer
+            if timer is None or timer.when() > loop.time() + delay:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_later(delay, self._on_timer)
+        self._check_idle()
+
+    def _on_timer(self):
+        self._timer = None
+        self._pump()
+
+    def _check_idle(self):
+        if self._stopping and not self._reqs and not self._idle.done():
+            self._idle.set_result(None)
+
+    def _give_back(self, req):
+        """fcgi_loop_finish: END_REQUEST, and the object goes back to the loop."""
+        del self._reqs[req]
+        self.lib.fcgi_loop_finish(req)
+        if self._stopping:
+            self._check_idle()
+
+    # -- one request ------------------------------------------------------------------------
+
+    def _params(self, req):
+        """The request's params as a dict of bytes (one fcgi_getenv_all call)."""
+        lib = self.lib
+        buf = self._env_buf
+        n = lib.fcgi_getenv_all(req, buf, len(buf))
+        if n > len(buf):
+            buf = self._env_buf = ctypes.create_string_buffer(n)
+            n = lib.fcgi_getenv_all(req, buf, len(buf))
+        if n <= 0:
+            return {}
+        parts = ctypes.string_at(buf, n - 1).split(b"\0")
+        return dict(zip(parts[0::2], parts[1::2]))
+
+    def _scope(self, env):
+        g = env.get
+        # The request's headers, in the web server's order; nginx passes Content-Type and
+        # Content-Length both as HTTP_ params and as the CGI ones, which are the fallback.
+        headers = [
+            (name[5:].lower().replace(b"_", b"-"), value)
+            for name, value in env.items()
+            if name[:5] == b"HTTP_"
+        ]
+        for cgi, http_name, name in _BODY_HEADERS:
+            value = g(cgi)
+            if value and http_name not in env:
+                headers.append((name, value))
+        raw_path = (g(b"REQUEST_URI") or b"").split(b"?", 1)[0]
+        root = self.root_path
+        path_info = g(b"PATH_INFO")
+        if path_info is not None and not root:
+            # The web server split the path itself.
+            path = path_info
+            script = g(b"SCRIPT_NAME") or b""
+            root_path = "" if script == b"/" else script.decode("utf-8", "replace")
+        else:
+            # nginx's default: no PATH_INFO, SCRIPT_NAME (and DOCUMENT_URI) the whole path,
+            # decoded: the application is mounted at root_path and routes on the rest.
+            path = g(b"DOCUMENT_URI") or g(b"SCRIPT_NAME") or unquote_to_bytes(raw_path)
+            if path_info is not None:
+                path = (g(b"SCRIPT_NAME") or b"") + path_info
+            prefix = root.encode("utf-8")
+            if prefix and (path == prefix or path.startswith(prefix + b"/")):
+                path = path[len(prefix):]
+            root_path = root
+        path = path.decode("utf-8", "replace")
+        if not path and not root_path:
+            path = "/"
+        https = (g(b"HTTPS") or b"").lower()
+        if https in (b"on", b"1", b"yes"):
+            scheme = "https"
+        else:
+            scheme = (g(b"REQUEST_SCHEME") or b"http").decode("latin-1").lower()
+            if scheme not in ("http", "https"):
+                scheme = "http"
+        remote = g(b"REMOTE_ADDR")
+        host = g(b"SERVER_NAME") or g(b"SERVER_ADDR")
+        return {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": _http_version((g(b"SERVER_PROTOCOL") or b"HTTP/1.0").decode("latin-1")),
+            "method": (g(b"REQUEST_METHOD") or b"GET").decode("latin-1").upper(),
+            "scheme": scheme,
+            "path": path,
+            "raw_path": raw_path or None,
+            "query_string": g(b"QUERY_STRING") or b"",
+            "root_path": root_path,
+            "headers": headers,
+            "client": (remote.decode("latin-1"), _port(g(b"REMOTE_PORT")) or 0) if remote else None,
+            "server": (host.decode("latin-1"), _port(g(b"SERVER_PORT"))) if host else None,
+            "state": dict(self.state),
+        }
+
+    def _start(self, req):
+        """A request fcgi_loop_accept handed out: its state, its scope, its task."""
+        try:
+            env = self._params(req)
+            scope = self._scope(env)
+            length = env.get(b"CONTENT_LENGTH") or env.get(b"HTTP_CONTENT_LENGTH")
+            try:
+                length = int(length) if length else None
+                if length is not None and length < 0:
+                    length = None
+            except ValueError:
+                length = None
+            st = _Request(self, req, length, scope["method"] == "HEAD", scope)
+        except Exception:
+            log("internal error on a new request:\n" + traceback.format_exc())
+            self.lib.fcgi_loop_finish(req)
+            return
+        self._reqs[req] = st
+        task = self._loop.create_task(self._run(st, scope))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task):
+        self._tasks.discard(task)
+
+    async def _run(self, st, scope):
+        try:
+            await self.app(scope, st.receive, st.send)
+        except ClientDisconnected as e:
+            log("%s: client disconnected: %s" % (st.what, e))
+        except BaseException as e:
+            cancelled = isinstance(e, asyncio.CancelledError)
+            log("%s: application error\n%s" % (st.what, traceback.format_exc().rstrip("\n")))
+            self._error_response(st)
+            if cancelled or not isinstance(e, Exception):
+                raise
+        else:
+            if not st.complete and not st.disconnected:
+                if st.out_started:
+                    log("%s: the application returned before its response was complete" % st.what)
+                else:
+                    log("%s: the application returned without a response" % st.what)
+                    self._error_response(st)
+        finally:
+            st.release()
+
+    def _error_response(self, st):
+        """A 500 if no byte of the response went out yet; else the response ends where it is
+        (the loop face has no way to end a request without END_REQUEST: nginx sees the
+        response end early but well formed, so a client only notices a short body)."""
+        if st.out_started or st.req is None:
+            return
+        body = b"Internal Server Error\n"
+        data = (
+            b"Status: 500 Internal Server Error\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        if not st.head_only:
+            data += body
+        # Small: the library takes it whole into its output buffer (never would-block).
+        if self.lib.fcgi_loop_write(st.req, _STDOUT, data, len(data)) == len(data):
+            st.out_started = True
+            st.complete = True
+
+    # -- lifespan ---------------------------------------------------------------------------
+
+    async def _lifespan_startup(self):
+        loop = self._loop
+        self._ls_queue = asyncio.Queue()
+        self._ls_startup = loop.create_future()
+        self._ls_shutdown = loop.create_future()
+        scope = {"type": "lifespan", "asgi": _ASGI, "state": self.state}
+        self._ls_task = loop.create_task(self._lifespan_main(scope))
+        self._ls_queue.put_nowait({"type": "lifespan.startup"})
+        failed = await self._ls_startup
+        if failed is not None:
+            raise StartupFailed(failed)
+
+    async def _lifespan_main(self, scope):
+        try:
+            await self.app(scope, self._ls_queue.get, self._ls_send)
+        except BaseException as e:
+            if self._ls_started:
+                log("lifespan: application error after startup\n" + traceback.format_exc())
+            else:
+                # uvicorn's "auto": an application without lifespan support raises on the
+                # unknown scope type; serve without it.
+                log(
+                    "lifespan unsupported by the application (%s: %s): serving without it"
+                    % (type(e).__name__, e)
+                )
+                self._ls_task = None
+            if not isinstance(e, Exception):
+                raise
+        finally:
+            for fut in (self._ls_startup, self._ls_shutdown):
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _ls_send(self, message):
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            self._ls_started = True
+            if not self._ls_startup.done():
+                self._ls_startup.set_result(None)
+        elif kind == "lifespan.startup.failed":
+            if not self._ls_startup.done():
+                self._ls_startup.set_result(message.get("message", "") or "(no message)")
+        elif kind == "lifespan.shutdown.complete":
+            if not self._ls_shutdown.done():
+                self._ls_shutdown.set_result(None)
+        elif kind == "lifespan.shutdown.failed":
+            log("lifespan shutdown failed: %s" % message.get("message", ""))
+            if not self._ls_shutdown.done():
+                self._ls_shutdown.set_result(None)
+        else:
+            raise RuntimeError("unexpected ASGI message %r in a lifespan scope" % (kind,))
+
+    async def _lifespan_shutdown(self):
+        task = self._ls_task
+        if task is None or task.done():
+            return
+        self._ls_queue.put_nowait({"type": "lifespan.shutdown"})
+        await self._ls_shutdown
+        if not task.done():
+            # It answered; let it return (a lifespan context manager's exit).
+            await asyncio.wait([task], timeout=5)
+            if not task.done():
+                task.cancel()
+
+
+def _raise_nofile_limit():
+    """Thousands of connections need thousands of descriptors: the soft limit goes up to the
+    hard one (as c-examples/evloop.c does)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def serve_asgi(app, bind=None, backlog=1024, root_path="", handle_signals=None):
+    """Serves the ASGI 3 application `app` until shutdown (SIGTERM; SIGINT too when called in
+    the main thread), in a new asyncio loop on this thread. Raises StartupFailed when the
+    application answers lifespan.startup.failed, OSError when it cannot listen."""
+    _raise_nofile_limit()
+    server = AsgiServer(app, bind=bind, backlog=backlog, root_path=root_path)
+    asyncio.run(server.serve(handle_signals=handle_signals))
