@@ -23,7 +23,7 @@ mod http;
 #[path = "python_wsgi/server.rs"]
 mod server;
 
-use server::{python, wait_for, Bind, Wsgi};
+use server::{check_streamed_while_produced, python, wait_for, Bind, Wsgi};
 use std::fs;
 use std::io::{BufReader, Read};
 use std::net::TcpStream;
@@ -123,40 +123,6 @@ fn finish_plain(mut w: Wsgi) {
     let shutdown = fs::read_to_string(w.fx.path("lifespan-shutdown")).unwrap_or_default();
     w.fx.check(shutdown.starts_with("shutdown after"), || {
         format!("lifespan shutdown did not run (its file: {shutdown:?})")
-    });
-}
-
-/// A streamed response whose first chunk must arrive while the application waits for the
-/// gate file (so it was sent as produced), then the whole body in order.
-fn check_streamed_while_produced(w: &Wsgi, path: &str) {
-    let fx = &w.fx;
-    let gate = fx.path(&format!("gate-{}", support::unique()));
-    let mut conn = http::connect(fx.port).expect("connect to nginx");
-    let path = format!("{path}?n=5&gate={}", gate.display());
-    http::send_head(&mut conn, "GET", &path, &["Connection: close".to_string()]).expect("send");
-    let (status, headers) = http::read_head(&mut conn).expect("response head");
-    fx.check(status == 200, || format!("{path}: status {status}"));
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v == "chunked");
-    fx.check(chunked, || format!("{path}: not chunked: {headers:?}"));
-    let mut raw = Vec::new();
-    http::read_until(&mut conn, &mut raw, b"chunk 0\n").expect("chunk 0 before the gate opens");
-    let early = String::from_utf8_lossy(&raw).into_owned();
-    fx.check(!early.contains("chunk 1"), || {
-        format!("{path}: chunk 1 arrived before the gate opened: {early:?}")
-    });
-    fs::write(&gate, b"").expect("open the gate");
-    conn.read_to_end(&mut raw).expect("the rest of the stream");
-    let body = http::dechunk(&raw).unwrap_or_else(|| {
-        fx.fail(&format!(
-            "{path}: not a complete chunked body: {:?}",
-            show(&raw)
-        ))
-    });
-    let want = "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\nend\n";
-    fx.check(body == want.as_bytes(), || {
-        format!("{path}: body {:?}, want {want:?}", show(&body))
     });
 }
 

@@ -24,7 +24,7 @@ mod http;
 #[path = "python_wsgi/server.rs"]
 mod server;
 
-use server::{python, wait_for, Bind, Wsgi};
+use server::{check_streamed_while_produced, python, wait_for, Bind, Wsgi};
 use std::fs;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -122,37 +122,9 @@ fn flask_upload_of_20_mb() {
 fn flask_streamed_response_arrives_in_order_while_produced() {
     let Some(py) = flask_python() else { return };
     let w = Wsgi::start(&py, FLASK, 4, Bind::Tcp);
-    let fx = &w.fx;
-    let gate = fx.path("gate");
-    let mut conn = http::connect(fx.port).expect("connect to nginx");
-    let path = format!("/stream?n=5&gate={}", gate.display());
-    http::send_head(&mut conn, "GET", &path, &["Connection: close".to_string()]).expect("send");
-    let (status, headers) = http::read_head(&mut conn).expect("response head");
-    fx.check(status == 200, || format!("/stream: status {status}"));
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v == "chunked");
-    fx.check(chunked, || format!("/stream: not chunked: {headers:?}"));
     // The generator's first block arrives while the generator waits for the gate: the server
     // flushed it as it was produced.
-    let mut raw = Vec::new();
-    http::read_until(&mut conn, &mut raw, b"chunk 0\n").expect("chunk 0 before the gate opens");
-    let early = String::from_utf8_lossy(&raw).into_owned();
-    fx.check(!early.contains("chunk 1"), || {
-        format!("chunk 1 arrived before the gate opened: {early:?}")
-    });
-    fs::write(&gate, b"").expect("open the gate");
-    conn.read_to_end(&mut raw).expect("the rest of the stream");
-    let body = http::dechunk(&raw).unwrap_or_else(|| {
-        fx.fail(&format!(
-            "/stream: not a complete chunked body: {:?}",
-            show(&raw)
-        ))
-    });
-    let want = "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\nend\n";
-    fx.check(body == want.as_bytes(), || {
-        format!("/stream: body {:?}, want {want:?}", show(&body))
-    });
+    check_streamed_while_produced(&w, "/stream");
     w.finish();
 }
 

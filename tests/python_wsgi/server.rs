@@ -303,3 +303,42 @@ impl Wsgi {
             });
     }
 }
+
+/// A streamed response whose first chunk must arrive while the application waits for the
+/// gate file (so it was sent as produced), then the whole body in order.
+pub fn check_streamed_while_produced(w: &Wsgi, path: &str) {
+    let fx = &w.fx;
+    let gate = fx.path(&format!("gate-{}", crate::support::unique()));
+    let mut conn = crate::http::connect(fx.port).expect("connect to nginx");
+    let path = format!("{path}?n=5&gate={}", gate.display());
+    crate::http::send_head(&mut conn, "GET", &path, &["Connection: close".to_string()])
+        .expect("send");
+    let (status, headers) = crate::http::read_head(&mut conn).expect("response head");
+    fx.check(status == 200, || format!("{path}: status {status}"));
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v == "chunked");
+    fx.check(chunked, || format!("{path}: not chunked: {headers:?}"));
+    let mut raw = Vec::new();
+    crate::http::read_until(&mut conn, &mut raw, b"chunk 0\n")
+        .expect("chunk 0 before the gate opens");
+    let early = String::from_utf8_lossy(&raw).into_owned();
+    fx.check(!early.contains("chunk 1"), || {
+        format!("{path}: chunk 1 arrived before the gate opened: {early:?}")
+    });
+    std::fs::write(&gate, b"").expect("open the gate");
+    std::io::Read::read_to_end(&mut conn, &mut raw).expect("the rest of the stream");
+    let body = crate::http::dechunk(&raw).unwrap_or_else(|| {
+        fx.fail(&format!(
+            "{path}: not a complete chunked body: {:?}",
+            crate::support::show(&raw)
+        ))
+    });
+    let want = "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\nend\n";
+    fx.check(body == want.as_bytes(), || {
+        format!(
+            "{path}: body {:?}, want {want:?}",
+            crate::support::show(&body)
+        )
+    });
+}

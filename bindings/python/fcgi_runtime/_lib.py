@@ -66,23 +66,10 @@ _NON_BLOCKING = {
     "fcgi_terminate",
     "fcgi_set_limit",
     "fcgi_get_limit",
-    # The non-blocking face (fcgi_loop_*): none of these ever waits, by contract.
-    "fcgi_loop_new",
-    "fcgi_loop_free",
-    "fcgi_loop_fd",
-    "fcgi_loop_work",
-    "fcgi_loop_accept",
-    "fcgi_loop_woken",
-    "fcgi_loop_read",
-    "fcgi_loop_write",
-    "fcgi_loop_finish",
-    "fcgi_set_request_data",
-    "fcgi_get_request_data",
-    "fcgi_peer_closed",
-    "fcgi_loop_flush",
 }
 
-#: Newer than the WSGI server: declared as None when the library lacks them.
+#: The non-blocking face (fcgi_loop_*), newer than the WSGI server: declared as None when the
+#: library lacks them. None of them ever waits, by contract: all are called through PyDLL.
 _OPTIONAL = {
     "fcgi_loop_new",
     "fcgi_loop_free",
@@ -98,6 +85,7 @@ _OPTIONAL = {
     "fcgi_peer_closed",
     "fcgi_loop_flush",
 }
+_NON_BLOCKING |= _OPTIONAL
 
 
 def _declare(path, cdll):

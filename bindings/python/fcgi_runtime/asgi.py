@@ -38,7 +38,7 @@ import traceback
 from urllib.parse import unquote_to_bytes
 
 from . import _lib
-from .server import ClientDisconnected, log
+from .server import ClientDisconnected, log, open_listener
 
 __all__ = ["AsgiServer", "StartupFailed", "serve_asgi"]
 
@@ -363,21 +363,9 @@ class AsgiServer(object):
     # -- listening --------------------------------------------------------------------------
 
     def listen(self):
-        """Opens the listening socket (once); returns its descriptor. fcgi_listen (and
-        fcgi_init for fd 0) install the library's SIGTERM handler when SIGTERM is left at its
-        default."""
-        if self._fd is not None:
-            return self._fd
-        lib = self.lib
-        if self._bind is None:
-            if not lib.fcgi_is_fastcgi():
-                raise OSError("no --bind address, and fd 0 is not a listening socket")
-            self._fd = 0
-        else:
-            fd = lib.fcgi_listen(os.fsencode(self._bind), self._backlog)
-            if fd < 0:
-                raise OSError("cannot listen on %r (the library logged why)" % (self._bind,))
-            self._fd = fd
+        """Opens the listening socket (once); returns its descriptor (see open_listener)."""
+        if self._fd is None:
+            self._fd = open_listener(self.lib, self._bind, self._backlog)
         return self._fd
 
     # -- running ----------------------------------------------------------------------------

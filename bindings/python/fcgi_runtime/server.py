@@ -41,6 +41,20 @@ def log(msg):
             pass
 
 
+
+def open_listener(lib, bind, backlog):
+    """The listening socket's descriptor: `bind` opened with fcgi_listen, or fd 0 when `bind`
+    is None (a web server or spawner started us on it). fcgi_listen and fcgi_init install the
+    library's SIGTERM handler when SIGTERM is left at its default. Raises OSError."""
+    if bind is None:
+        if not lib.fcgi_is_fastcgi():
+            raise OSError("no --bind address, and fd 0 is not a listening socket")
+        return 0
+    fd = lib.fcgi_listen(os.fsencode(bind), backlog)
+    if fd < 0:
+        raise OSError("cannot listen on %r (the library logged why)" % (bind,))
+    return fd
+
 class ClientDisconnected(OSError):
     """The request was aborted by the web server, or its connection failed: the request body
     was cut short (wsgi.input) or the response can no longer be written (write(), iteration)."""
@@ -442,18 +456,8 @@ class Server(object):
 
     def listen(self):
         """Opens the listening socket (once); returns its descriptor."""
-        if self._fd is not None:
-            return self._fd
-        lib = self.lib
-        if self._bind is None:
-            if not lib.fcgi_is_fastcgi():
-                raise OSError("no --bind address, and fd 0 is not a listening socket")
-            self._fd = 0
-        else:
-            fd = lib.fcgi_listen(os.fsencode(self._bind), self._backlog)
-            if fd < 0:
-                raise OSError("cannot listen on %r (the library logged why)" % (self._bind,))
-            self._fd = fd
+        if self._fd is None:
+            self._fd = open_listener(self.lib, self._bind, self._backlog)
         return self._fd
 
     # -- running ----------------------------------------------------------------------------
