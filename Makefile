@@ -15,7 +15,8 @@
 #   make memsafe-asan-rust  the ASan runs again, on the Rust library itself built with
 #                       -Zsanitizer=address (RUSTC_BOOTSTRAP, target/asan-rust); not in CI
 #   make bench          the benchmark suite (bench/): rewrites BENCHMARKS.md and bench/chart.svg;
-#                       needs libfcgi-dev, valgrind and strace; BENCH_ARGS passes options
+#                       needs libfcgi-dev, valgrind and strace, and for its peers golang-go and
+#                       crates.io (tokio-fastcgi, fetched once); BENCH_ARGS passes options
 #   make install        install the library, headers and pkg-config files (docs/install.md)
 #   make uninstall      remove what make install installed (same variables)
 #
@@ -98,9 +99,10 @@ memsafe-asan-rust:
 	    invalid_arguments_under_asan
 
 # The benchmark suite's S1 for one second per variant: checks that the suite, its C programs
-# and both libraries still work together. No figure is judged.
+# and both libraries still work together. No figure is judged. Without the peers (tokio-fastcgi,
+# Go), so that make test neither compiles them nor needs golang-go.
 bench-smoke:
-	$(CARGO) bench --bench suite -- --quick --strict --only S1,S6 --out target/bench/smoke.md
+	$(CARGO) bench --bench suite -- --quick --strict --peers none --only S1,S6 --out target/bench/smoke.md
 
 # Each server gets a 1 s idle timeout so the soak's idle worker sees idle connections closed.
 # SOAK_ARGS passes more options to fcgi-bench soak (e.g. --json).

@@ -536,3 +536,68 @@ fn preforked_workers_serve_concurrently_and_stop_on_sigterm() {
     }
     p.terminate_and_expect_clean_exit();
 }
+
+/// A panic inside the runtime never leaves a thread hanging. The test hook
+/// FCGI_RUNTIME_TEST_PANIC=3 makes the round that reads the third accepted connection's first
+/// input panic (the first is Proc::start's probe). By then one thread of echo is blocked in
+/// fcgi_read on the second connection's unfinished body and the other waits in accept: both
+/// calls return their error, every later accept returns -1, echo ends (it exits once every
+/// thread's accept returned -1), both connections are closed, and one line says why.
+#[test]
+fn a_panic_inside_the_runtime_fails_the_server_and_every_call_returns() {
+    let mut p = Proc::echo(&[("FCGI_RUNTIME_TEST_PANIC", "3")], "2");
+    // Connection 2: BEGIN, PARAMS and a part of a body that never ends.
+    let mut a = p.connect();
+    let mut post = Request::new(1);
+    post.keep_conn = true;
+    post.params = vec![(b"REQUEST_METHOD".to_vec(), b"POST".to_vec())];
+    let mut bytes = Vec::new();
+    encode_begin_and_params(&post, &mut bytes);
+    push_record(&mut bytes, rtype::STDIN, 1, b"part of a body");
+    // GET_VALUES after it: its answer shows the request's records were read (and the
+    // request handed to a thread, which now waits for the rest of the body).
+    let mut q = Vec::new();
+    push_nv_pair(&mut q, b"FCGI_MAX_REQS", b"");
+    push_record(&mut bytes, rtype::GET_VALUES, 0, &q);
+    a.send_raw(&bytes).unwrap();
+    let rec = a.read_record().unwrap().expect("GET_VALUES_RESULT");
+    assert_eq!(rec.rtype, rtype::GET_VALUES_RESULT);
+    // Connection 3: its first input panics the round that reads it.
+    let mut b = p.connect();
+    b.send_request(&cgi_request(1, "x=1")).unwrap();
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "echo still runs {IO_TIMEOUT:?} after the panic: {}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}: {}", p.log_text());
+    assert_closed_or_answered_with_an_error(&mut a);
+    assert_closed_or_answered_with_an_error(&mut b);
+    let log = p.log_text();
+    let failed = log.matches("failed (a panic inside the runtime)").count();
+    assert_eq!(failed, 1, "want exactly one failure line: {log}");
+}
+
+/// The connection ends without a complete response: closed, reset, or an END_REQUEST whose
+/// output did not reach the client (the runtime marks the connection broken).
+fn assert_closed_or_answered_with_an_error(c: &mut Client) {
+    loop {
+        match c.read_record() {
+            Ok(None) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("reading: {e}"),
+            Ok(Some(r)) => assert_ne!(
+                r.rtype,
+                rtype::END_REQUEST,
+                "a request completed after the panic"
+            ),
+        }
+    }
+}

@@ -5,9 +5,13 @@
  *
  *   lf_app ADDR THREADS MODE [MAX]
  *
- * MODE: hello  answers "Hello, world!\n"
- *       big    answers 100 KiB of text in one FCGX_PutStr
- *       drain  reads the whole request body and answers "STDIN_LENGTH=<bytes>"
+ * MODE: hello      answers "Hello, world!\n"
+ *       big        answers 100 KiB of text in one FCGX_PutStr
+ *       pieces64k  the same 100 KiB after an FCGX_FPrintF header, in 64 KiB FCGX_PutStr pieces
+ *       pieces8k   the same, in 8 KiB pieces (how fcgiwrap forwards a CGI's output)
+ *       pieces100  the same, in 100-byte pieces each written by FCGX_FPrintF (a printf loop)
+ *       drain      reads the whole request body and answers "STDIN_LENGTH=<bytes>"
+ * Every 100 KiB mode sends the same body, so one fcgi-bench --expect checks them all.
  * MAX: exit(0) once MAX requests are finished (0 or absent: serve until killed).
  * Threads call FCGX_Accept_r concurrently (Linux needs no accept mutex).
  * Mirrors native_app.c line for line.
@@ -21,8 +25,11 @@
 
 #define BIG (100 * 1024)
 
+enum mode { HELLO_MODE, BIG_MODE, PIECES64K, PIECES8K, PIECES100, DRAIN };
+static const char *const MODES[] = {"hello", "big", "pieces64k", "pieces8k", "pieces100", "drain"};
+
 static int listen_fd;
-static int mode; /* 0 hello, 1 big, 2 drain */
+static enum mode mode;
 static long max_requests;
 static atomic_long served;
 static char big_body[BIG];
@@ -30,13 +37,33 @@ static char big_body[BIG];
 static const char HELLO[] = "Content-Type: text/plain\r\n\r\nHello, world!\n";
 static const char HEAD[] = "Content-Type: text/plain\r\n\r\n";
 
+/* The body in pieces of `piece` bytes, after a formatted header. */
+static void pieces(FCGX_Request *req, int piece)
+{
+    FCGX_FPrintF(req->out, "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n", BIG);
+    for (int off = 0; off < BIG; off += piece) {
+        int n = BIG - off < piece ? BIG - off : piece;
+        if (piece <= 100) {
+            FCGX_FPrintF(req->out, "%.*s", n, big_body + off);
+        } else {
+            FCGX_PutStr(big_body + off, n, req->out);
+        }
+    }
+}
+
 static void serve(FCGX_Request *req)
 {
-    if (mode == 0) {
+    if (mode == HELLO_MODE) {
         FCGX_PutStr(HELLO, (int)sizeof HELLO - 1, req->out);
-    } else if (mode == 1) {
+    } else if (mode == BIG_MODE) {
         FCGX_PutStr(HEAD, (int)sizeof HEAD - 1, req->out);
         FCGX_PutStr(big_body, BIG, req->out);
+    } else if (mode == PIECES64K) {
+        pieces(req, 64 * 1024);
+    } else if (mode == PIECES8K) {
+        pieces(req, 8 * 1024);
+    } else if (mode == PIECES100) {
+        pieces(req, 100);
     } else {
         static __thread char buf[64 * 1024];
         long long total = 0;
@@ -66,12 +93,16 @@ static void *worker(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4) {
-        fprintf(stderr, "usage: lf_app ADDR THREADS hello|big|drain [MAX]\n");
+    int m = 0;
+    while (argc >= 4 && m < (int)(sizeof MODES / sizeof MODES[0]) && strcmp(argv[3], MODES[m]))
+        m++;
+    if (argc < 4 || m == (int)(sizeof MODES / sizeof MODES[0])) {
+        fprintf(stderr, "usage: lf_app ADDR THREADS "
+                        "hello|big|pieces64k|pieces8k|pieces100|drain [MAX]\n");
         return 2;
     }
     int threads = atoi(argv[2]);
-    mode = strcmp(argv[3], "big") == 0 ? 1 : strcmp(argv[3], "drain") == 0 ? 2 : 0;
+    mode = (enum mode)m;
     max_requests = argc > 4 ? atol(argv[4]) : 0;
     for (int i = 0; i < BIG; i++)
         big_body[i] = (i % 64 == 63) ? '\n' : (char)('a' + i % 26);

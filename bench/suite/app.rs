@@ -1,6 +1,8 @@
 //! The applications under test: building them, starting one variant on a fresh port (bare, or
 //! under valgrind, strace or the malloc counter), waiting until it listens, stopping it.
+//! Every program, the C ones and the peers, takes the same arguments: ADDR THREADS MODE [MAX].
 
+use crate::peers::Peers;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,17 +17,60 @@ pub enum Variant {
     Ours,
     /// The same lf_app binary on Debian's libfcgi.so.0.
     Debian,
+    /// bench/peers/tokio-hello: tokio-fastcgi 1.3 (hello and big only).
+    Tokio,
+    /// bench/peers/go-hello: Go's net/http/fcgi (hello and big only).
+    Go,
 }
 
+/// The three builds of the C programs, measured in every scenario.
 pub const VARIANTS: [Variant; 3] = [Variant::Native, Variant::Ours, Variant::Debian];
+/// The other FastCGI libraries, measured in the hello and matrix scenarios.
+pub const PEERS: [Variant; 2] = [Variant::Tokio, Variant::Go];
+/// Every variant, in the order of the report's columns (`Variant::index`).
+pub const ALL: [Variant; 5] = [
+    Variant::Native,
+    Variant::Ours,
+    Variant::Debian,
+    Variant::Tokio,
+    Variant::Go,
+];
 
 impl Variant {
+    /// The name in progress lines and on the command line (--peers).
     pub fn name(self) -> &'static str {
         match self {
             Variant::Native => "native",
             Variant::Ours => "ours",
             Variant::Debian => "debian",
+            Variant::Tokio => "tokio",
+            Variant::Go => "go",
         }
+    }
+
+    /// The column heading in BENCHMARKS.md.
+    pub fn column(self) -> &'static str {
+        match self {
+            Variant::Native => "native",
+            Variant::Ours => "ours",
+            Variant::Debian => "libfcgi",
+            Variant::Tokio => "tokio-fastcgi",
+            Variant::Go => "Go",
+        }
+    }
+
+    /// The position in `ALL` and in a row's arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// fcgi-runtime (native API or libfcgi API).
+    pub fn is_ours(self) -> bool {
+        matches!(self, Variant::Native | Variant::Ours)
+    }
+
+    pub fn is_peer(self) -> bool {
+        PEERS.contains(&self)
     }
 }
 
@@ -39,6 +84,8 @@ pub struct Env {
     pub lf_app: PathBuf,
     pub malloc_count: PathBuf,
     pub fcgi_bench: PathBuf,
+    /// tokio-hello and go-hello, built on first use.
+    pub peers: Peers,
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
@@ -78,6 +125,7 @@ impl Env {
             lf_app: work.join("lf_app"),
             malloc_count: work.join("malloc_count.so"),
             fcgi_bench: fcgi_bench.to_path_buf(),
+            peers: Peers::new(root, &work),
             release,
             work,
         };
@@ -136,8 +184,10 @@ fn free_port() -> u16 {
 }
 
 impl App {
-    /// Starts `variant` with THREADS threads in MODE (hello, big, drain), exiting after MAX
-    /// requests when MAX > 0, and waits until it accepts connections.
+    /// Starts `variant` with THREADS threads in MODE (hello, big, pieces64k, pieces8k,
+    /// pieces100, drain; a peer knows hello and big), exiting after MAX requests when MAX > 0
+    /// (the C programs only), and waits until it accepts connections. A peer is built first if
+    /// it was not yet.
     pub fn start(
         env: &Env,
         variant: Variant,
@@ -149,7 +199,8 @@ impl App {
         let port = free_port();
         let prog = match variant {
             Variant::Native => &env.native_app,
-            _ => &env.lf_app,
+            Variant::Ours | Variant::Debian => &env.lf_app,
+            Variant::Tokio | Variant::Go => env.peers.binary(variant)?,
         };
         let mut cmd = match wrap {
             Wrapper::None | Wrapper::MallocCount(_) => Command::new(prog),
@@ -177,8 +228,8 @@ impl App {
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         match variant {
-            Variant::Debian => cmd.env_remove("LD_LIBRARY_PATH"),
-            _ => cmd.env("LD_LIBRARY_PATH", &env.release),
+            Variant::Native | Variant::Ours => cmd.env("LD_LIBRARY_PATH", &env.release),
+            _ => cmd.env_remove("LD_LIBRARY_PATH"),
         };
         if let Wrapper::MallocCount(f) = wrap {
             cmd.env("LD_PRELOAD", &env.malloc_count)
@@ -207,7 +258,7 @@ impl App {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if matches!(wrap, Wrapper::None) {
+        if matches!(wrap, Wrapper::None) && !variant.is_peer() {
             app.check_library(env)?;
         }
         Ok(app)

@@ -49,14 +49,7 @@ impl Load {
 
     /// The arguments for the documentation, quoted where a shell needs it.
     pub fn shown_args(&self) -> String {
-        self.args()
-            .iter()
-            .map(|a| match a.contains(' ') {
-                true => format!("'{a}'"),
-                false => a.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        quote(&self.args())
     }
 
     /// The fcgi-bench arguments (without the address).
@@ -91,6 +84,17 @@ impl Load {
         }
         a
     }
+}
+
+/// Arguments joined for the documentation, quoted where a shell needs it.
+pub fn quote(args: &[String]) -> String {
+    args.iter()
+        .map(|a| match a.contains(' ') {
+            true => format!("'{a}'"),
+            false => a.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What fcgi-bench reported.

@@ -1,16 +1,24 @@
 //! The benchmark suite: `make bench` (or `cargo bench --bench suite -- [OPTIONS]`).
 //!
-//! Builds bench/apps/ with the system's cc, runs scenarios S1-S9 and a connection sweep against
-//! the native API, the libfcgi API on fcgi-runtime and the same binary on Debian's libfcgi, and
-//! writes BENCHMARKS.md and bench/chart.svg. Not a test: nothing here passes or fails on timing.
+//! Builds bench/apps/ with the system's cc (and the peers in bench/peers/ on first use), runs
+//! scenarios S1-S9, the thread-by-connection matrices and a connection sweep against the native
+//! API, the libfcgi API on fcgi-runtime, the same binary on Debian's libfcgi and the peers
+//! (tokio-fastcgi, Go's net/http/fcgi), and writes BENCHMARKS.md and bench/chart.svg. Not a
+//! test: nothing here passes or fails on timing.
 
 mod app;
+mod chart;
 mod load;
+mod matrix;
+mod measure;
+mod peers;
 mod procfs;
 mod report;
 mod scenarios;
+mod syscalls;
 
-use scenarios::{Ctx, Plan};
+use app::{Variant, PEERS};
+use measure::{Ctx, Plan};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -19,14 +27,55 @@ usage: cargo bench --bench suite -- [OPTIONS]
 
   --rounds N      rounds per throughput scenario (default 5)
   --secs S        seconds per throughput run (default 3)
-  --only LIST     comma-separated subset of S1,S2,S3,S4,S5,S6,S7,S8,S9,sweep
-  --quick         1 round of 1 s, a 64 MiB upload, 1,000 idle connections, 4 sweep points
+  --only LIST     comma-separated subset of S1,S2,S3,S3a,S3b,S3c,S4,S5,S6,S7,S8,S9,S9m,S9c,
+                  S9p,M,MN,sweep; an entry ending in * selects every id it begins
+                  (S3* = S3,S3a,S3b,S3c; S9* = the four system-call counts)
+                  S3: 100 KiB in one write; S3a/S3b/S3c: a printf header, then 64 KiB,
+                  8 KiB or 100-byte pieces; M: threads by keep-alive connections;
+                  MN: threads by connections, one connection per request
+  --matrix-threads LIST   threads of M and MN (default 1,2,4,8)
+  --matrix-conns LIST     connections of M and MN (default 1,2,4,16,64 for M,
+                          1,4,16,64 for MN)
+  --matrix-secs S         seconds per run of a matrix point (default 2)
+  --matrix-rounds N       alternated rounds per matrix point (default 3)
+  --peers LIST    peers run beside the C programs in the hello, S3 and matrix scenarios:
+                  tokio,go (default) or none; built on first use
+  --quick         1 round of 1 s (matrix too), a 64 MiB upload, 1,000 idle connections,
+                  4 sweep points, matrix threads 1,4 by connections 1,4,64
   --strict        fail if fcgi-runtime fails a request or leaves a connection unserved
-                  in a throughput scenario (used by make bench-smoke)
+                  in a throughput scenario, or if a peer cannot be built (used by make
+                  bench-smoke)
   --out FILE      where to write the report (default BENCHMARKS.md for a full run,
                   target/bench/BENCHMARKS.partial.md otherwise); the chart goes next to a
                   full run's report as bench/chart.svg
   -h, --help      this text";
+
+/// A comma-separated list of numbers.
+fn numbers(name: &str, v: &str) -> Result<Vec<u32>, String> {
+    v.split(',')
+        .map(|x| match x.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{name}: a comma-separated list of positive numbers"
+            )),
+        })
+        .collect()
+}
+
+/// tokio,go or none.
+fn peer_list(v: &str) -> Result<Vec<Variant>, String> {
+    if v == "none" {
+        return Ok(Vec::new());
+    }
+    v.split(',')
+        .map(|x| {
+            PEERS
+                .into_iter()
+                .find(|p| p.name() == x.trim())
+                .ok_or_else(|| format!("--peers: {x} is not one of tokio, go, none"))
+        })
+        .collect()
+}
 
 struct Args {
     plan: Plan,
@@ -44,12 +93,33 @@ fn parse() -> Result<Option<Args>, String> {
             upload: 1 << 30,
             idle_conns: 10_000,
             sweep: vec![1, 2, 4, 8, 16, 32, 64],
+            matrix_threads: vec![1, 2, 4, 8],
+            matrix_conns: vec![1, 2, 4, 16, 64],
+            matrix_conns_nokeep: vec![1, 4, 16, 64],
+            matrix_secs: 2.0,
+            matrix_rounds: 3,
+            peers: PEERS.to_vec(),
             strict: false,
         },
         only: None,
         out: None,
         quick: false,
     };
+    // --quick sets defaults: any other option wins over it, wherever it stands.
+    if std::env::args().any(|a| a == "--quick") {
+        a.quick = true;
+        a.plan.rounds = 1;
+        a.plan.secs = 1.0;
+        a.plan.warmup = 0.2;
+        a.plan.upload = 64 << 20;
+        a.plan.idle_conns = 1000;
+        a.plan.sweep = vec![1, 4, 16, 64];
+        a.plan.matrix_threads = vec![1, 4];
+        a.plan.matrix_conns = vec![1, 4, 64];
+        a.plan.matrix_conns_nokeep = vec![1, 4, 64];
+        a.plan.matrix_secs = 1.0;
+        a.plan.matrix_rounds = 1;
+    }
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut val = || it.next().ok_or(format!("{arg} needs a value"));
@@ -57,17 +127,21 @@ fn parse() -> Result<Option<Args>, String> {
             "--rounds" => a.plan.rounds = val()?.parse().map_err(|_| "--rounds: a number")?,
             "--secs" => a.plan.secs = val()?.parse().map_err(|_| "--secs: a number")?,
             "--only" => a.only = Some(val()?.split(',').map(|s| s.trim().to_uppercase()).collect()),
+            "--matrix-threads" => a.plan.matrix_threads = numbers(&arg, &val()?)?,
+            "--matrix-conns" => {
+                a.plan.matrix_conns = numbers(&arg, &val()?)?;
+                a.plan.matrix_conns_nokeep = a.plan.matrix_conns.clone();
+            }
+            "--matrix-secs" => {
+                a.plan.matrix_secs = val()?.parse().map_err(|_| "--matrix-secs: a number")?
+            }
+            "--matrix-rounds" => {
+                a.plan.matrix_rounds = val()?.parse().map_err(|_| "--matrix-rounds: a number")?
+            }
+            "--peers" => a.plan.peers = peer_list(&val()?)?,
             "--strict" => a.plan.strict = true,
             "--out" => a.out = Some(PathBuf::from(val()?)),
-            "--quick" => {
-                a.quick = true;
-                a.plan.rounds = 1;
-                a.plan.secs = 1.0;
-                a.plan.warmup = 0.2;
-                a.plan.upload = 64 << 20;
-                a.plan.idle_conns = 1000;
-                a.plan.sweep = vec![1, 4, 16, 64];
-            }
+            "--quick" => {}
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -77,8 +151,12 @@ fn parse() -> Result<Option<Args>, String> {
             _ => return Err(format!("unknown option {arg}\n\n{USAGE}")),
         }
     }
-    if a.plan.rounds == 0 || a.plan.secs <= 0.0 {
-        return Err("--rounds and --secs must be positive".into());
+    if a.plan.rounds == 0
+        || a.plan.secs <= 0.0
+        || a.plan.matrix_rounds == 0
+        || a.plan.matrix_secs <= 0.0
+    {
+        return Err("--rounds, --secs, --matrix-rounds and --matrix-secs must be positive".into());
     }
     Ok(Some(a))
 }
@@ -113,19 +191,24 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let plan = Plan {
         idle_conns: plan_idle,
-        sweep: args.plan.sweep.clone(),
-        ..args.plan
+        ..args.plan.clone()
     };
     let ctx = Ctx {
         env: &env,
         plan: &plan,
     };
-    let want = |s: &str| args.only.as_ref().is_none_or(|l| l.iter().any(|x| x == s));
+    // --only's entries are upper-cased; an entry ending in * selects the ids it begins.
+    let want = |id: &str| {
+        let id = id.to_uppercase();
+        args.only.as_ref().is_none_or(|l| {
+            l.iter().any(|x| match x.strip_suffix('*') {
+                Some(prefix) => id.starts_with(prefix),
+                None => *x == id,
+            })
+        })
+    };
     let mut rows = Vec::new();
-    if ["S1", "S2", "S3", "S6", "S7"].iter().any(|s| want(s)) {
-        let mut t = scenarios::throughput(&ctx, &want)?;
-        rows.append(&mut t);
-    }
+    rows.append(&mut scenarios::throughput(&ctx, &want)?);
     if want("S4") {
         rows.push(scenarios::upload(&ctx)?);
     }
@@ -135,10 +218,21 @@ fn run(args: &Args) -> Result<(), String> {
     if want("S8") {
         rows.append(&mut scenarios::cpu(&ctx)?);
     }
-    if want("S9") {
-        rows.append(&mut scenarios::syscalls(&ctx)?);
+    let (mut s9, syscall_table) = syscalls::syscalls(&ctx, &want)?;
+    rows.append(&mut s9);
+    let mut matrices = Vec::new();
+    for (id, keep) in [("M", true), ("MN", false)] {
+        if want(id) {
+            let m = matrix::run(&ctx, keep)?;
+            rows.push(matrix::summary_row(&m));
+            matrices.push(m);
+        }
     }
-    rows.sort_by_key(|r| (r.id[1..2].to_string(), r.id.len()));
+    // S1..S9 by number (S3 before S3a), then M and MN.
+    rows.sort_by_key(|r| {
+        let digit = r.id[1..].chars().next().filter(char::is_ascii_digit);
+        (digit.is_none(), digit, r.id.len())
+    });
     let sweep = if want("SWEEP") {
         scenarios::sweep(&ctx)?
     } else {
@@ -161,7 +255,7 @@ fn run(args: &Args) -> Result<(), String> {
         .map(|p| p.to_string_lossy().to_string())
         .ok();
     if !sweep.is_empty() {
-        std::fs::write(&chart_file, report::svg(&sweep)).map_err(|e| e.to_string())?;
+        std::fs::write(&chart_file, chart::svg(&sweep)).map_err(|e| e.to_string())?;
     }
     let mut invocation = String::from("make bench");
     let extra: Vec<String> = std::env::args()
@@ -177,11 +271,18 @@ fn run(args: &Args) -> Result<(), String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let notes = std::fs::read_to_string(root.join("bench/notes.md")).unwrap_or_default();
-    let machine = procfs::machine();
+    let mut machine = procfs::machine();
+    if !plan.peers.is_empty() {
+        machine.extend(peers::versions(root));
+    }
+    let peer_failures = env.peers.failures();
     let md = report::markdown(&report::Doc {
         machine: &machine,
         rows: &rows,
+        syscalls: &syscall_table,
+        matrices: &matrices,
         sweep: &sweep,
+        peer_failures: &peer_failures,
         chart: if sweep.is_empty() {
             None
         } else {

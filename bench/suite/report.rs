@@ -1,6 +1,9 @@
-//! BENCHMARKS.md and the chart (SVG) from the measurements.
+//! BENCHMARKS.md from the measurements (the chart is chart.rs).
 
-use crate::app::{Variant, VARIANTS};
+use crate::app::{Variant, ALL, PEERS, VARIANTS};
+use crate::chart::SweepPoint;
+use crate::matrix::Matrix;
+use crate::syscalls::SyscallRow;
 use std::fmt::Write;
 
 /// One line of the results table.
@@ -8,30 +11,15 @@ pub struct Row {
     pub id: String,
     pub title: String,
     pub metric: String,
-    /// native, ours (libfcgi API on fcgi-runtime), debian (libfcgi API on Debian's libfcgi).
-    pub values: [Option<f64>; 3],
-    pub shown: [String; 3],
-    pub details: [String; 3],
+    /// Indexed like `ALL`: native, ours (libfcgi API on fcgi-runtime), debian (libfcgi API on
+    /// Debian's libfcgi), then the peers tokio-fastcgi and Go; None or "" where not measured.
+    pub values: [Option<f64>; ALL.len()],
+    pub shown: [String; ALL.len()],
+    pub details: [String; ALL.len()],
     pub target: String,
     pub verdict: Option<bool>,
     pub command: String,
 }
-
-/// One point of the connection sweep.
-pub struct SweepPoint {
-    pub variant: Variant,
-    pub conns: u32,
-    pub rps: f64,
-    pub p99_us: f64,
-    pub never_served: u32,
-}
-
-const LABELS: [&str; 3] = [
-    "native API (fcgi-runtime)",
-    "libfcgi API on fcgi-runtime",
-    "libfcgi API on Debian libfcgi 2.4.2",
-];
-const COLORS: [&str; 3] = ["#1f77b4", "#2ca02c", "#d62728"];
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
@@ -48,11 +36,23 @@ fn verdict(v: Option<bool>) -> &'static str {
     }
 }
 
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
 pub struct Doc<'a> {
     pub machine: &'a [(String, String)],
     pub rows: &'a [Row],
+    pub syscalls: &'a [SyscallRow],
+    pub matrices: &'a [Matrix],
     pub sweep: &'a [SweepPoint],
     pub chart: Option<&'a str>,
+    /// Peers that could not be built, with the reason.
+    pub peer_failures: &'a [(Variant, String)],
     pub invocation: &'a str,
     pub date: &'a str,
     pub notes: &'a str,
@@ -60,6 +60,25 @@ pub struct Doc<'a> {
 
 pub fn markdown(d: &Doc) -> String {
     let mut s = String::new();
+    intro(&mut s, d);
+    results(&mut s, d);
+    if !d.syscalls.is_empty() {
+        syscall_table(&mut s, d.syscalls);
+    }
+    for m in d.matrices {
+        matrix_table(&mut s, m);
+    }
+    if !d.sweep.is_empty() {
+        sweep_table(&mut s, d);
+    }
+    reproduce(&mut s);
+    if !d.notes.trim().is_empty() {
+        let _ = writeln!(s, "{}", d.notes.trim_end());
+    }
+    s
+}
+
+fn intro(s: &mut String, d: &Doc) {
     let _ = writeln!(s, "# Benchmarks\n");
     let _ = writeln!(
         s,
@@ -77,31 +96,51 @@ pub fn markdown(d: &Doc) -> String {
          - **ours**: bench/apps/lf_app.c, written to the libfcgi API and built against Debian's \
          libfcgi-dev, run on fcgi-runtime's libfcgi.so.0 (`LD_LIBRARY_PATH=target/release`);\n\
          - **libfcgi**: the very same lf_app binary on Debian's libfcgi.so.0.\n\n\
-         The runner checks /proc/PID/maps to confirm which library each process loaded. The load \
-         comes from fcgi-bench (src/bin/fcgi-bench.rs) on the same machine, sending an nginx-like \
-         set of 25 PARAMS and verifying every response. Throughput scenarios run each variant \
-         once per round, rotating the order every round, and report medians.\n"
+         Two other FastCGI libraries answer the same hello (and the one-write 100 KiB response) \
+         in the hello, S3 and matrix scenarios, in the same rounds:\n\n\
+         - **tokio-fastcgi**: bench/peers/tokio-hello, tokio-fastcgi 1.3 from crates.io on \
+         tokio's multi-threaded runtime with THREADS worker threads, TCP_NODELAY on every \
+         accepted socket;\n\
+         - **Go**: bench/peers/go-hello, Go's net/http/fcgi (Debian's golang-go) with \
+         GOMAXPROCS set to THREADS.\n\n\
+         The runner checks /proc/PID/maps to confirm which library each C process loaded. The \
+         load comes from fcgi-bench (src/bin/fcgi-bench/) on the same machine, sending an \
+         nginx-like set of 25 PARAMS and verifying every response. Throughput scenarios run each \
+         variant once per round, rotating the order every round, and report medians.\n"
     );
+    for (v, e) in d.peer_failures {
+        let _ = writeln!(s, "**{} was not measured**: {e}\n", v.column());
+    }
     let _ = writeln!(s, "## Machine\n\n| | |\n|---|---|");
     for (k, v) in d.machine {
         let _ = writeln!(s, "| {k} | {v} |");
     }
+}
+
+fn results(s: &mut String, d: &Doc) {
+    // Peer columns only when some row has a peer's figure.
+    let peers: Vec<Variant> = PEERS
+        .into_iter()
+        .filter(|p| d.rows.iter().any(|r| !r.shown[p.index()].is_empty()))
+        .collect();
     let _ = writeln!(s, "\n## Results\n");
-    let _ = writeln!(
-        s,
-        "| | scenario | metric | native | ours | libfcgi | ours / libfcgi | native / libfcgi | target | met |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---|---|"
-    );
+    let mut head = String::from("| | scenario | metric | native | ours | libfcgi |");
+    let mut rule = String::from("|---|---|---|---:|---:|---:|");
+    for p in &peers {
+        let _ = write!(head, " {} |", p.column());
+        rule.push_str("---:|");
+    }
+    head.push_str(" ours / libfcgi | native / libfcgi | target | met |");
+    rule.push_str("---:|---:|---|---|");
+    let _ = writeln!(s, "{head}\n{rule}");
     for r in d.rows {
+        let mut line = format!("| {} | {} | {} |", r.id, r.title, r.metric);
+        for v in VARIANTS.into_iter().chain(peers.iter().copied()) {
+            let _ = write!(line, " {} |", or_dash(&r.shown[v.index()]));
+        }
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.id,
-            r.title,
-            r.metric,
-            r.shown[0],
-            r.shown[1],
-            r.shown[2],
+            "{line} {} | {} | {} | {} |",
             ratio(r.values[1], r.values[2]),
             ratio(r.values[0], r.values[2]),
             r.target,
@@ -112,253 +151,176 @@ pub fn markdown(d: &Doc) -> String {
     let _ = writeln!(s, "### Details and commands\n");
     let _ = writeln!(
         s,
-        "APP is target/bench/native_app or target/bench/lf_app (built from bench/apps/ by the runner); \
-         its arguments are ADDRESS THREADS MODE [MAX].\n"
+        "APP is target/bench/native_app or target/bench/lf_app (built from bench/apps/ by the runner), \
+         or a peer: target/bench/peers/cargo/release/tokio-hello, target/bench/peers/go-hello (built \
+         from bench/peers/); the arguments of each are ADDRESS THREADS MODE [MAX].\n"
     );
     for r in d.rows {
         let _ = writeln!(s, "**{} {}**: `{}`\n", r.id, r.title, r.command);
-        for (i, det) in r.details.iter().enumerate() {
+        for v in ALL {
+            let det = &r.details[v.index()];
             if !det.is_empty() {
-                let _ = writeln!(s, "- {}: {}", ["native", "ours", "libfcgi"][i], det);
+                let _ = writeln!(s, "- {}: {}", v.column(), det);
             }
         }
         let _ = writeln!(s);
     }
-    if !d.sweep.is_empty() {
-        let _ = writeln!(s, "## Requests/s and p99 latency against connections\n");
+}
+
+fn syscall_table(s: &mut String, rows: &[SyscallRow]) {
+    let _ = writeln!(s, "## System calls per request\n");
+    let _ = writeln!(
+        s,
+        "`strace -f -c` over every thread of the application, two runs that exit after 1,000 and \
+         3,000 requests, the difference divided by 2,000 (commands under S9 above). read, write \
+         and poll add up every call of that kind (read/readv/recvfrom/recvmsg, \
+         write/writev/sendto/sendmsg, epoll_wait/poll/select); futex and sched_yield are shown \
+         for every variant, 0.00 when strace saw none.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| | scenario | variant | total | read | write | poll | futex | sched_yield | every call |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for r in rows {
+        for v in VARIANTS {
+            let line = match &r.calls[v.index()] {
+                Some(c) => format!(
+                    "{:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {}",
+                    c.total,
+                    c.read,
+                    c.write,
+                    c.poll,
+                    c.futex,
+                    c.sched_yield,
+                    c.each
+                        .iter()
+                        .map(|(k, x)| format!("{k} {x:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "n/a | | | | | | not run (see its details above)".into(),
+            };
+            let _ = writeln!(s, "| {} | {} | {} | {line} |", r.id, r.title, v.column());
+        }
+    }
+    let _ = writeln!(s);
+}
+
+fn matrix_table(s: &mut String, m: &Matrix) {
+    let variants: Vec<Variant> = ALL
+        .into_iter()
+        .filter(|v| m.points.iter().any(|p| p.results[v.index()].is_some()))
+        .collect();
+    let _ = writeln!(
+        s,
+        "## Threads by connections, {} ({})\n",
+        if m.keep {
+            "keep-alive"
+        } else {
+            "one connection per request"
+        },
+        m.id
+    );
+    let _ = writeln!(
+        s,
+        "hello; req/s, median of {} alternated runs of {} s per point; in brackets, the ratio to \
+         libfcgi. `{}`. \"met\": both fcgi-runtime variants at >= 1.0x libfcgi with every \
+         connection served. **n/N unserved**: n of the N connections got no response during the \
+         run. libfcgi's figure counts only the connections it serves: each of its threads keeps \
+         the connection it accepted until the client closes it, so with more connections than \
+         threads the others wait the whole run{}.\n",
+        m.rounds,
+        m.secs,
+        m.command,
+        if m.keep {
+            ""
+        } else {
+            " (without keep-alive the client closes after every response, so they wait only in the accept queue)"
+        }
+    );
+    let mut head = String::from("| threads | connections |");
+    let mut rule = String::from("|---:|---:|");
+    for v in &variants {
+        let _ = write!(head, " {} |", v.column());
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(s, "{head} met |\n{rule}---|");
+    for p in &m.points {
+        let mut line = format!("| {} | {} |", p.threads, p.conns);
+        for &v in &variants {
+            let cell = match &p.results[v.index()] {
+                None => "-".to_string(),
+                Some(x) => {
+                    let mut c = format!("{:.0}", x.rps);
+                    if v != Variant::Debian {
+                        if let Some(r) = p.ratio(v) {
+                            let _ = write!(c, " ({r:.2}x)");
+                        }
+                    }
+                    if x.never_served > 0.0 {
+                        let _ = write!(c, " **{:.0}/{} unserved**", x.never_served, p.conns);
+                    }
+                    if x.errors > 0.0 {
+                        let _ = write!(c, " **{:.0} failed**", x.errors);
+                    }
+                    c
+                }
+            };
+            let _ = write!(line, " {cell} |");
+        }
+        let met = p.met(Variant::Native) && p.met(Variant::Ours);
+        let _ = writeln!(s, "{line} {} |", verdict(Some(met)));
+    }
+    let _ = writeln!(s);
+}
+
+fn sweep_table(s: &mut String, d: &Doc) {
+    let _ = writeln!(s, "## Requests/s and p99 latency against connections\n");
+    let _ = writeln!(
+        s,
+        "hello, 4 application threads, keep-alive connections, one run per point. A hollow \
+         marker means some connections were never served during the run (their requests \
+         waited the whole run and are not in the p99).\n"
+    );
+    if let Some(c) = d.chart {
+        let _ = writeln!(s, "![requests/s and p99 against connections]({c})\n");
+    }
+    let _ = writeln!(s, "| connections | native req/s | native p99 | ours req/s | ours p99 | libfcgi req/s | libfcgi p99 | libfcgi never served |\n|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut conns: Vec<u32> = d.sweep.iter().map(|p| p.conns).collect();
+    conns.dedup();
+    for c in conns {
+        let get = |v: Variant| d.sweep.iter().find(|p| p.conns == c && p.variant == v);
+        let cell = |v: Variant| {
+            get(v).map_or("- | -".to_string(), |p| {
+                format!("{:.0} | {:.0} us", p.rps, p.p99_us)
+            })
+        };
         let _ = writeln!(
             s,
-            "hello, 4 application threads, keep-alive connections, one run per point. A hollow \
-             marker means some connections were never served during the run (their requests \
-             waited the whole run and are not in the p99).\n"
+            "| {c} | {} | {} | {} | {} |",
+            cell(Variant::Native),
+            cell(Variant::Ours),
+            cell(Variant::Debian),
+            get(Variant::Debian).map_or("-".into(), |p| format!("{} of {c}", p.never_served))
         );
-        if let Some(c) = d.chart {
-            let _ = writeln!(s, "![requests/s and p99 against connections]({c})\n");
-        }
-        let _ = writeln!(s, "| connections | native req/s | native p99 | ours req/s | ours p99 | libfcgi req/s | libfcgi p99 | libfcgi never served |\n|---:|---:|---:|---:|---:|---:|---:|---:|");
-        let mut conns: Vec<u32> = d.sweep.iter().map(|p| p.conns).collect();
-        conns.dedup();
-        for c in conns {
-            let get = |v: Variant| d.sweep.iter().find(|p| p.conns == c && p.variant == v);
-            let cell = |v: Variant| {
-                get(v).map_or("- | -".to_string(), |p| {
-                    format!("{:.0} | {:.0} us", p.rps, p.p99_us)
-                })
-            };
-            let _ = writeln!(
-                s,
-                "| {c} | {} | {} | {} | {} |",
-                cell(Variant::Native),
-                cell(Variant::Ours),
-                cell(Variant::Debian),
-                get(Variant::Debian).map_or("-".into(), |p| format!("{} of {c}", p.never_served))
-            );
-        }
-        let _ = writeln!(s);
     }
+    let _ = writeln!(s);
+}
+
+fn reproduce(s: &mut String) {
     let _ = writeln!(s, "## Reproduce\n");
     let _ = writeln!(
         s,
-        "```sh\napt-get install gcc make libfcgi-dev valgrind strace   # plus a Rust toolchain\nmake bench                  # = make build, then cargo bench --bench suite\n```\n\n\
+        "```sh\napt-get install gcc make libfcgi-dev valgrind strace golang-go   # plus a Rust toolchain\n\
+         make bench                  # = make build, then cargo bench --bench suite\n```\n\n\
          `make bench BENCH_ARGS=\"--rounds 3 --secs 2\"` shortens it; `cargo bench --bench suite -- --help` \
-         lists the options (`--only S1,S3`, `--quick`, `--out FILE`). A full run takes about 15 minutes \
-         and rewrites BENCHMARKS.md and bench/chart.svg. Single scenarios can be repeated by hand with the \
-         commands above.\n"
+         lists the options (`--only S1,S3`, `--only M,MN` for the matrices with `--matrix-secs`, \
+         `--matrix-rounds`, `--matrix-threads`, `--matrix-conns`; `--peers none`, `--quick`, \
+         `--out FILE`). The tokio-fastcgi peer is built from crates.io on first use (network \
+         needed once), the Go peer with the system's `go`; a peer that cannot be built is named \
+         at the top and left out. A full run takes about 45 minutes (the two matrices about 25 of them) \
+         and rewrites BENCHMARKS.md and bench/chart.svg. Single scenarios can be repeated by hand \
+         with the commands above.\n"
     );
-    if !d.notes.trim().is_empty() {
-        let _ = writeln!(s, "{}", d.notes.trim_end());
-    }
-    s
-}
-
-/// Two panels: requests/s (linear) and p99 latency (log) against connections (log2).
-pub fn svg(points: &[SweepPoint]) -> String {
-    let (w, h) = (960.0, 420.0);
-    let (pw, ph) = (380.0, 290.0);
-    let top = 50.0;
-    let lefts = [80.0, 560.0];
-    let mut conns: Vec<u32> = points.iter().map(|p| p.conns).collect();
-    conns.sort_unstable();
-    conns.dedup();
-    let (cmin, cmax) = (
-        *conns.first().unwrap_or(&1) as f64,
-        *conns.last().unwrap_or(&64) as f64,
-    );
-    let xpos = |left: f64, c: f64| {
-        let span = (cmax.log2() - cmin.log2()).max(1.0);
-        left + (c.log2() - cmin.log2()) / span * pw
-    };
-    let rps_max = points.iter().map(|p| p.rps).fold(1.0, f64::max) * 1.1;
-    let rps_step = nice_step(rps_max / 5.0);
-    let rps_top = (rps_max / rps_step).ceil() * rps_step;
-    let lat_lo = 10f64;
-    let lat_hi = points
-        .iter()
-        .map(|p| p.p99_us)
-        .fold(1000.0, f64::max)
-        .log10()
-        .ceil();
-    let lat_hi = 10f64.powf(lat_hi);
-    let yr = |v: f64| top + ph - v / rps_top * ph;
-    let yl = |v: f64| {
-        let v = v.max(lat_lo);
-        top + ph - (v.log10() - lat_lo.log10()) / (lat_hi.log10() - lat_lo.log10()) * ph
-    };
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    for (k, title) in [
-        "requests/s (higher is better)",
-        "p99 latency, µs, log scale (lower is better)",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let left = lefts[k];
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="30" text-anchor="middle" font-size="14" font-weight="bold">{title}</text>"#,
-            left + pw / 2.0
-        );
-        let _ = writeln!(
-            s,
-            r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
-        );
-        for &c in &conns {
-            let x = xpos(left, c as f64);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{c}</text>"##,
-                top + ph,
-                top + ph + 16.0
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">connections (4 application threads)</text>"#,
-            left + pw / 2.0,
-            top + ph + 34.0
-        );
-        if k == 0 {
-            let mut v = 0.0;
-            while v <= rps_top + 1e-9 {
-                let y = yr(v);
-                let _ = writeln!(
-                    s,
-                    r##"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-                    left + pw,
-                    left - 4.0,
-                    y + 4.0,
-                    short(v)
-                );
-                v += rps_step;
-            }
-        } else {
-            let mut v = lat_lo;
-            while v <= lat_hi * 1.001 {
-                let y = yl(v);
-                let _ = writeln!(
-                    s,
-                    r##"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-                    left + pw,
-                    left - 4.0,
-                    y + 4.0,
-                    short(v)
-                );
-                v *= 10.0;
-            }
-        }
-        for (i, var) in VARIANTS.iter().enumerate() {
-            let mut pts: Vec<&SweepPoint> = points.iter().filter(|p| p.variant == *var).collect();
-            pts.sort_by_key(|p| p.conns);
-            let coords: Vec<(f64, f64, &SweepPoint)> = pts
-                .iter()
-                .map(|p| {
-                    let x = xpos(left, p.conns as f64);
-                    let y = if k == 0 { yr(p.rps) } else { yl(p.p99_us) };
-                    (x, y, *p)
-                })
-                .collect();
-            let path: Vec<String> = coords
-                .iter()
-                .map(|(x, y, _)| format!("{x:.1},{y:.1}"))
-                .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
-                path.join(" "),
-                COLORS[i]
-            );
-            for (x, y, p) in coords {
-                let fill = if p.never_served > 0 {
-                    "white"
-                } else {
-                    COLORS[i]
-                };
-                let _ = writeln!(
-                    s,
-                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="{fill}" stroke="{}" stroke-width="2"><title>{}: {} connections, {:.0} req/s, p99 {:.0} us, {} never served</title></circle>"#,
-                    COLORS[i], LABELS[i], p.conns, p.rps, p.p99_us, p.never_served
-                );
-                if p.never_served > 0 && k == 0 {
-                    let _ = writeln!(
-                        s,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{}" font-size="10">{}/{}</text>"#,
-                        x,
-                        y - 9.0,
-                        COLORS[i],
-                        p.never_served,
-                        p.conns
-                    );
-                }
-            }
-        }
-    }
-    let _ = writeln!(
-        s,
-        r##"<text x="{}" y="{}" font-size="11" fill="#555">hollow marker, n/N: n of the N connections were never served during the run</text>"##,
-        lefts[0],
-        top - 6.0
-    );
-    for (i, label) in LABELS.iter().enumerate() {
-        let x = 80.0 + i as f64 * 290.0;
-        let y = h - 18.0;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{}" stroke-width="3"/><text x="{}" y="{}">{label}</text>"#,
-            x + 24.0,
-            COLORS[i],
-            x + 30.0,
-            y + 4.0
-        );
-    }
-    s.push_str("</svg>\n");
-    s
-}
-
-fn nice_step(raw: f64) -> f64 {
-    let mag = 10f64.powf(raw.log10().floor());
-    let f = raw / mag;
-    mag * if f <= 1.0 {
-        1.0
-    } else if f <= 2.0 {
-        2.0
-    } else if f <= 5.0 {
-        5.0
-    } else {
-        10.0
-    }
-}
-
-fn short(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{}k", v / 1e3)
-    } else {
-        format!("{v}")
-    }
 }

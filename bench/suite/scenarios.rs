@@ -1,115 +1,19 @@
-//! The scenarios S1-S9 and the connection sweep behind the chart. Each measurement starts a
-//! fresh application; throughput scenarios run every variant once per round, in an order that
-//! rotates from round to round, and keep the median.
+//! The scenarios S1-S8 (S9 is in syscalls.rs, the matrix in matrix.rs) and the connection
+//! sweep behind the chart. Each measurement starts a fresh application; throughput scenarios
+//! run every variant once per round, in an order that rotates from round to round, and keep the
+//! median (measure.rs).
 
-use crate::app::{App, Env, Variant, Wrapper, VARIANTS};
-use crate::load::{bench, hold_idle, BenchResult, Load};
+use crate::app::{App, Variant, Wrapper, ALL, VARIANTS};
+use crate::chart::SweepPoint;
+use crate::load::{bench, hold_idle, Load};
+use crate::measure::{alternate, progress, two_runs, Ctx, Summary};
 use crate::procfs;
-use crate::report::{Row, SweepPoint};
-use std::collections::BTreeMap;
+use crate::report::Row;
 use std::time::{Duration, Instant};
 
-/// How long and how often.
-pub struct Plan {
-    pub rounds: u32,
-    pub secs: f64,
-    pub warmup: f64,
-    pub upload: u64,
-    pub idle_conns: u32,
-    pub sweep: Vec<u32>,
-    /// Fail when fcgi-runtime (native or libfcgi API) fails a request or leaves a connection
-    /// unserved in a throughput run (the smoke run in make test).
-    pub strict: bool,
-}
-
-pub struct Ctx<'a> {
-    pub env: &'a Env,
-    pub plan: &'a Plan,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// Medians over rounds of one variant's fcgi-bench results.
-#[derive(Clone, Debug, Default)]
-pub struct Summary {
-    pub rps: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub mb_in: f64,
-    /// The worst round.
-    pub never_served: f64,
-    pub errors: f64,
-}
-
-fn summarize(rs: &[BenchResult]) -> Summary {
-    let m = |f: fn(&BenchResult) -> f64| median(rs.iter().map(f).collect());
-    Summary {
-        rps: m(|r| r.rps),
-        p50_us: m(|r| r.p50_us),
-        p99_us: m(|r| r.p99_us),
-        mb_in: m(|r| r.mb_in),
-        never_served: rs.iter().map(|r| r.never_served).fold(0.0, f64::max),
-        errors: rs.iter().map(|r| r.errors).sum(),
-    }
-}
-
-fn progress(msg: &str) {
-    eprintln!("[bench] {msg}");
-}
-
-/// Runs `load` against all three variants, `rounds` times, alternating.
-fn pairwise(
-    ctx: &Ctx,
-    threads: u32,
-    mode: &str,
-    load: &Load,
-    rounds: u32,
-) -> Result<[Summary; 3], String> {
-    let mut results: [Vec<BenchResult>; 3] = Default::default();
-    for round in 0..rounds {
-        for k in 0..3 {
-            let i = (round as usize + k) % 3;
-            let v = VARIANTS[i];
-            let app = App::start(ctx.env, v, threads, mode, 0, &Wrapper::None)?;
-            let r = bench(ctx.env, &app.addr(), load)?;
-            drop(app);
-            progress(&format!(
-                "  round {} {:<6} {:>10.0} req/s  p99 {:>7.0} us  unserved {}  errors {}",
-                round + 1,
-                v.name(),
-                r.rps,
-                r.p99_us,
-                r.never_served,
-                r.errors
-            ));
-            if ctx.plan.strict && v != Variant::Debian && (r.errors > 0.0 || r.never_served > 0.0) {
-                return Err(format!(
-                    "{}: {} failed requests, {} connections never served",
-                    v.name(),
-                    r.errors,
-                    r.never_served
-                ));
-            }
-            results[i].push(r);
-        }
-    }
-    Ok([
-        summarize(&results[0]),
-        summarize(&results[1]),
-        summarize(&results[2]),
-    ])
-}
+/// The substring every 100 KiB response contains (bench/apps/*.c, the peers' big mode).
+pub const BIG_EXPECT: &str = "abcdefghijklmnopqrstuvwxyz";
+pub const HELLO_EXPECT: &str = "Hello, world!";
 
 fn cmd_line(threads: u32, mode: &str, load: &Load) -> String {
     format!(
@@ -122,74 +26,131 @@ fn fmt_rps(s: &Summary) -> String {
     format!("{:.0} req/s", s.rps)
 }
 
-/// S1, S2, S3, S6, S7.
+/// One throughput scenario: its id, title, threads, MODE of the application, the load, and
+/// whether the peers run it too (they know hello and big only).
+struct Spec {
+    id: &'static str,
+    title: &'static str,
+    threads: u32,
+    mode: &'static str,
+    load: Load,
+    peers: bool,
+}
+
+/// The write patterns of a 100 KiB response, all at 4 threads and 4 keep-alive connections:
+/// (id, MODE of bench/apps/*.c, title). Every pattern sends the same body.
+const PATTERNS: [(&str, &str, &str); 4] = [
+    (
+        "S3",
+        "big",
+        "100 KiB responses in one write, 4 threads, 4 connections",
+    ),
+    (
+        "S3a",
+        "pieces64k",
+        "100 KiB responses, printf header + 64 KiB pieces, 4 threads, 4 connections",
+    ),
+    (
+        "S3b",
+        "pieces8k",
+        "100 KiB responses, printf header + 8 KiB pieces (as fcgiwrap), 4 threads, 4 connections",
+    ),
+    (
+        "S3c",
+        "pieces100",
+        "100 KiB responses, printf header + 100-byte printf pieces, 4 threads, 4 connections",
+    ),
+];
+
+fn specs(ctx: &Ctx) -> Vec<Spec> {
+    let p = ctx.plan;
+    let hello = |conns| Load {
+        expect: Some(HELLO_EXPECT),
+        ..Load::timed(conns, p.secs, p.warmup)
+    };
+    let mut v = vec![
+        Spec {
+            id: "S1",
+            title: "hello, 1 thread, 1 keep-alive connection",
+            threads: 1,
+            mode: "hello",
+            load: hello(1),
+            peers: true,
+        },
+        Spec {
+            id: "S2",
+            title: "hello, 4 threads, 64 keep-alive connections",
+            threads: 4,
+            mode: "hello",
+            load: hello(64),
+            peers: true,
+        },
+    ];
+    for (id, mode, title) in PATTERNS {
+        v.push(Spec {
+            id,
+            title,
+            threads: 4,
+            mode,
+            load: Load {
+                expect: Some(BIG_EXPECT),
+                ..Load::timed(4, p.secs, p.warmup)
+            },
+            // The peers have the one-write mode only.
+            peers: mode == "big",
+        });
+    }
+    v.push(Spec {
+        id: "S6",
+        title: "hello, 4 threads, 1 connection, multiplexing depth 32",
+        threads: 4,
+        mode: "hello",
+        load: Load {
+            depth: 32,
+            ..hello(1)
+        },
+        peers: true,
+    });
+    v.push(Spec {
+        id: "S7",
+        title: "hello, 4 threads, 16 connections, no keep-alive",
+        threads: 4,
+        mode: "hello",
+        load: Load {
+            keep: false,
+            ..hello(16)
+        },
+        peers: true,
+    });
+    v
+}
+
+/// S1, S2, S3 (with S3a, S3b, S3c), S6, S7.
 pub fn throughput(ctx: &Ctx, want: &dyn Fn(&str) -> bool) -> Result<Vec<Row>, String> {
     let p = ctx.plan;
     let mut rows = Vec::new();
-    let hello = Some("Hello, world!");
-    let specs: [(&str, &str, u32, &str, Load); 5] = [
-        (
-            "S1",
-            "hello, 1 thread, 1 keep-alive connection",
-            1,
-            "hello",
-            Load {
-                expect: hello,
-                ..Load::timed(1, p.secs, p.warmup)
-            },
-        ),
-        (
-            "S2",
-            "hello, 4 threads, 64 keep-alive connections",
-            4,
-            "hello",
-            Load {
-                expect: hello,
-                ..Load::timed(64, p.secs, p.warmup)
-            },
-        ),
-        (
-            "S3",
-            "100 KiB responses, 4 threads, 4 connections",
-            4,
-            "big",
-            Load {
-                expect: Some("abcdefghijklmnopqrstuvwxyz"),
-                ..Load::timed(4, p.secs, p.warmup)
-            },
-        ),
-        (
-            "S6",
-            "hello, 4 threads, 1 connection, multiplexing depth 32",
-            4,
-            "hello",
-            Load {
-                depth: 32,
-                expect: hello,
-                ..Load::timed(1, p.secs, p.warmup)
-            },
-        ),
-        (
-            "S7",
-            "hello, 4 threads, 16 connections, no keep-alive",
-            4,
-            "hello",
-            Load {
-                keep: false,
-                expect: hello,
-                ..Load::timed(16, p.secs, p.warmup)
-            },
-        ),
-    ];
-    for (id, title, threads, mode, load) in specs {
+    for Spec {
+        id,
+        title,
+        threads,
+        mode,
+        load,
+        peers,
+    } in specs(ctx)
+    {
         if !want(id) {
             continue;
         }
         progress(&format!("{id}: {title}"));
-        let s = pairwise(ctx, threads, mode, &load, p.rounds)?;
+        let variants = if peers {
+            ctx.with_peers()?
+        } else {
+            VARIANTS.to_vec()
+        };
+        let s = alternate(ctx, &variants, threads, mode, &load, p.rounds)?;
         let detail = |x: &Summary| {
             let mut d = format!("p50 {:.0} us, p99 {:.0} us", x.p50_us, x.p99_us);
-            if mode == "big" {
+            if mode != "hello" {
                 d += &format!(", {:.0} MB/s", x.mb_in);
             }
             if x.never_served > 0.0 {
@@ -203,24 +164,33 @@ pub fn throughput(ctx: &Ctx, want: &dyn Fn(&str) -> bool) -> Result<Vec<Row>, St
             }
             d
         };
+        let rps = |v: Variant| s[v.index()].as_ref().map_or(f64::NAN, |x| x.rps);
+        let (nat, ours, deb) = (
+            rps(Variant::Native),
+            rps(Variant::Ours),
+            rps(Variant::Debian),
+        );
+        let ok = |i: usize| {
+            s[i].as_ref()
+                .is_some_and(|x| x.never_served == 0.0 && x.p99_us < 10_000.0 && x.errors == 0.0)
+        };
         let (target, verdict) = match id {
-            "S1" => (
-                ">= 1.0x libfcgi",
-                Some(s[0].rps >= s[2].rps && s[1].rps >= s[2].rps),
-            ),
+            "S1" => (">= 1.0x libfcgi", Some(nat >= deb && ours >= deb)),
             "S2" => (
                 "all 64 connections served, p99 < 10 ms",
-                Some((0..2).all(|i| {
-                    s[i].never_served == 0.0 && s[i].p99_us < 10_000.0 && s[i].errors == 0.0
-                })),
+                Some(ok(0) && ok(1)),
             ),
-            "S3" => (
-                ">= 2x libfcgi",
-                Some(s[0].rps >= 2.0 * s[2].rps && s[1].rps >= 2.0 * s[2].rps),
+            "S3" => (">= 2x libfcgi", Some(nat >= 2.0 * deb && ours >= 2.0 * deb)),
+            "S3a" | "S3b" | "S3c" => (
+                ">= 1.5x libfcgi",
+                Some(nat >= 1.5 * deb && ours >= 1.5 * deb),
             ),
             "S6" => (
                 "every request answered (libfcgi cannot multiplex)",
-                Some(s[0].errors == 0.0 && s[1].errors == 0.0),
+                Some(
+                    s[0].as_ref().is_some_and(|x| x.errors == 0.0)
+                        && s[1].as_ref().is_some_and(|x| x.errors == 0.0),
+                ),
             ),
             _ => ("(no target)", None),
         };
@@ -228,9 +198,9 @@ pub fn throughput(ctx: &Ctx, want: &dyn Fn(&str) -> bool) -> Result<Vec<Row>, St
             id: id.into(),
             title: title.into(),
             metric: format!("req/s, median of {}", p.rounds),
-            values: [Some(s[0].rps), Some(s[1].rps), Some(s[2].rps)],
-            shown: [fmt_rps(&s[0]), fmt_rps(&s[1]), fmt_rps(&s[2])],
-            details: [detail(&s[0]), detail(&s[1]), detail(&s[2])],
+            values: s.clone().map(|x| x.map(|x| x.rps)),
+            shown: s.clone().map(|x| x.map_or(String::new(), |x| fmt_rps(&x))),
+            details: s.clone().map(|x| x.map_or(String::new(), |x| detail(&x))),
             target: target.into(),
             verdict,
             command: cmd_line(threads, mode, &load),
@@ -246,17 +216,18 @@ pub fn sweep(ctx: &Ctx) -> Result<Vec<SweepPoint>, String> {
     progress("sweep: hello, 4 threads, 1..64 keep-alive connections");
     for &c in &p.sweep {
         let load = Load {
-            expect: Some("Hello, world!"),
+            expect: Some(HELLO_EXPECT),
             ..Load::timed(c, p.secs, p.warmup)
         };
-        let s = pairwise(ctx, 4, "hello", &load, 1)?;
-        for (i, v) in VARIANTS.iter().enumerate() {
+        let s = alternate(ctx, &VARIANTS, 4, "hello", &load, 1)?;
+        for v in VARIANTS {
+            let x = s[v.index()].clone().unwrap_or_default();
             pts.push(SweepPoint {
-                variant: *v,
+                variant: v,
                 conns: c,
-                rps: s[i].rps,
-                p99_us: s[i].p99_us,
-                never_served: s[i].never_served as u32,
+                rps: x.rps,
+                p99_us: x.p99_us,
+                never_served: x.never_served as u32,
             });
         }
     }
@@ -281,9 +252,9 @@ pub fn upload(ctx: &Ctx) -> Result<Row, String> {
         timeout: 120.0,
         ..Load::counted(1, 1)
     };
-    let mut values = [None; 3];
-    let mut shown: [String; 3] = Default::default();
-    let mut details: [String; 3] = Default::default();
+    let mut values = [None; ALL.len()];
+    let mut shown: [String; ALL.len()] = Default::default();
+    let mut details: [String; ALL.len()] = Default::default();
     for (i, v) in VARIANTS.iter().enumerate() {
         let app = App::start(ctx.env, *v, 1, "drain", 0, &Wrapper::None)?;
         bench(ctx.env, &app.addr(), &warm)?;
@@ -328,9 +299,9 @@ pub fn upload(ctx: &Ctx) -> Result<Row, String> {
 pub fn idle(ctx: &Ctx) -> Result<Row, String> {
     let n = ctx.plan.idle_conns;
     progress(&format!("S5: {n} idle keep-alive connections"));
-    let mut values = [None; 3];
-    let mut shown: [String; 3] = Default::default();
-    let mut details: [String; 3] = Default::default();
+    let mut values = [None; ALL.len()];
+    let mut shown: [String; ALL.len()] = Default::default();
+    let mut details: [String; ALL.len()] = Default::default();
     let mut ok = true;
     for (i, v) in VARIANTS.iter().enumerate() {
         let app = App::start(ctx.env, *v, 4, "hello", 0, &Wrapper::None)?;
@@ -377,48 +348,17 @@ pub fn idle(ctx: &Ctx) -> Result<Row, String> {
     })
 }
 
-/// Runs the application under `wrap` twice, for `small` and `large` requests of `load`, and
-/// returns what `read` extracted from each run.
-fn two_runs<T>(
-    ctx: &Ctx,
-    v: Variant,
-    threads: u32,
-    load: &dyn Fn(u64) -> Load,
-    wrap: &dyn Fn(u64) -> Wrapper,
-    read: &dyn Fn(&Wrapper) -> Result<T, String>,
-    counts: (u64, u64),
-) -> Result<(T, T), String> {
-    let mut out = Vec::new();
-    for n in [counts.0, counts.1] {
-        let w = wrap(n);
-        let app = App::start(ctx.env, v, threads, "hello", n, &w)?;
-        let r = bench(ctx.env, &app.addr(), &load(n))?;
-        if r.errors > 0.0 || r.requests < n as f64 {
-            return Err(format!(
-                "{}: {} errors in a counted run",
-                v.name(),
-                r.errors
-            ));
-        }
-        app.wait_exit(Duration::from_secs(120))?;
-        out.push(read(&w)?);
-    }
-    let b = out.pop().unwrap();
-    let a = out.pop().unwrap();
-    Ok((a, b))
-}
-
 /// S8: instructions per request under callgrind, and heap allocations per request.
 pub fn cpu(ctx: &Ctx) -> Result<Vec<Row>, String> {
     progress("S8: instructions per request (callgrind), hello, 1 thread, 1 connection");
     let counts = (1000u64, 3000u64);
     let per = (counts.1 - counts.0) as f64;
     let load = |n| Load {
-        expect: Some("Hello, world!"),
+        expect: Some(HELLO_EXPECT),
         ..Load::counted(1, n)
     };
-    let mut ir = [None; 3];
-    let mut allocs = [None; 3];
+    let mut ir = [None; ALL.len()];
+    let mut allocs = [None; ALL.len()];
     for (i, v) in VARIANTS.iter().enumerate() {
         let log = |n: u64| {
             Wrapper::Callgrind(ctx.env.work.join(format!("callgrind-{}-{n}.log", v.name())))
@@ -426,7 +366,7 @@ pub fn cpu(ctx: &Ctx) -> Result<Vec<Row>, String> {
         let (a, b) = two_runs(
             ctx,
             *v,
-            1,
+            (1, "hello"),
             &load,
             &log,
             &|w| match w {
@@ -441,7 +381,7 @@ pub fn cpu(ctx: &Ctx) -> Result<Vec<Row>, String> {
         let (a, b) = two_runs(
             ctx,
             *v,
-            1,
+            (1, "hello"),
             &load,
             &mc,
             &|w| match w {
@@ -460,7 +400,15 @@ pub fn cpu(ctx: &Ctx) -> Result<Vec<Row>, String> {
             allocs[i].unwrap()
         ));
     }
-    let shown = |a: [Option<f64>; 3], f: &dyn Fn(f64) -> String| a.map(|x| x.map_or("-".into(), f));
+    let shown = |a: [Option<f64>; ALL.len()], f: &dyn Fn(f64) -> String| {
+        let mut s = a.map(|x| x.map_or(String::new(), f));
+        for v in VARIANTS {
+            if s[v.index()].is_empty() {
+                s[v.index()] = "-".into();
+            }
+        }
+        s
+    };
     let cmd = format!(
         "valgrind --tool=callgrind APP 127.0.0.1:PORT 1 hello N (exits after N); fcgi-bench -c 1 -n N; \
          N = {} and {}, difference / {per}",
@@ -509,151 +457,4 @@ fn collected(log: &std::path::Path) -> Result<u64, String> {
         .find_map(|l| l.split("Collected :").nth(1))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| format!("no 'Collected' line in {}", log.display()))
-}
-
-/// Calls per system call name in an `strace -c` summary.
-fn strace_counts(path: &std::path::Path) -> Result<BTreeMap<String, u64>, String> {
-    let s = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut m = BTreeMap::new();
-    for l in s.lines() {
-        let t: Vec<&str> = l.split_whitespace().collect();
-        if t.len() >= 5 && t[0].parse::<f64>().is_ok() && t[t.len() - 1] != "total" {
-            if let Ok(calls) = t[3].parse::<u64>() {
-                m.insert(t[t.len() - 1].to_string(), calls);
-            }
-        }
-    }
-    Ok(m)
-}
-
-const READS: [&str; 5] = ["read", "readv", "recvfrom", "recvmsg", "recvmmsg"];
-const WRITES: [&str; 5] = ["write", "writev", "sendto", "sendmsg", "sendmmsg"];
-const POLLS: [&str; 6] = [
-    "epoll_wait",
-    "epoll_pwait",
-    "poll",
-    "ppoll",
-    "select",
-    "pselect6",
-];
-
-/// S9: system calls per request, sequential (as S1) and multiplexed (as S6).
-pub fn syscalls(ctx: &Ctx) -> Result<Vec<Row>, String> {
-    let counts = (1000u64, 3000u64);
-    let per = (counts.1 - counts.0) as f64;
-    let mut rows = Vec::new();
-    for (id, title, threads, depth) in [
-        (
-            "S9",
-            "as S1: 1 thread, 1 connection, one request at a time",
-            1u32,
-            1u32,
-        ),
-        (
-            "S9m",
-            "as S6: 4 threads, 1 connection, multiplexing depth 32",
-            4,
-            32,
-        ),
-    ] {
-        progress(&format!(
-            "{id}: system calls per request (strace -f -c), {title}"
-        ));
-        let load = move |n| Load {
-            depth,
-            expect: Some("Hello, world!"),
-            ..Load::counted(1, n)
-        };
-        let mut values = [None; 3];
-        let mut shown: [String; 3] = Default::default();
-        let mut details: [String; 3] = Default::default();
-        let mut rw = [(0.0, 0.0); 3];
-        for (i, v) in VARIANTS.iter().enumerate() {
-            if depth > 1 && *v == Variant::Debian {
-                shown[i] = "n/a".into();
-                details[i] = "libfcgi refuses a second request id on a connection (S6)".into();
-                continue;
-            }
-            let w = |n: u64| {
-                Wrapper::Strace(ctx.env.work.join(format!("strace-{id}-{}-{n}", v.name())))
-            };
-            let (a, b) = two_runs(
-                ctx,
-                *v,
-                threads,
-                &load,
-                &w,
-                &|w| match w {
-                    Wrapper::Strace(f) => strace_counts(f),
-                    _ => unreachable!(),
-                },
-                counts,
-            )?;
-            let d = |names: &[&str]| {
-                names
-                    .iter()
-                    .map(|n| {
-                        b.get(*n).copied().unwrap_or(0) as f64
-                            - a.get(*n).copied().unwrap_or(0) as f64
-                    })
-                    .sum::<f64>()
-                    / per
-            };
-            let total = (b.values().sum::<u64>() as f64 - a.values().sum::<u64>() as f64) / per;
-            let (r, wr, p) = (d(&READS), d(&WRITES), d(&POLLS));
-            let futex = d(&["futex"]);
-            rw[i] = (r, wr);
-            values[i] = Some(total);
-            shown[i] = format!("{total:.2}");
-            let mut top: Vec<(String, f64)> = b
-                .iter()
-                .map(|(k, &vb)| {
-                    (
-                        k.clone(),
-                        (vb as f64 - a.get(k).copied().unwrap_or(0) as f64) / per,
-                    )
-                })
-                .filter(|(_, x)| *x >= 0.01)
-                .collect();
-            top.sort_by(|x, y| y.1.partial_cmp(&x.1).unwrap());
-            details[i] = format!(
-                "read {r:.2}, write {wr:.2}, poll {p:.2}, futex {futex:.2}; {}",
-                top.iter()
-                    .map(|(k, x)| format!("{k} {x:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            progress(&format!(
-                "  {:<6} {total:.2} per request: {}",
-                v.name(),
-                details[i]
-            ));
-        }
-        let (target, verdict) = if depth > 1 {
-            (
-                "< 1 read and < 1 write per request",
-                Some((0..2).all(|i| rw[i].0 < 1.0 && rw[i].1 < 1.0)),
-            )
-        } else {
-            ("(reported)", None)
-        };
-        rows.push(Row {
-            id: id.into(),
-            title: title.into(),
-            metric: "system calls per request".into(),
-            values,
-            shown,
-            details,
-            target: target.into(),
-            verdict,
-            command: format!(
-                "strace -f -c -o FILE APP 127.0.0.1:PORT {threads} hello N; fcgi-bench -c 1{} -n N; \
-                 N = {} and {}, difference / {per}",
-                if depth > 1 { format!(" -m {depth}") } else { String::new() },
-                counts.0,
-                counts.1
-            ),
-        });
-    }
-    Ok(rows)
 }

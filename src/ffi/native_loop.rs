@@ -21,7 +21,7 @@ use crate::protocol::record::rtype;
 use crate::runtime::evloop::EvLoop;
 use crate::runtime::io::SendError;
 use crate::runtime::request::{AcceptError, Request, WOULD_BLOCK};
-use crate::runtime::server::Waiter;
+use crate::runtime::waiter::Waiter;
 use std::collections::HashSet;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;

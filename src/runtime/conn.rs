@@ -1,11 +1,14 @@
 //! One connection as the reactor sees it: its protocol engine, the requests in flight on it,
-//! and the [`Sink`] through which the engine delivers their events.
+//! what their events produced, and the [`Sink`] through which the engine delivers them. A
+//! `Conn` lives in its slot of the connection table (conns.rs), whose mutex is its one owner.
 
 use super::config::{self, Limit};
 use super::io::{ConnIo, ReqShared};
 use super::ring::Ring;
+use super::waiter::Waiter;
 use crate::protocol::record::{mgmt, push_end_request};
 use crate::protocol::{Admission, Engine, ParamStore, ProtocolStatus, Role, Sink};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,14 +41,15 @@ pub struct ReqSlot {
     /// Input stream cut short (the peer closed the connection mid-request).
     pub truncated: bool,
     pub shared: Arc<ReqShared>,
-    /// The application thread waiting for input on this request, if any.
-    pub waiter: Option<Arc<super::server::Waiter>>,
+    /// Who waits for input on this request, if anyone: a blocking thread (removed when
+    /// notified) or a loop request (stays while the request is served).
+    pub waiter: Option<Arc<Waiter>>,
     pub began: Instant,
 }
 
 /// Reactor-side state of a connection.
 pub struct Conn {
-    pub gen: u64,
+    pub gen: u32,
     pub io: Arc<ConnIo>,
     pub engine: Engine,
     pub peer: super::addr::Peer,
@@ -76,10 +80,22 @@ pub struct Conn {
     pub armed: Option<Instant>,
     /// No request of this connection has been taken by a thread yet.
     pub fresh: bool,
+    /// What the engine's events produced, applied after each feed (pump.rs).
+    pub fx: Effects,
+    /// Management answers the engine wrote (GET_VALUES_RESULT, UNKNOWN_TYPE, refusals).
+    pub mgmt_out: Vec<u8>,
+    /// Test hook (FCGI_RUNTIME_TEST_PANIC): its first input panics the event round.
+    pub fault: bool,
+    /// The worker whose epoll holds this connection (`None`: the server's orphan epoll).
+    pub owner: Option<Arc<super::worker::Worker>>,
+    /// Slots of ended requests, kept for the connection's next requests: no allocation per
+    /// request on a kept connection.
+    #[allow(clippy::vec_box)]
+    pub spare: Vec<Box<ReqSlot>>,
 }
 
 impl Conn {
-    pub fn new(gen: u64, io: Arc<ConnIo>, peer: super::addr::Peer, now: Instant) -> Conn {
+    pub fn new(gen: u32, io: Arc<ConnIo>, peer: super::addr::Peer, now: Instant) -> Conn {
         Conn {
             gen,
             io,
@@ -97,7 +113,40 @@ impl Conn {
             idle_since: now,
             armed: None,
             fresh: true,
+            fx: Effects::default(),
+            mgmt_out: Vec::new(),
+            owner: None,
+            fault: false,
+            spare: Vec::new(),
         }
+    }
+
+    /// Splits the connection into the engine, the sink it feeds and its answer buffer.
+    pub fn engine_and_sink<'a>(
+        &'a mut self,
+        in_flight: &'a AtomicUsize,
+        now: Instant,
+    ) -> (&'a mut Engine, ConnSink<'a>, &'a mut Vec<u8>) {
+        (
+            &mut self.engine,
+            ConnSink {
+                reqs: &mut self.reqs,
+                spare: &mut self.spare,
+                fx: &mut self.fx,
+                in_flight,
+                now,
+            },
+            &mut self.mgmt_out,
+        )
+    }
+
+    /// Ends request slot `i`: its id is free again in the engine, the slot kept for reuse.
+    pub fn drop_slot(&mut self, i: usize) {
+        let mut slot = self.reqs.swap_remove(i);
+        self.engine.end_request(slot.id);
+        slot.params.clear();
+        slot.waiter = None;
+        self.spare.push(slot);
     }
 
     pub fn slot_mut(&mut self, id: u16) -> Option<&mut ReqSlot> {
@@ -139,39 +188,46 @@ impl Conn {
 pub struct Effects {
     /// Requests whose PARAMS completed (ids on this connection), in order.
     pub ready: Vec<u16>,
-    /// Threads to wake: input arrived for the request they wait on.
-    pub wake: Vec<Arc<super::server::Waiter>>,
-    /// END_REQUEST records owed for aborted requests not taken by the application.
+    /// Waiters to notify: input arrived for the request they wait on, or it ended.
+    pub wake: Vec<Arc<Waiter>>,
+    /// Records the library owes the peer: GET_VALUES_RESULT, UNKNOWN_TYPE, refusals, and
+    /// END_REQUEST for aborted requests not taken by the application.
     pub out: Vec<u8>,
-    /// Change of the process-wide count of requests in flight.
-    pub in_flight_delta: isize,
     /// Requests taken by the application that were aborted (END_REQUEST to send under the
     /// write lock).
     pub aborted_taken: Vec<(u16, Arc<ReqShared>)>,
 }
 
-/// The engine's view of a connection plus process-wide counters.
+/// Hands a request's waiter to the effects: a blocking thread's registration ends with the
+/// notification, a loop request's stays for as long as it is served.
+pub fn wake_waiter(waiter: &mut Option<Arc<Waiter>>, fx: &mut Effects) {
+    match waiter {
+        Some(w) if w.is_loop() => fx.wake.push(w.clone()),
+        Some(_) => fx.wake.extend(waiter.take()),
+        None => {}
+    }
+}
+
+/// The engine's view of a connection plus the process-wide count of requests in flight.
 pub struct ConnSink<'a> {
     #[allow(clippy::vec_box)]
     pub reqs: &'a mut Vec<Box<ReqSlot>>,
     #[allow(clippy::vec_box)]
     pub spare: &'a mut Vec<Box<ReqSlot>>,
     pub fx: &'a mut Effects,
-    pub in_flight: usize,
+    pub in_flight: &'a AtomicUsize,
     pub now: Instant,
 }
 
 fn take_input(
     ring: &mut Ring,
     data: &[u8],
-    waiter: &Option<Arc<super::server::Waiter>>,
+    waiter: &mut Option<Arc<Waiter>>,
     fx: &mut Effects,
 ) -> usize {
     let n = ring.push(data);
     if n > 0 {
-        if let Some(w) = waiter {
-            fx.wake.push(w.clone());
-        }
+        wake_waiter(waiter, fx);
     }
     n
 }
@@ -179,8 +235,12 @@ fn take_input(
 impl Sink for ConnSink<'_> {
     fn begin(&mut self, id: u16, role: Role, keep_conn: bool) -> Admission {
         let max = config::get(Limit::MaxReqs) as usize;
-        let now_in_flight = (self.in_flight as isize + self.fx.in_flight_delta) as usize;
-        if now_in_flight >= max {
+        let admitted = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        if let Err(now_in_flight) = admitted {
             crate::fcgi_log!(
                 Warning,
                 "request {id} refused with FCGI_OVERLOADED: {now_in_flight} requests in flight (limit {max})"
@@ -226,7 +286,6 @@ impl Sink for ConnSink<'_> {
         slot.stdin.reset(cap);
         slot.data.reset(cap);
         self.reqs.push(slot);
-        self.fx.in_flight_delta += 1;
         Admission::Admit
     }
 
@@ -241,7 +300,7 @@ impl Sink for ConnSink<'_> {
 
     fn stdin(&mut self, id: u16, data: &[u8]) -> usize {
         match self.reqs.iter_mut().find(|s| s.id == id) {
-            Some(s) => take_input(&mut s.stdin, data, &s.waiter, self.fx),
+            Some(s) => take_input(&mut s.stdin, data, &mut s.waiter, self.fx),
             None => data.len(),
         }
     }
@@ -249,15 +308,13 @@ impl Sink for ConnSink<'_> {
     fn stdin_end(&mut self, id: u16) {
         if let Some(s) = self.reqs.iter_mut().find(|s| s.id == id) {
             s.stdin_eof = true;
-            if let Some(w) = &s.waiter {
-                self.fx.wake.push(w.clone());
-            }
+            wake_waiter(&mut s.waiter, self.fx);
         }
     }
 
     fn data(&mut self, id: u16, data: &[u8]) -> usize {
         match self.reqs.iter_mut().find(|s| s.id == id) {
-            Some(s) => take_input(&mut s.data, data, &s.waiter, self.fx),
+            Some(s) => take_input(&mut s.data, data, &mut s.waiter, self.fx),
             None => data.len(),
         }
     }
@@ -265,9 +322,7 @@ impl Sink for ConnSink<'_> {
     fn data_end(&mut self, id: u16) {
         if let Some(s) = self.reqs.iter_mut().find(|s| s.id == id) {
             s.data_eof = true;
-            if let Some(w) = &s.waiter {
-                self.fx.wake.push(w.clone());
-            }
+            wake_waiter(&mut s.waiter, self.fx);
         }
     }
 
@@ -288,7 +343,7 @@ impl Sink for ConnSink<'_> {
             // still holds `shared`; `begin` gives the slot a new one when it is reused.
         } else {
             push_end_request(&mut self.fx.out, id, 0, ProtocolStatus::RequestComplete);
-            self.fx.in_flight_delta -= 1;
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
         slot.params.clear();
         self.spare.push(slot);

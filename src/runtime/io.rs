@@ -8,8 +8,8 @@
 //! under this lock.
 
 use super::config::{self, Limit};
-use super::server::Waiter;
 use super::sys;
+use super::waiter::Waiter;
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;

@@ -1,25 +1,35 @@
-//! The engine around the protocol: a mio reactor per listening socket, connections, limits,
-//! timers, and the hand-off of requests to application threads (leader/follower; see
+//! The engine around the protocol: a reactor per listening socket whose epoll every waiting
+//! application thread waits in, connections owned one by one, limits, timers (see
 //! docs/runtime-design.md).
 
+mod accept;
 pub mod acl;
 pub mod addr;
 pub mod config;
 pub mod conn;
+mod conns;
+mod deadlines;
 pub mod env;
 pub mod evloop;
 pub mod framer;
 pub mod io;
+mod listener;
 pub mod log;
 pub mod mgmt;
 pub mod pool;
+mod pump;
 pub mod reactor;
+mod ready;
 pub mod request;
 pub mod ring;
 pub mod server;
 pub mod signals;
 pub mod sockperm;
+mod standby;
 pub mod sys;
+mod timers;
+pub mod waiter;
+mod worker;
 
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};

@@ -1,525 +1,534 @@
-//! What the leader does with the events of a poll: accept connections, read and feed their
-//! engines, apply what the engines produced, close connections, fire timers. Runs with the
-//! core lock held, on whichever thread leads (see server.rs).
+//! The reactor of one listening socket in one process: the state that events change, shared
+//! by the workers (worker.rs: one epoll per application thread or event loop) whose epolls
+//! deliver them. See docs/runtime-design.md.
+//!
+//! Who owns what:
+//! - connections: their slots in [`ConnTable`] (conns.rs), one mutex each; reading and
+//!   feeding them is pump.rs; each is registered in the epoll of one worker (its owner), or
+//!   in the orphan epoll when its worker went away;
+//! - the workers: the registry below (leaf lock);
+//! - the listen backlog: the accept policy (accept.rs) and the listener flags, in
+//!   listener.rs;
+//! - deadlines: [`Timers`] (timers.rs) behind a timerfd, driven from deadlines.rs;
+//! - requests nobody has taken yet: [`ReadyQueue`] (ready.rs);
+//! - the waiting threads: the counters below, and the kick eventfd that wakes one of them.
+//!
+//! Lock order: accept policy, then one connection, then the leaf locks (ready queue, timers,
+//! corked list, table free list, loops). No code takes a connection lock while holding a leaf
+//! lock or the accept policy while holding a connection lock.
 
-use super::addr::{self, Peer};
-use super::config::{self, Limit};
-use super::conn::{Conn, ConnSink, Phase};
-use super::io::{ConnIo, SendPolicy};
-use super::server::{Core, Kind, Leader, Server};
-use super::sys;
-use crate::protocol::record::{push_end_request, ProtocolStatus};
-use mio::unix::SourceFd;
-use mio::{Interest, Token};
-use std::cmp::Reverse;
+use super::accept::AcceptPolicy;
+use super::conns::{self, ConnTable};
+use super::io::ConnIo;
+use super::ready::{Ready, ReadyQueue};
+use super::sys::{self, epoll, Epoll, Event, EventFd, TimerFd};
+
+/// What a connection is registered for: input, room to write, the peer's end; edge-triggered.
+pub(super) const CONN_EVENTS: u32 = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::ET;
+use super::timers::Timers;
+use super::waiter::LoopWake;
+use super::worker::{Shared, Worker};
+use parking_lot::Mutex;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// First pause of accepting after accept() ran out of descriptors or memory; doubled per
-/// consecutive failure up to [`ACCEPT_BACKOFF_MAX`], reset by a successful accept.
-pub(super) const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-/// Longest pause of accepting after a resource failure.
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
-/// At most one log line per this interval about accept() running out of resources.
-const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Epoll data words of the server's own descriptors (connections use words >= 2^32).
+pub(super) const LISTENER: u64 = 1;
+/// Level-triggered: readable while every waiter must look at the run state (shutdown, a
+/// finished drain, failure); drained otherwise.
+pub(super) const WAKE: u64 = 2;
+/// Edge-triggered: one write wakes one waiter (a request was queued, the listener has more).
+pub(super) const KICK: u64 = 3;
+pub(super) const TIMER: u64 = 4;
+/// The worker owner's own eventfd (an event loop's wake-up).
+pub(super) const OWN: u64 = 5;
 
-/// Room for management answers beyond the write-behind limit before a peer that does not read
-/// is disconnected.
-const MGMT_SLACK: usize = 64 * 1024;
+/// Where the requests that become ready while a thread handles events go: the first to the
+/// thread itself if it serves requests (an application thread in accept), the others to its
+/// worker's own queue while no other worker waits (it serves them next, without a hand-off),
+/// else to the shared queue with a kick for a waiting worker.
+#[derive(Default)]
+pub struct Found<'a> {
+    pub want: bool,
+    pub got: Option<Ready>,
+    /// The worker whose events these are, when it serves its own queue.
+    pub local: Option<&'a Worker>,
+    /// Handled by an event loop's own work: it looks at the queue itself, no need to wake it.
+    pub from_loop: bool,
+}
 
-impl Server {
-    /// Accepts up to `max` connections; returns how many were accepted (fewer than `max`
-    /// means the backlog is empty, or accept failed).
-    pub(super) fn accept_all(&self, g: &mut Core, max: usize) -> usize {
-        let mut accepted = 0;
-        let limit = config::get(Limit::MaxConns) as usize;
-        while accepted < max {
-            if g.n_conns >= limit {
-                // At the limit the connections wait in the backlog (PHP's layer does not
-                // accept either); a closing connection resumes accepting (`close_conn`).
-                self.stop_accepting_full(g, limit);
-                return accepted;
-            }
-            let fd = match sys::accept(self.listen_fd) {
-                Ok(fd) => fd,
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return accepted,
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                        self.pause_accepting(g, &e);
-                        return accepted;
-                    }
-                    Some(
-                        libc::ECONNABORTED
-                        | libc::EPROTO
-                        | libc::EPERM
-                        | libc::ENETDOWN
-                        | libc::EHOSTUNREACH,
-                    ) => continue,
-                    _ => {
-                        crate::fcgi_log!(Error, "accept failed: {e}");
-                        return accepted;
-                    }
-                },
-            };
-            g.accept_paused_until = None;
-            g.accept_backoff = ACCEPT_BACKOFF_MIN;
-            let raw = fd.as_raw_fd();
-            let peer = addr::peer_of(raw);
-            if !super::client_allowed(&peer) {
-                crate::fcgi_log!(Warning, "Connection disallowed: {peer:?} has been dropped.");
-                continue;
-            }
-            if matches!(peer, Peer::Tcp(_)) {
-                sys::set_nodelay(raw);
-            }
-            let t = match g.free.pop() {
-                Some(t) => t,
-                None => {
-                    g.conns.push(None);
-                    g.conns.len() - 1
-                }
-            };
-            if let Err(e) = self.registry.register(
-                &mut SourceFd(&raw),
-                Token(t),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                crate::fcgi_log!(Error, "cannot register a connection: {e}");
-                g.free.push(t);
-                continue;
-            }
-            let gen = g.next_gen;
-            g.next_gen += 1;
-            g.conns[t] = Some(Conn::new(
-                gen,
-                Arc::new(ConnIo::new(fd)),
-                peer,
-                Instant::now(),
-            ));
-            g.n_conns += 1;
-            g.fresh.push_back((t, gen, Instant::now()));
-            accepted += 1;
-            self.rearm(g, t);
+impl<'a> Found<'a> {
+    /// For an application thread in accept on worker `w`.
+    pub fn wanting(w: &'a Worker) -> Found<'a> {
+        Found {
+            want: true,
+            local: Some(w),
+            ..Found::default()
         }
-        accepted
     }
 
-    /// FCGI_MAX_CONNS connections are open: accepting stops until one closes. The listener is
-    /// kept marked ready (the poll is edge-triggered: the backlog will not be reported again),
-    /// and reaching the limit is logged at most once per 10 s.
-    fn stop_accepting_full(&self, g: &mut Core, limit: usize) {
-        g.accept_full = true;
-        g.listener_ready = true;
-        let now = Instant::now();
-        if g.full_logged
-            .is_some_and(|at| now.duration_since(at) < ACCEPT_LOG_INTERVAL)
-        {
+    /// Where a request that became ready goes.
+    pub(super) fn place(&mut self, r: Ready, reactor: &Reactor) {
+        if self.want && self.got.is_none() {
+            self.got = Some(r);
             return;
         }
-        g.full_logged = Some(now);
-        crate::fcgi_log!(
-            Warning,
-            "connection limit reached: {} connections open (limit {limit}); new connections \
-             wait in the listen backlog",
-            g.n_conns
-        );
-    }
-
-    /// accept() failed for want of a resource (descriptors, kernel memory). Retrying at once
-    /// would fail again and, with connections waiting in the backlog, turn the reactor into a
-    /// busy loop; so accepting pauses (10 ms, doubling up to 500 ms while failures go on; a
-    /// closed connection ends the pause early), the connections wait in the kernel's backlog,
-    /// and the condition is logged at most once per 10 s with the count of failures since.
-    fn pause_accepting(&self, g: &mut Core, e: &io::Error) {
-        let now = Instant::now();
-        let pause = g.accept_backoff;
-        g.accept_paused_until = Some(now + pause);
-        g.accept_backoff = (pause * 2).min(ACCEPT_BACKOFF_MAX);
-        // Retry when the pause ends even if no new connection arrives (edge-triggered poll).
-        g.listener_ready = true;
-        if g.accept_err_logged
-            .is_some_and(|at| now.duration_since(at) < ACCEPT_LOG_INTERVAL)
-        {
-            g.accept_err_unlogged += 1;
-            return;
-        }
-        let more = std::mem::take(&mut g.accept_err_unlogged);
-        g.accept_err_logged = Some(now);
-        crate::fcgi_log!(
-            Error,
-            "accept failed: {e}; pausing new connections for {} ms ({more} more failures \
-             since the last report; {} connections open)",
-            pause.as_millis(),
-            g.n_conns
-        );
-    }
-
-    /// Feeds kept and new input of connection `t` to its engine until the socket is dry, the
-    /// engine is blocked by a full request buffer, or the connection ends.
-    /// `now` is a recent time (the leader's poll return): it stamps requests that begin.
-    pub(super) fn pump(&self, g: &mut Core, t: usize, now: Instant) {
-        loop {
-            let Some(conn) = g.conns.get_mut(t).and_then(|c| c.as_mut()) else {
+        if let Some(w) = self.local {
+            if reactor.pollers.load(Ordering::SeqCst) == 0 {
+                w.push_local(r);
+                reactor.locals.fetch_add(1, Ordering::AcqRel);
                 return;
-            };
-            if !conn.pending_in.is_empty() {
-                let pending = std::mem::take(&mut conn.pending_in);
-                match self.feed(g, t, &pending, now) {
-                    Ok(c) => {
-                        let conn = g.conns[t].as_mut().expect("feed keeps the connection");
-                        if c < pending.len() {
-                            conn.pending_in = pending;
-                            conn.pending_in.drain(..c);
-                            conn.paused = true;
-                            break;
-                        }
-                        conn.paused = false;
-                        conn.pending_in = pending;
-                        conn.pending_in.clear();
-                    }
-                    Err(()) => return,
-                }
-                continue;
             }
-            if conn.paused || !conn.readable || conn.read_closed {
-                break;
+        }
+        reactor.queue_ready(r, self.from_loop);
+    }
+}
+
+pub struct Reactor {
+    pub(super) listen_fd: RawFd,
+    /// Connections whose worker went away, until another worker adopts them.
+    pub(super) orphans: Epoll,
+    workers: Mutex<Vec<Arc<Worker>>>,
+    workers_n: AtomicUsize,
+    wake: EventFd,
+    kick: EventFd,
+    pub(super) timerfd: TimerFd,
+    pub(super) conns: ConnTable,
+    pub(super) ready: ReadyQueue,
+    pub(super) policy: Mutex<AcceptPolicy>,
+    pub(super) timers: Mutex<Timers>,
+    pub(super) in_flight: AtomicUsize,
+    /// Blocking application threads inside accept.
+    pub(super) accepters: AtomicUsize,
+    /// Blocking application threads inside `epoll_wait` (idle, ready to take work).
+    pub(super) pollers: AtomicUsize,
+    /// Requests in the workers' own queues (see [`Found::place`]): idle workers steal them.
+    pub(super) locals: AtomicUsize,
+    /// The listener reported connections that have not all been accepted yet.
+    pub(super) listener_ready: AtomicBool,
+    /// FCGI_MAX_CONNS connections are open: no accept until one closes.
+    pub(super) full: AtomicBool,
+    /// A connection closed since the accept policy last looked (a descriptor was freed).
+    pub(super) closed_any: AtomicBool,
+    /// A pool worker's drain began (see listener.rs).
+    pub(super) draining: AtomicBool,
+    /// Connections with output deferred by `retire_deferring`.
+    pub(super) corked: Mutex<Vec<Arc<ConnIo>>>,
+    pub(super) corked_n: AtomicUsize,
+    /// Event loops serving this listener (see evloop.rs).
+    loops: Mutex<Vec<Arc<LoopWake>>>,
+    loops_n: AtomicUsize,
+    /// A panic inside the runtime: every call returns its error from now on.
+    failed: AtomicBool,
+    /// Test hook (FCGI_RUNTIME_TEST_PANIC=N): the N-th connection accepted panics the round
+    /// that handles its first input (0: off).
+    fault_at: u64,
+    accepted: AtomicU64,
+}
+
+impl Reactor {
+    pub fn new(listen_fd: RawFd) -> io::Result<Reactor> {
+        sys::check_listening(listen_fd)?;
+        sys::set_nonblocking(listen_fd)?;
+        let orphans = Epoll::new()?;
+        let wake = EventFd::new()?;
+        let kick = EventFd::new()?;
+        let timerfd = TimerFd::new()?;
+        let fault = std::env::var("FCGI_RUNTIME_TEST_PANIC")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok(Reactor {
+            listen_fd,
+            orphans,
+            workers: Mutex::new(Vec::new()),
+            workers_n: AtomicUsize::new(0),
+            wake,
+            kick,
+            timerfd,
+            conns: ConnTable::default(),
+            ready: ReadyQueue::default(),
+            policy: Mutex::new(AcceptPolicy::default()),
+            timers: Mutex::new(Timers::new(Instant::now())),
+            in_flight: AtomicUsize::new(0),
+            accepters: AtomicUsize::new(0),
+            pollers: AtomicUsize::new(0),
+            locals: AtomicUsize::new(0),
+            listener_ready: AtomicBool::new(false),
+            full: AtomicBool::new(false),
+            closed_any: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            corked: Mutex::new(Vec::new()),
+            corked_n: AtomicUsize::new(0),
+            loops: Mutex::new(Vec::new()),
+            loops_n: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            fault_at: fault,
+            accepted: AtomicU64::new(0),
+        })
+    }
+
+    /// The eventfd that `terminate` and the pool's drain write (async-signal-safe).
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake.fd()
+    }
+
+    // ---- workers ------------------------------------------------------------------------
+
+    /// A new worker: its epoll holds the server's descriptors and `own` (its owner's
+    /// eventfd), and it adopts the connections of workers that went away.
+    pub fn new_worker(&self, own: Option<RawFd>, is_loop: bool) -> io::Result<Arc<Worker>> {
+        let shared = Shared {
+            listen_fd: self.listen_fd,
+            kick_fd: self.kick.fd(),
+            timer_fd: self.timerfd.fd(),
+            wake_fd: self.wake.fd(),
+        };
+        let listen = !self.draining.load(Ordering::Acquire);
+        let w = Arc::new(Worker::new(
+            &shared,
+            listen,
+            own.map(|fd| (fd, OWN)),
+            is_loop,
+        )?);
+        {
+            let mut all = self.workers.lock();
+            all.push(w.clone());
+            self.workers_n.store(all.len(), Ordering::Release);
+        }
+        self.rehome(None, Some(&w));
+        Ok(w)
+    }
+
+    /// Workers serving this server now.
+    pub fn worker_count(&self) -> usize {
+        self.workers_n.load(Ordering::Acquire)
+    }
+
+    /// A worker goes away: its connections move to the orphan epoll (the standby sweeps it;
+    /// the next worker adopts them).
+    pub fn retire_worker(&self, w: &Arc<Worker>) {
+        {
+            let mut all = self.workers.lock();
+            all.retain(|x| !Arc::ptr_eq(x, w));
+            self.workers_n.store(all.len(), Ordering::Release);
+        }
+        self.share_locals(w);
+        self.rehome(Some(w), None);
+    }
+
+    /// Moves every connection of worker `from` (`None`: the orphans) to worker `to` (`None`:
+    /// the orphan epoll).
+    fn rehome(&self, from: Option<&Arc<Worker>>, to: Option<&Arc<Worker>>) {
+        let same = |a: &Option<Arc<Worker>>, b: Option<&Arc<Worker>>| match (a, b) {
+            (None, None) => true,
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        };
+        for idx in 0..self.conns.high() {
+            let Some(mut g) = self.conns.lock_slot(idx) else {
+                continue;
+            };
+            let Some(conn) = g.as_mut() else {
+                continue;
+            };
+            if !same(&conn.owner, from) {
+                continue;
             }
             let fd = conn.io.fd();
-            let mut scratch = std::mem::take(&mut g.scratch);
-            let r = sys::read(fd, &mut scratch);
-            let outcome = match r {
-                Ok(0) => {
-                    g.scratch = scratch;
-                    self.peer_closed(g, t);
-                    return;
+            let _ = self.epoll_of(&conn.owner).delete(fd);
+            if let Some(w) = &conn.owner {
+                w.conns.fetch_sub(1, Ordering::Relaxed);
+            }
+            let token = conns::token(idx, conn.gen);
+            if self
+                .epoll_of(&to.cloned())
+                .add(fd, CONN_EVENTS, token)
+                .is_ok()
+            {
+                conn.owner = to.cloned();
+                if let Some(w) = to {
+                    w.conns.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(n) => {
-                    let lingering = g.conns[t].as_ref().is_some_and(|c| c.lingering);
-                    let res = if lingering {
-                        Ok(n)
-                    } else {
-                        self.feed(g, t, &scratch[..n], now)
-                    };
-                    match res {
-                        Ok(c) => {
-                            let conn = g.conns[t].as_mut().expect("feed keeps the connection");
-                            if c < n {
-                                conn.pending_in.extend_from_slice(&scratch[c..n]);
-                                conn.paused = true;
-                            } else if n < scratch.len() && !conn.hup {
-                                // Drained (a short read), unless the peer's FIN or an error
-                                // came with the data: then the next read sees it.
-                                conn.readable = false;
-                            }
-                            Ok(())
-                        }
-                        Err(()) => Err(()),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(c) = g.conns[t].as_mut() {
-                        c.readable = false;
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    crate::fcgi_log!(
-                        Notice,
-                        "read from {:?} failed: {e}",
-                        g.conns[t].as_ref().map(|c| &c.peer)
-                    );
-                    g.scratch = scratch;
-                    self.close_conn(g, t);
-                    return;
-                }
-            };
-            g.scratch = scratch;
-            if outcome.is_err() {
-                return;
+            } else {
+                let _ = self.orphans.add(fd, CONN_EVENTS, token);
+                conn.owner = None;
             }
         }
-        self.rearm(g, t);
     }
 
-    /// Feeds bytes to the engine of `t` and applies what it produced. `Err` when the
-    /// connection was closed for a protocol error.
-    pub(super) fn feed(
+    /// The worker a new connection accepted by `me` goes to: the blocking worker with the
+    /// fewest connections; among equals one that waits in its epoll (it serves the first
+    /// request at once), `me` first. An event loop keeps what it accepts.
+    pub(super) fn pick_worker(&self, me: &Arc<Worker>) -> Arc<Worker> {
+        if me.is_loop {
+            return me.clone();
+        }
+        let rank = |w: &Worker| {
+            let busy = !w.waiting.load(Ordering::Relaxed) && !std::ptr::eq(w, &**me);
+            (w.conns.load(Ordering::Relaxed), busy)
+        };
+        let all = self.workers.lock();
+        let mut best = me;
+        let mut best_rank = rank(me);
+        for w in all.iter().filter(|w| !w.is_loop) {
+            let r = rank(w);
+            if r < best_rank {
+                best = w;
+                best_rank = r;
+            }
+        }
+        best.clone()
+    }
+
+    /// The epoll a connection of `owner` is registered in.
+    pub(super) fn epoll_of<'a>(&'a self, owner: &'a Option<Arc<Worker>>) -> &'a Epoll {
+        match owner {
+            Some(w) => &w.ep,
+            None => &self.orphans,
+        }
+    }
+
+    /// The workers now (a copy, so that the caller may take connection locks).
+    pub(super) fn workers(&self) -> Vec<Arc<Worker>> {
+        self.workers.lock().clone()
+    }
+
+    // ---- events -------------------------------------------------------------------------
+
+    /// Handles the events one wait returned. Ready requests go to `found` (the first, if it
+    /// wants one) or to the ready queue.
+    pub fn dispatch(&self, evs: &[Event], now: Instant, found: &mut Found<'_>) {
+        for ev in evs {
+            let (data, bits) = (ev.u64, ev.events);
+            match conns::untoken(data) {
+                Some((idx, gen)) => self.on_conn(idx, gen, bits, now, found),
+                None => match data {
+                    LISTENER => self.listener_ready.store(true, Ordering::Release),
+                    // Level-triggered: left readable while every waiter must look.
+                    WAKE if !self.must_stay_awake() => self.wake.drain(),
+                    TIMER => {
+                        self.timerfd.drain();
+                        self.fire_timers(now);
+                    }
+                    // KICK: the caller looks at the ready queue and the listener anyway; OWN:
+                    // the owner's business (an event loop drains its eventfd in `work`).
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    fn on_conn(&self, idx: u32, gen: u32, bits: u32, now: Instant, found: &mut Found<'_>) {
+        let Some(mut g) = self.conns.lock_slot(idx) else {
+            return;
+        };
+        let Some(conn) = g.as_mut().filter(|c| c.gen == gen) else {
+            return;
+        };
+        if conn.fault {
+            panic!("FCGI_RUNTIME_TEST_PANIC: a panic injected into an event round");
+        }
+        if bits & epoll::OUT != 0 && conn.io.pending_len() > 0 {
+            conn.io.flush_pending();
+        }
+        let closed = epoll::RDHUP | epoll::ERR | epoll::HUP;
+        if bits & (epoll::IN | closed) != 0 {
+            conn.readable = true;
+            conn.hup |= bits & closed != 0;
+            self.pump(&mut g, idx, now, found);
+        }
+    }
+
+    /// Waits up to `timeout_ms` for events in `ep` (a worker's or the orphan epoll).
+    pub fn wait<'a>(
         &self,
-        g: &mut Core,
-        t: usize,
-        data: &[u8],
-        now: Instant,
-    ) -> Result<usize, ()> {
-        let Core {
-            conns,
-            spare,
-            fx,
-            in_flight,
-            out,
-            ..
-        } = g;
-        let conn = conns[t].as_mut().expect("caller checked");
-        let mut sink = ConnSink {
-            reqs: &mut conn.reqs,
-            spare,
-            fx,
-            in_flight: *in_flight,
-            now,
-        };
-        let r = conn.engine.feed(data, &mut sink, out);
-        let io = conn.io.clone();
-        let gen = conn.gen;
-        let peer = conn.peer;
-        self.apply_effects(g, t, gen, &io);
-        if io.is_broken() {
-            // Writing failed, or the peer does not read: nothing more can be answered.
-            self.close_conn(g, t);
-            return Err(());
-        }
-        match r {
-            Ok(c) => Ok(c),
+        ep: &Epoll,
+        buf: &'a mut [std::mem::MaybeUninit<Event>],
+        timeout_ms: i32,
+    ) -> &'a [Event] {
+        match ep.wait(buf, timeout_ms) {
+            Ok(evs) => evs,
             Err(e) => {
-                crate::fcgi_log!(
-                    Warning,
-                    "protocol error from {peer:?}: {e:?}; closing the connection"
-                );
-                self.close_conn(g, t);
-                Err(())
+                crate::fcgi_log!(Error, "epoll_wait failed: {e}");
+                &[]
             }
         }
     }
 
-    pub(super) fn apply_effects(&self, g: &mut Core, t: usize, gen: u64, io: &Arc<ConnIo>) {
-        let policy = SendPolicy {
-            write_behind: usize::MAX,
-            wait: None,
-        };
-        let mut fx = std::mem::take(&mut g.fx);
-        if !g.out.is_empty() || !fx.out.is_empty() {
-            let _ = io.send(None, &[&g.out, &fx.out], false, policy);
-            g.out.clear();
-            fx.out.clear();
-            // Answers the library owes (GET_VALUES_RESULT, UNKNOWN_TYPE, refusals) are small,
-            // but a peer that keeps asking without reading would make them grow without
-            // bound: past the write-behind limit plus a margin, it is disconnected.
-            let bound = config::get(Limit::WriteBehindBytes) as usize + MGMT_SLACK;
-            if io.pending_len() > bound {
-                crate::fcgi_log!(
-                    Warning,
-                    "peer does not read its answers ({} bytes waiting); closing the connection",
-                    io.pending_len()
-                );
-                io.set_broken();
+    // ---- ready requests -----------------------------------------------------------------
+
+    /// Queues a ready request and wakes a waiting thread for it (or an event loop, when no
+    /// thread waits). A queue longer than the number of waiting threads wakes nobody more:
+    /// each thread that takes one kicks the next (see [`Reactor::took_ready`]).
+    pub fn queue_ready(&self, r: Ready, from_loop: bool) {
+        self.ready.push(r);
+        // SeqCst, with the waiter's increment before its last look at the queue
+        // (`Server::accept_loop`): either it sees the request or this sees it waiting.
+        let waiting = self.pollers.load(Ordering::SeqCst);
+        if waiting > 0 {
+            if self.ready.len() <= waiting {
+                self.kick.wake();
             }
+        } else if !from_loop {
+            self.wake_loops();
         }
-        for (id, shared) in fx.aborted_taken.drain(..) {
-            let mut rec = Vec::with_capacity(16);
-            push_end_request(&mut rec, id, 0, ProtocolStatus::RequestComplete);
-            io.send_abort_end(&shared, &rec);
-        }
-        g.in_flight = (g.in_flight as isize + fx.in_flight_delta).max(0) as usize;
-        fx.in_flight_delta = 0;
-        for w in fx.wake.drain(..) {
-            w.notify();
-        }
-        for id in fx.ready.drain(..) {
-            g.ready.push_back((t, gen, id));
-            if g.leader_takes > 0 {
-                g.leader_takes -= 1;
-                continue;
-            }
-            if let Some(i) = g.sleepers.iter().position(|(_, k)| *k == Kind::Accept) {
-                let (w, _) = g.sleepers.remove(i).expect("index from position");
-                w.notify();
-            } else if g.leader != Leader::Loop {
-                // No thread waits: an event loop takes it (a leading loop looks by itself).
-                for l in &g.loops {
-                    l.wake();
-                }
-            }
-        }
-        g.fx = fx;
     }
 
-    /// The peer closed its side. Requests still receiving input are cut short; requests
-    /// being served may still write their response; the connection closes when none is left.
-    pub(super) fn peer_closed(&self, g: &mut Core, t: usize) {
-        let Some(conn) = g.conns[t].as_mut() else {
-            return;
-        };
-        conn.read_closed = true;
-        conn.readable = false;
-        if conn.lingering {
-            self.close_conn(g, t);
-            return;
+    /// A thread took a request from the queue: if more are queued and threads wait, one more
+    /// is woken.
+    pub fn took_ready(&self) {
+        if !self.ready.is_empty() && self.pollers.load(Ordering::SeqCst) > 0 {
+            self.kick.wake();
         }
-        let mut dropped = 0;
-        let mut i = 0;
-        while i < conn.reqs.len() {
-            let s = &mut conn.reqs[i];
-            if s.phase == Phase::Params {
-                let slot = conn.reqs.swap_remove(i);
-                g.spare.push(slot);
-                dropped += 1;
+    }
+
+    /// Takes a request from worker `w`'s own queue.
+    pub fn pop_local(&self, w: &Worker) -> Option<Ready> {
+        let r = w.pop_local()?;
+        self.locals.fetch_sub(1, Ordering::AcqRel);
+        Some(r)
+    }
+
+    /// Moves worker `w`'s own queue to the shared one (its thread is busy, or gone), waking
+    /// waiting workers for it.
+    pub fn share_locals(&self, w: &Worker) {
+        while let Some(r) = self.pop_local(w) {
+            self.queue_ready(r, false);
+        }
+    }
+
+    /// An idle worker takes a request from another worker's own queue.
+    pub fn steal_local(&self, me: &Worker) -> Option<Ready> {
+        if self.locals.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        for w in self.workers() {
+            if std::ptr::eq(&*w, me) {
                 continue;
             }
-            s.shared.peer_closed.store(true, Ordering::Release);
-            let cut = !s.stdin_eof || (s.role == crate::protocol::Role::Filter && !s.data_eof);
-            s.truncated |= cut;
-            match &s.waiter {
-                // A loop request's waiter stays (it hears of everything until it ends): it
-                // learns that its peer went away whatever it waits for.
-                Some(w) if w.is_loop() => w.notify(),
-                Some(_) if cut => {
+            if let Some(r) = self.pop_local(&w) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Wakes one waiting thread to look at the listener and the queue again.
+    pub fn kick(&self) {
+        if self.pollers.load(Ordering::SeqCst) > 0 {
+            self.kick.wake();
+        } else {
+            self.wake_loops();
+        }
+    }
+
+    // ---- event loops --------------------------------------------------------------------
+
+    pub fn add_loop(&self, l: Arc<LoopWake>) {
+        let mut v = self.loops.lock();
+        v.push(l);
+        self.loops_n.store(v.len(), Ordering::Release);
+    }
+
+    pub fn remove_loop(&self, l: &Arc<LoopWake>) {
+        let mut v = self.loops.lock();
+        v.retain(|x| !Arc::ptr_eq(x, l));
+        self.loops_n.store(v.len(), Ordering::Release);
+    }
+
+    pub fn has_loops(&self) -> bool {
+        self.loops_n.load(Ordering::Acquire) > 0
+    }
+
+    pub fn wake_loops(&self) {
+        if !self.has_loops() {
+            return;
+        }
+        for l in self.loops.lock().iter() {
+            l.wake();
+        }
+    }
+
+    // ---- run state ----------------------------------------------------------------------
+
+    /// True while every waiter must return to look at the run state: the wake eventfd then
+    /// stays readable (level-triggered) instead of being drained.
+    fn must_stay_awake(&self) -> bool {
+        let st = super::state();
+        st & super::STATE_SHUTDOWN != 0
+            || self.is_failed()
+            || (self.draining.load(Ordering::Acquire) && self.conns.open() == 0)
+            || (st & super::STATE_DRAIN != 0 && !self.draining.load(Ordering::Acquire))
+    }
+
+    /// Makes every waiter look at the run state.
+    pub fn wake_all(&self) {
+        self.wake.wake();
+        self.wake_loops();
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Marks the server failed after a panic inside it: one log line, every waiter woken,
+    /// every later call answered with its error.
+    pub fn fail(&self, why: &str) {
+        if self.failed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        crate::fcgi_log!(
+            Error,
+            "the runtime of listening socket {} failed ({why}); the process stops serving: \
+             every waiting and later call returns its error, as after fcgi_terminate",
+            self.listen_fd
+        );
+        // A runtime that panicked cannot be trusted with another request: the process ends
+        // its service the way a shutdown does, so every face (blocking threads, event loops
+        // checking fcgi_in_shutdown) stops at once.
+        super::set_state_bits(super::STATE_SHUTDOWN);
+        super::wake_all();
+        self.wake.wake();
+        self.wake_loops();
+        for idx in 0..self.conns.high() {
+            let Some(mut g) = self.conns.lock_slot(idx) else {
+                continue;
+            };
+            if let Some(conn) = g.as_mut() {
+                conn.io.set_broken();
+                for s in conn.reqs.iter_mut() {
+                    s.shared.aborted.store(true, Ordering::Release);
                     if let Some(w) = s.waiter.take() {
                         w.notify();
                     }
                 }
-                _ => {}
-            }
-            i += 1;
-        }
-        g.in_flight = g.in_flight.saturating_sub(dropped);
-        let conn = g.conns[t].as_mut().expect("present");
-        if conn.reqs.iter().all(|s| s.phase != Phase::Taken) {
-            self.close_conn(g, t);
-        } else {
-            conn.close_when_idle = true;
-        }
-    }
-
-    /// Closes connection `t` now. Requests the application holds are marked aborted.
-    pub(super) fn close_conn(&self, g: &mut Core, t: usize) {
-        let Some(conn) = g.conns.get_mut(t).and_then(|c| c.take()) else {
-            return;
-        };
-        let fd = conn.io.fd();
-        let _ = self.registry.deregister(&mut SourceFd(&fd));
-        conn.io.set_broken();
-        let mut dropped = 0;
-        for mut s in conn.reqs {
-            if s.phase == Phase::Taken {
-                s.shared.aborted.store(true, Ordering::Release);
-                if let Some(w) = s.waiter.take() {
-                    w.notify();
-                }
-            } else {
-                dropped += 1;
-            }
-            s.params.clear();
-            g.spare.push(s);
-        }
-        g.in_flight = g.in_flight.saturating_sub(dropped);
-        g.n_conns -= 1;
-        g.free.push(t);
-        if g.accept_paused_until.is_some() {
-            // A descriptor was freed: accepting may work again.
-            g.accept_paused_until = Some(Instant::now());
-        }
-        if std::mem::take(&mut g.accept_full) {
-            // Below the limit again: a leader blocked in the poll (this close may come from
-            // an application thread) looks at the backlog now, or an event loop's next
-            // fcgi_loop_work does.
-            if g.poll.is_none() {
-                self.wake.wake();
-            } else {
-                for l in &g.loops {
-                    l.wake();
-                }
             }
         }
     }
 
-    pub(super) fn rearm(&self, g: &mut Core, t: usize) {
-        let Some(conn) = g.conns.get_mut(t).and_then(|c| c.as_mut()) else {
-            return;
-        };
-        if let Some(d) = conn.deadline() {
-            if conn.armed.is_none_or(|a| d < a) {
-                conn.armed = Some(d);
-                let gen = conn.gen;
-                let earliest = g.timers.peek().is_none_or(|Reverse((e, _, _))| d < *e);
-                g.timers.push(Reverse((d, t, gen)));
-                if earliest && !g.loops.is_empty() && g.leader != Leader::Loop {
-                    // An event loop waits with the timeout of its last fcgi_loop_work, which
-                    // this earlier deadline (set outside it: a request ending, say) would
-                    // miss: its next work returns the new one. A blocking leader polling
-                    // instead is woken to recompute its timeout.
-                    if g.poll.is_some() {
-                        for l in &g.loops {
-                            l.wake();
-                        }
-                    } else {
-                        self.wake.wake();
-                    }
-                }
-            }
-        }
+    /// A guard for an entry point: if the thread unwinds through it, the server is marked
+    /// failed (the panic itself is caught at the C boundary).
+    pub fn guard(&self) -> FailGuard<'_> {
+        FailGuard(self)
     }
 
-    pub(super) fn fire_timers(&self, g: &mut Core, now: Instant) {
-        while let Some(Reverse((d, t, gen))) = g.timers.peek().copied() {
-            if d > now {
-                break;
-            }
-            g.timers.pop();
-            let Some(conn) = g.conn_mut(t, gen) else {
-                continue;
-            };
-            if conn.armed != Some(d) {
-                continue;
-            }
-            conn.armed = None;
-            let write_timeout = Duration::from_millis(config::get(Limit::WriteTimeoutMs));
-            if conn
-                .io
-                .room_wait_since()
-                .is_some_and(|s| now.duration_since(s) >= write_timeout)
-            {
-                // The non-blocking face's write timeout (a blocking writer times itself out).
-                crate::fcgi_log!(
-                    Warning,
-                    "write to {:?} timed out after {} ms; closing",
-                    conn.peer,
-                    write_timeout.as_millis()
-                );
-                self.close_conn(g, t);
-                continue;
-            }
-            match conn.deadline() {
-                Some(_)
-                    if conn.lingering
-                        && conn.io.pending_len() > 0
-                        && now.duration_since(conn.linger_since)
-                            < std::time::Duration::from_millis(config::get(
-                                Limit::WriteTimeoutMs,
-                            )) =>
-                {
-                    // Output of the last request is still leaving: wait on, within the write
-                    // timeout.
-                    conn.idle_since = now;
-                    self.rearm(g, t);
-                }
-                Some(dl) if dl <= now => {
-                    if conn.lingering {
-                        crate::fcgi_log!(Debug, "closing connection after linger");
-                    } else if conn.reqs.iter().any(|s| s.phase == Phase::Params) {
-                        crate::fcgi_log!(
-                            Warning,
-                            "PARAMS from {:?} not complete within {} ms; closing the connection",
-                            conn.peer,
-                            config::get(Limit::ParamsTimeoutMs)
-                        );
-                    } else {
-                        crate::fcgi_log!(Debug, "closing idle connection from {:?}", conn.peer);
-                    }
-                    self.close_conn(g, t);
-                }
-                _ => self.rearm(g, t),
-            }
+    /// The test hook: true for the connection whose first input is to panic its round.
+    pub(super) fn fault_for_next_conn(&self) -> bool {
+        self.fault_at != 0 && self.accepted.fetch_add(1, Ordering::Relaxed) + 1 == self.fault_at
+    }
+}
+
+/// See [`Reactor::guard`].
+pub struct FailGuard<'a>(&'a Reactor);
+
+impl Drop for FailGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail("a panic inside the runtime");
         }
     }
 }

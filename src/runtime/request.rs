@@ -5,7 +5,9 @@ use super::config::{self, Limit};
 use super::env::Env;
 use super::framer::{large_record, Framer};
 use super::io::{SendError, SendPolicy};
-use super::server::{Server, Stream, Taken, Waiter};
+use super::server::{Server, Stream, Taken};
+use super::waiter::Waiter;
+use super::worker::Worker;
 use crate::protocol::Role;
 use std::io;
 use std::os::fd::RawFd;
@@ -25,6 +27,8 @@ pub struct Request {
     listen_fd: RawFd,
     server: Option<Arc<Server>>,
     waiter: Arc<Waiter>,
+    /// This object's worker (its epoll) on `server`, created at the first accept.
+    worker: Option<Arc<Worker>>,
     cur: Option<Taken>,
     /// The environment of the current request (PARAMS plus `putenv` changes).
     pub env: Env,
@@ -49,6 +53,7 @@ impl Request {
             listen_fd,
             server: None,
             waiter: Arc::new(Waiter::default()),
+            worker: None,
             cur: None,
             env: Env::default(),
             has_env: false,
@@ -105,9 +110,21 @@ impl Request {
             _ => {
                 let s = Server::for_listener(self.listen_fd)?;
                 self.server = Some(s.clone());
+                // A worker of the parent's server (before a fork) is not this process's.
+                self.worker = None;
                 Ok(s)
             }
         }
+    }
+
+    /// This object's worker on `server`, created on first use.
+    fn worker(&mut self, server: &Server) -> io::Result<Arc<Worker>> {
+        if let Some(w) = &self.worker {
+            return Ok(w.clone());
+        }
+        let w = server.new_worker(&self.waiter)?;
+        self.worker = Some(w.clone());
+        Ok(w)
     }
 
     /// Finishes the current request if any, then waits for the next one. Returns the
@@ -120,9 +137,10 @@ impl Request {
             return Err(AcceptError::Shutdown);
         }
         let server = self.server().map_err(AcceptError::Io)?;
+        let worker = self.worker(&server).map_err(AcceptError::Io)?;
         loop {
             self.env.clear();
-            let Some(t) = server.accept(&self.waiter, &mut self.env.params) else {
+            let Some(t) = server.accept(&self.waiter, &worker, &mut self.env.params) else {
                 return Err(AcceptError::Shutdown);
             };
             if let Some(fd) = self.install(t)? {
@@ -494,5 +512,15 @@ impl Request {
             return s.close_connection(&t);
         }
         true
+    }
+}
+
+impl Drop for Request {
+    /// The connections this object's worker held go to the server's orphan epoll, where the
+    /// standby serves them until another worker adopts them.
+    fn drop(&mut self) {
+        if let (Some(s), Some(w)) = (&self.server, &self.worker) {
+            s.retire_worker(w);
+        }
     }
 }

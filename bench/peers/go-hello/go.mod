@@ -1,0 +1,3 @@
+module fcgi-runtime/bench/peers/go-hello
+
+go 1.19

@@ -1,0 +1,194 @@
+//! The listen backlog: accepting as many connections as the accept policy (accept.rs) allows,
+//! the connection limit, running out of descriptors, and a pool worker's drain.
+//!
+//! The listener is edge-triggered in the epoll: an edge says "new connections arrived", and
+//! whoever sees it sets `listener_ready`. Connections the policy does not take now stay in
+//! the kernel's backlog (other processes sharing the socket may take them); `listener_ready`
+//! stays set and the waiting threads look again before they wait, when a policy deadline (a
+//! fresh window, a pause) fires as a timer, or when a connection closes below the limit.
+
+use super::accept::Demand;
+use super::addr::{self, Peer};
+use super::config::{self, Limit};
+use super::conn::Conn;
+use super::conns;
+use super::io::ConnIo;
+use super::reactor::{Reactor, CONN_EVENTS};
+use super::sys;
+use super::timers::Entry;
+use super::worker::Worker;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The slot index of the timer entries that stand for the listener (a policy deadline).
+pub(super) const LISTENER_TIMER: u32 = u32::MAX;
+
+impl Reactor {
+    /// Accepts what the policy allows now, on behalf of worker `w`: each connection goes to the
+    /// waiting worker with the fewest connections, `w` included ([`Reactor::pick_worker`]).
+    /// Returns true when it stopped because of the budget while more connections may wait (the
+    /// caller may take another batch after handling its events).
+    pub fn accept_pending(&self, now: Instant, w: &Arc<Worker>) -> bool {
+        if !self.listener_ready.load(Ordering::Acquire)
+            || self.draining.load(Ordering::Acquire)
+            || self.full.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        let mut policy = self.policy.lock();
+        let demand = Demand {
+            waiting: self.accepters.load(Ordering::SeqCst),
+            ready: self.ready.len(),
+            loops: self.has_loops(),
+            closed: self.closed_any.swap(false, Ordering::AcqRel),
+        };
+        let budget = policy.budget(now, demand, |idx, gen| {
+            self.conns.lock(idx, gen).is_some_and(|c| c.fresh)
+        });
+        if let Some(at) = budget.recheck {
+            self.add_timer((at, LISTENER_TIMER, 0));
+        }
+        let n = budget.n;
+        if n == 0 {
+            return false;
+        }
+        self.listener_ready.store(false, Ordering::Release);
+        let limit = config::get(Limit::MaxConns) as usize;
+        let mut accepted = 0;
+        while accepted < n {
+            if self.conns.open() >= limit {
+                // At the limit the connections wait in the backlog (PHP's layer does not
+                // accept either); a closing connection resumes accepting (`close_conn`).
+                self.full.store(true, Ordering::SeqCst);
+                self.listener_ready.store(true, Ordering::Release);
+                if policy.reached_limit(now) {
+                    crate::fcgi_log!(
+                        Warning,
+                        "connection limit reached: {} connections open (limit {limit}); new \
+                         connections wait in the listen backlog",
+                        self.conns.open()
+                    );
+                }
+                // A connection that closed before the flag was set did not see it.
+                if self.conns.open() < limit {
+                    self.full.store(false, Ordering::SeqCst);
+                    continue;
+                }
+                return false;
+            }
+            let fd = match sys::accept(self.listen_fd) {
+                Ok(fd) => fd,
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return false,
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        // Retrying at once would fail again: the connections wait in the
+                        // backlog until the pause ends (a timer) or a connection closes.
+                        let (pause, log) = policy.resource_error(now);
+                        self.listener_ready.store(true, Ordering::Release);
+                        self.add_timer((now + pause, LISTENER_TIMER, 0));
+                        if let Some(more) = log {
+                            crate::fcgi_log!(
+                                Error,
+                                "accept failed: {e}; pausing new connections for {} ms ({more} \
+                                 more failures since the last report; {} connections open)",
+                                pause.as_millis(),
+                                self.conns.open()
+                            );
+                        }
+                        return false;
+                    }
+                    Some(
+                        libc::ECONNABORTED
+                        | libc::EPROTO
+                        | libc::EPERM
+                        | libc::ENETDOWN
+                        | libc::EHOSTUNREACH,
+                    ) => continue,
+                    _ => {
+                        crate::fcgi_log!(Error, "accept failed: {e}");
+                        return false;
+                    }
+                },
+            };
+            let raw = fd.as_raw_fd();
+            let peer = addr::peer_of(raw);
+            if !super::client_allowed(&peer) {
+                crate::fcgi_log!(Warning, "Connection disallowed: {peer:?} has been dropped.");
+                continue;
+            }
+            if matches!(peer, Peer::Tcp(_)) {
+                sys::set_nodelay(raw);
+            }
+            let Some((idx, gen)) = self.conns.reserve() else {
+                crate::fcgi_log!(Error, "connection table full; dropping a connection");
+                continue;
+            };
+            let mut conn = Conn::new(gen, Arc::new(ConnIo::new(fd)), peer, now);
+            let to = self.pick_worker(w);
+            to.conns.fetch_add(1, Ordering::Relaxed);
+            conn.owner = Some(to.clone());
+            conn.fault = self.fault_for_next_conn();
+            self.rearm(&mut conn, idx);
+            // In the table before it is in the epoll: its first event must find it.
+            self.conns.insert(idx, conn);
+            if let Err(e) = to.ep.add(raw, CONN_EVENTS, conns::token(idx, gen)) {
+                crate::fcgi_log!(Error, "cannot register a connection: {e}");
+                if let Some(mut g) = self.conns.lock_slot(idx) {
+                    self.close_conn(&mut g, idx);
+                }
+                continue;
+            }
+            policy.accepted(idx, gen, now);
+            accepted += 1;
+        }
+        // Stopped by the budget, not by an empty backlog.
+        self.listener_ready.store(true, Ordering::Release);
+        true
+    }
+
+    /// Starts draining (a pool worker asked to stop gracefully, or at `max_requests`): the
+    /// listener leaves the epoll so the siblings sharing it take the new connections, idle
+    /// kept-alive connections close at once (after their output, with the usual linger), and
+    /// every other connection closes after its current (or, if fresh, first) request. Ready
+    /// requests are still handed out.
+    pub fn begin_drain(&self) {
+        if self.draining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for w in self.workers() {
+            w.stop_listening(self.listen_fd);
+        }
+        self.listener_ready.store(false, Ordering::Release);
+        let now = Instant::now();
+        for idx in 0..self.conns.high() {
+            let Some(mut g) = self.conns.lock_slot(idx) else {
+                continue;
+            };
+            let Some(conn) = g.as_mut() else {
+                continue;
+            };
+            conn.close_when_idle = true;
+            // A fresh connection (accepted, first request not yet taken) is kept for that
+            // request: its client never had an answer on it, so it would not retry.
+            if conn.reqs.is_empty() && !conn.lingering && !conn.fresh {
+                conn.lingering = true;
+                conn.idle_since = now;
+                conn.linger_since = now;
+                conn.io.shutdown_when_flushed();
+            }
+            self.rearm(conn, idx);
+        }
+        if self.conns.open() == 0 {
+            self.wake_all();
+        }
+    }
+
+    /// A timer entry of the listener came due: look at the backlog again.
+    pub(super) fn listener_timer(&self, _e: Entry) {
+        if self.listener_ready.load(Ordering::Acquire) {
+            self.kick();
+        }
+    }
+}

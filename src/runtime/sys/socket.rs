@@ -1,0 +1,110 @@
+//! Sockets: reading and writing connections, accepting, socket options.
+
+use std::io;
+use std::io::IoSlice;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// `read(2)`, retried on EINTR.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: buf is a valid writable region of buf.len() bytes.
+        match syscall!(read(fd, buf.as_mut_ptr().cast(), buf.len())) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map(|n| n as usize),
+        }
+    }
+}
+
+/// `writev(2)` (at most 1024 slices), retried on EINTR. Uses `sendmsg` with MSG_NOSIGNAL on
+/// sockets so a closed peer gives EPIPE, not SIGPIPE.
+pub fn writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let n = bufs.len().min(1024);
+    loop {
+        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is ABI-compatible with iovec (documented guarantee on Unix).
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = n as _;
+        // SAFETY: msg points at n valid iovecs that outlive the call.
+        match syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL)) {
+            Ok(r) => return Ok(r as usize),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ENOTSOCK) => {
+                    // SAFETY: the same iovecs, as for sendmsg.
+                    return syscall!(writev(fd, bufs.as_ptr().cast(), n as i32))
+                        .map(|r| r as usize);
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+}
+
+/// Ok if `fd` is a listening socket. Otherwise the error accept(2) would give (EBADF,
+/// ENOTSOCK, or EINVAL for a socket that does not listen): polling such a descriptor for
+/// connections would wait forever (a pipe) or fail to register (a regular file).
+pub fn check_listening(fd: RawFd) -> io::Result<()> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writing, and `len` is the size of `v`.
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ACCEPTCONN,
+        (&mut v as *mut libc::c_int).cast(),
+        &mut len,
+    ))?;
+    if v == 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(())
+}
+
+/// `shutdown(fd, SHUT_WR)`; errors are ignored (the peer may be gone).
+pub fn shutdown_write(fd: RawFd) {
+    // SAFETY: shutdown takes no pointers.
+    let _ = syscall!(shutdown(fd, libc::SHUT_WR));
+}
+
+/// Accepts one connection, non-blocking and close-on-exec.
+pub fn accept(listen: RawFd) -> io::Result<OwnedFd> {
+    loop {
+        // SAFETY: NULL address pointers are allowed by accept4.
+        match syscall!(accept4(
+            listen,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+        }
+    }
+}
+
+/// Sets O_NONBLOCK on a descriptor.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an integer descriptor takes no pointers.
+    let fl = syscall!(fcntl(fd, libc::F_GETFL))?;
+    if fl & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        syscall!(fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}
+
+/// Sets TCP_NODELAY (ignored for non-TCP sockets).
+pub fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: a pointer to a c_int and its size.
+    let _ = syscall!(setsockopt(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_NODELAY,
+        (&one as *const libc::c_int).cast(),
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+    ));
+}
