@@ -18,8 +18,8 @@
 mod common;
 
 use common::{assert_closed, assert_output, body, fnv1a64, runs_project_lib, Server, Transport};
-use fcgi::client::{encode_begin_and_params, Request, Response};
-use fcgi::protocol::record::{push_stream, push_stream_end, rtype};
+use fcgi::client::{encode_begin_and_params, encode_request, Request, Response};
+use fcgi::protocol::record::{push_nv_pair, push_record, push_stream, push_stream_end, rtype};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -296,6 +296,46 @@ fn lf_threaded_multiplexed_barrier() {
     let req = Request::new(2).param("QUERY_STRING", "after");
     assert_eq!(counted(&c.request(&req).unwrap()).count, 4);
     assert_closed(&mut c);
+}
+
+/// A request that arrives on a connection while the thread that owns the connection is busy
+/// with an earlier request of it is still served by another thread: request 1 waits on a
+/// barrier of 2 in its thread, and only request 2, sent afterwards on the same connection,
+/// releases it. Were request 2 stranded behind its owner, neither would ever be answered.
+/// (The runtime hands a busy worker's events to the others within its standby delay, 5 ms;
+/// docs/runtime-design.md.)
+#[test]
+fn lf_threaded_later_request_is_served_while_its_connections_thread_is_busy() {
+    let s = Server::start("lf-threaded", Transport::Tcp, &["-t", "4"]);
+    assert_project_lib(&s);
+    let mut c = s.connect();
+    let mut wire = Vec::new();
+    encode_request(
+        &barrier_request(1, "later", 2, "id=1").keep_conn(true),
+        &mut wire,
+    );
+    // GET_VALUES behind it: its answer shows request 1 was read (and handed to a thread).
+    let mut q = Vec::new();
+    push_nv_pair(&mut q, b"FCGI_MAX_REQS", b"");
+    push_record(&mut wire, rtype::GET_VALUES, 0, &q);
+    c.send_raw(&wire).unwrap();
+    let rec = c.read_record().unwrap().expect("GET_VALUES_RESULT");
+    assert_eq!(rec.rtype, rtype::GET_VALUES_RESULT);
+    // Not needed for the verdict; it lets request 1's thread reach the barrier first.
+    std::thread::sleep(Duration::from_millis(20));
+    let mut wire = Vec::new();
+    encode_request(
+        &barrier_request(2, "later", 2, "id=2").keep_conn(true),
+        &mut wire,
+    );
+    c.send_raw(&wire).unwrap();
+    let got = c.read_responses(&[1, 2]).unwrap();
+    let threads: BTreeSet<u32> = (1..=2u16).map(|id| counted(&got[&id]).thread).collect();
+    assert_eq!(
+        threads.len(),
+        2,
+        "two threads held the two requests at once"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
