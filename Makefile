@@ -15,7 +15,8 @@
 #   make memsafe-asan-rust  the ASan runs again, on the Rust library itself built with
 #                       -Zsanitizer=address (RUSTC_BOOTSTRAP, target/asan-rust); not in CI
 #   make bench          the benchmark suite (bench/): rewrites BENCHMARKS.md and bench/chart.svg;
-#                       needs libfcgi-dev, valgrind and strace, and for its peers golang-go and
+#                       needs libfcgi-dev, valgrind, strace, and nginx-light and wrk (N, NN:
+#                       CPU per request behind nginx), and for its peers golang-go and
 #                       crates.io (tokio-fastcgi, fetched once); BENCH_ARGS passes options
 #   make install        install the library, headers and pkg-config files (docs/install.md)
 #   make uninstall      remove what make install installed (same variables)

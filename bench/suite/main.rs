@@ -1,21 +1,25 @@
 //! The benchmark suite: `make bench` (or `cargo bench --bench suite -- [OPTIONS]`).
 //!
 //! Builds bench/apps/ with the system's cc (and the peers in bench/peers/ on first use), runs
-//! scenarios S1-S9, the thread-by-connection matrices and a connection sweep against the native
-//! API, the libfcgi API on fcgi-runtime, the same binary on Debian's libfcgi and the peers
-//! (tokio-fastcgi, Go's net/http/fcgi), and writes BENCHMARKS.md and bench/chart.svg. Not a
-//! test: nothing here passes or fails on timing.
+//! scenarios S1-S9, the thread-by-connection matrices, the application's CPU per request behind
+//! nginx (N, NN) and a connection sweep against the native API, the libfcgi API on
+//! fcgi-runtime, the same binary on Debian's libfcgi and the peers (tokio-fastcgi, Go's
+//! net/http/fcgi), and writes BENCHMARKS.md and bench/chart.svg. Not a test: nothing here passes
+//! or fails on timing.
 
 mod app;
+mod behind_nginx;
 mod chart;
 mod load;
 mod matrix;
 mod measure;
+mod nginx;
 mod peers;
 mod procfs;
 mod report;
 mod scenarios;
 mod syscalls;
+mod wrk;
 
 use app::{Variant, PEERS};
 use measure::{Ctx, Plan};
@@ -28,11 +32,14 @@ usage: cargo bench --bench suite -- [OPTIONS]
   --rounds N      rounds per throughput scenario (default 5)
   --secs S        seconds per throughput run (default 3)
   --only LIST     comma-separated subset of S1,S2,S3,S3a,S3b,S3c,S4,S5,S6,S7,S8,S9,S9m,S9c,
-                  S9p,M,MN,sweep; an entry ending in * selects every id it begins
-                  (S3* = S3,S3a,S3b,S3c; S9* = the four system-call counts)
+                  S9p,M,MN,N,NN,sweep; an entry ending in * selects every id it begins
+                  (S3* = S3,S3a,S3b,S3c; S9* = the four system-call counts; N* = N,NN)
                   S3: 100 KiB in one write; S3a/S3b/S3c: a printf header, then 64 KiB,
                   8 KiB or 100-byte pieces; M: threads by keep-alive connections;
-                  MN: threads by connections, one connection per request
+                  MN: threads by connections, one connection per request;
+                  N/NN: the application's CPU per request behind nginx (wrk load, --secs
+                  rounded to whole seconds), upstream keep-alive on/off; they need
+                  nginx-light and wrk, and are reported as not measured without them
   --matrix-threads LIST   threads of M and MN (default 1,2,4,8)
   --matrix-conns LIST     connections of M and MN (default 1,2,4,16,64 for M,
                           1,4,16,64 for MN)
@@ -43,8 +50,8 @@ usage: cargo bench --bench suite -- [OPTIONS]
   --quick         1 round of 1 s (matrix too), a 64 MiB upload, 1,000 idle connections,
                   4 sweep points, matrix threads 1,4 by connections 1,4,64
   --strict        fail if fcgi-runtime fails a request or leaves a connection unserved
-                  in a throughput scenario, or if a peer cannot be built (used by make
-                  bench-smoke)
+                  in a throughput scenario, if a peer cannot be built, or if N/NN cannot
+                  run (nginx or wrk missing) (used by make bench-smoke)
   --out FILE      where to write the report (default BENCHMARKS.md for a full run,
                   target/bench/BENCHMARKS.partial.md otherwise); the chart goes next to a
                   full run's report as bench/chart.svg
@@ -228,10 +235,11 @@ fn run(args: &Args) -> Result<(), String> {
             matrices.push(m);
         }
     }
-    // S1..S9 by number (S3 before S3a), then M and MN.
+    rows.append(&mut behind_nginx::run(&ctx, &want)?);
+    // S1..S9 by number (S3 before S3a), then M, MN, N, NN.
     rows.sort_by_key(|r| {
         let digit = r.id[1..].chars().next().filter(char::is_ascii_digit);
-        (digit.is_none(), digit, r.id.len())
+        (digit.is_none(), digit, r.id.chars().next(), r.id.len())
     });
     let sweep = if want("SWEEP") {
         scenarios::sweep(&ctx)?

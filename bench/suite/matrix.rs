@@ -168,6 +168,7 @@ pub fn summary_row(m: &Matrix) -> Row {
                 .iter()
                 .all(|p| p.met(Variant::Native) && p.met(Variant::Ours))
         }),
+        not_measured: None,
         command: m.command.clone(),
     }
 }

@@ -1,4 +1,4 @@
-//! What /proc and the system say: a process's memory and threads, the machine.
+//! What /proc and the system say: a process's memory, threads and CPU time, the machine.
 
 use std::process::Command;
 
@@ -23,6 +23,18 @@ pub fn hwm_kib(pid: u32) -> u64 {
 
 pub fn threads(pid: u32) -> u64 {
     status_field(pid, "Threads").unwrap_or(0)
+}
+
+/// User plus system CPU time of every thread of a process, living or ended, in seconds
+/// (utime and stime of /proc/PID/stat, counted in clock ticks).
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in brackets may hold spaces: the fields start after its last ')'.
+    // There the state is field 3 of proc(5), so utime (14) and stime (15) are at 11 and 12.
+    let f: Vec<&str> = s[s.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
 }
 
 fn command_line(prog: &str, args: &[&str]) -> String {
@@ -89,6 +101,8 @@ pub fn machine() -> Vec<(String, String)> {
         ("libfcgi".into(), libfcgi),
         ("valgrind".into(), command_line("valgrind", &["--version"])),
         ("strace".into(), command_line("strace", &["-V"])),
+        ("nginx".into(), command_line("/usr/sbin/nginx", &["-v"])),
+        ("wrk".into(), command_line("wrk", &["-v"])),
     ]
 }
 

@@ -19,6 +19,8 @@ pub struct Row {
     pub target: String,
     pub verdict: Option<bool>,
     pub command: String,
+    /// Why the scenario was not measured (a tool it needs is missing), or None.
+    pub not_measured: Option<String>,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -106,7 +108,9 @@ fn intro(s: &mut String, d: &Doc) {
          The runner checks /proc/PID/maps to confirm which library each C process loaded. The \
          load comes from fcgi-bench (src/bin/fcgi-bench/) on the same machine, sending an \
          nginx-like set of 25 PARAMS and verifying every response. Throughput scenarios run each \
-         variant once per round, rotating the order every round, and report medians.\n"
+         variant once per round, rotating the order every round, and report medians. N and NN \
+         put Debian's nginx (one worker process) in front of the application, load it over HTTP \
+         with wrk and report the application's CPU time per request, where lower is better.\n"
     );
     for (v, e) in d.peer_failures {
         let _ = writeln!(s, "**{} was not measured**: {e}\n", v.column());
@@ -157,6 +161,9 @@ fn results(s: &mut String, d: &Doc) {
     );
     for r in d.rows {
         let _ = writeln!(s, "**{} {}**: `{}`\n", r.id, r.title, r.command);
+        if let Some(why) = &r.not_measured {
+            let _ = writeln!(s, "- **not measured**: {why}");
+        }
         for v in ALL {
             let det = &r.details[v.index()];
             if !det.is_empty() {
@@ -312,14 +319,16 @@ fn reproduce(s: &mut String) {
     let _ = writeln!(s, "## Reproduce\n");
     let _ = writeln!(
         s,
-        "```sh\napt-get install gcc make libfcgi-dev valgrind strace golang-go   # plus a Rust toolchain\n\
+        "```sh\napt-get install gcc make libfcgi-dev valgrind strace golang-go nginx-light wrk   # plus a Rust toolchain\n\
          make bench                  # = make build, then cargo bench --bench suite\n```\n\n\
          `make bench BENCH_ARGS=\"--rounds 3 --secs 2\"` shortens it; `cargo bench --bench suite -- --help` \
          lists the options (`--only S1,S3`, `--only M,MN` for the matrices with `--matrix-secs`, \
-         `--matrix-rounds`, `--matrix-threads`, `--matrix-conns`; `--peers none`, `--quick`, \
-         `--out FILE`). The tokio-fastcgi peer is built from crates.io on first use (network \
-         needed once), the Go peer with the system's `go`; a peer that cannot be built is named \
-         at the top and left out. A full run takes about 45 minutes (the two matrices about 25 of them) \
+         `--matrix-rounds`, `--matrix-threads`, `--matrix-conns`; `--only N,NN` for the CPU per \
+         request behind nginx; `--peers none`, `--quick`, `--out FILE`). Without nginx or wrk, \
+         N and NN are reported as not measured, with the reason. The tokio-fastcgi peer is built \
+         from crates.io on first use (network needed once), the Go peer with the system's `go`; \
+         a peer that cannot be built is named at the top and left out. A full run takes about \
+         45 minutes (the two matrices about 25 of them, N and NN about 3) \
          and rewrites BENCHMARKS.md and bench/chart.svg. Single scenarios can be repeated by hand \
          with the commands above.\n"
     );

@@ -234,6 +234,7 @@ pub fn syscalls(
             details,
             target: target.into(),
             verdict,
+            not_measured: None,
             command: format!(
                 "strace -f -c -o FILE APP 127.0.0.1:PORT {threads} {mode} N; fcgi-bench -c {conns}{} -n N; \
                  N = {} and {}, difference / {per}",

@@ -42,6 +42,9 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Budget {
     /// Connections that may be accepted now.
     pub n: usize,
+    /// `n` is a batch (silent connections are about, or an event loop serves): once it is
+    /// taken, the backlog may be looked at again at once.
+    pub batch: bool,
     /// When the backlog should be looked at again even if no new connection arrives (the
     /// listener is edge-triggered): a fresh window or a pause ends.
     pub recheck: Option<Instant>,
@@ -138,11 +141,16 @@ impl AcceptPolicy {
                 // backlog until the pause ends.
                 return Budget {
                     n: 0,
+                    batch: false,
                     recheck: Some(until),
                 };
             }
         }
-        Budget { n, recheck }
+        Budget {
+            n,
+            batch: silent_mode || d.loops,
+            recheck,
+        }
     }
 
     /// A connection was accepted.
@@ -227,12 +235,14 @@ mod tests {
             b,
             Budget {
                 n: 0,
+                batch: false,
                 recheck: Some(t0 + FRESH_WINDOW)
             }
         );
         // Past the window the connection counts as silent: batches for SILENT_HOLD.
         let b = p.budget(t0 + FRESH_WINDOW, demand(1), |_, _| true);
         assert_eq!(b.n, SILENT_BATCH);
+        assert!(b.batch);
         // No thread waiting: nothing, even in silent mode.
         assert_eq!(p.budget(t0 + ms(200), demand(0), |_, _| true).n, 0);
         // After the hold, back to one per waiting thread.
@@ -260,6 +270,7 @@ mod tests {
             p.budget(t0 + ms(5), demand(4), |_, _| true),
             Budget {
                 n: 0,
+                batch: false,
                 recheck: Some(t0 + ms(10))
             }
         );

@@ -347,10 +347,17 @@ pub enum Peer {
 /// Finds the peer of a connected socket with `getpeername`.
 pub fn peer_of(fd: RawFd) -> Peer {
     match getpeername(fd) {
-        Ok(ss) if ss.ss_family as libc::c_int == libc::AF_UNIX => Peer::Unix,
-        Ok(ss) => socket_addr_from(&ss).map_or(Peer::Other, Peer::Tcp),
+        Ok(ss) => peer_from(&ss),
         Err(_) => Peer::Other,
     }
+}
+
+/// The peer an address returned by accept(2) or getpeername(2) names.
+pub fn peer_from(ss: &libc::sockaddr_storage) -> Peer {
+    if ss.ss_family as libc::c_int == libc::AF_UNIX {
+        return Peer::Unix;
+    }
+    socket_addr_from(ss).map_or(Peer::Other, Peer::Tcp)
 }
 
 /// A connected client stream over TCP or a Unix socket.

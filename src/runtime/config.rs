@@ -96,7 +96,7 @@ const DEFAULTS: [u64; 12] = [
     30_000,     // ParamsTimeoutMs
     300_000,    // KeepaliveTimeoutMs
     64 * 1024,  // StdinBufferBytes
-    16 * 1024,  // OutputBufferBytes
+    64 * 1024,  // OutputBufferBytes
     60_000,     // WriteTimeoutMs
     256 * 1024, // WriteBehindBytes
 ];

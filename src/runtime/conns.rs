@@ -28,6 +28,9 @@ pub fn untoken(t: u64) -> Option<(u32, u32)> {
 #[derive(Default)]
 pub struct Slot {
     conn: Mutex<Option<Conn>>,
+    /// The generation of the connection in the slot while no request of it has been taken
+    /// yet (0 otherwise): the accept policy reads it without taking the slot's lock.
+    fresh: AtomicU32,
 }
 
 struct Free {
@@ -69,6 +72,19 @@ impl ConnTable {
         MutexGuard::try_map(g, |c| c.as_mut().filter(|c| c.gen == gen)).ok()
     }
 
+    /// True while connection (`idx`, `gen`) is open and none of its requests has been taken.
+    pub fn is_fresh(&self, idx: u32, gen: u32) -> bool {
+        self.slot(idx)
+            .is_some_and(|s| s.fresh.load(Ordering::Acquire) == gen)
+    }
+
+    /// The first request of the connection in slot `idx` was taken (or it closed).
+    pub fn not_fresh(&self, idx: u32) {
+        if let Some(s) = self.slot(idx) {
+            s.fresh.store(0, Ordering::Release);
+        }
+    }
+
     /// Locks slot `idx` whatever it holds (for walking the table).
     pub fn lock_slot(&self, idx: u32) -> Option<MutexGuard<'_, Option<Conn>>> {
         Some(self.slot(idx)?.conn.lock())
@@ -79,7 +95,18 @@ impl ConnTable {
     pub fn reserve(&self) -> Option<(u32, u32)> {
         let idx = {
             let mut f = self.free.lock();
-            match f.list.pop() {
+            // A slot whose lock is held (its last connection is still being closed, or a
+            // thread looks at a stale event of it) is left for later rather than waited for.
+            let free = (0..f.list.len().min(4)).find_map(|_| {
+                let i = f.list.pop()?;
+                if self.slot(i).is_some_and(|s| s.conn.is_locked()) {
+                    f.list.insert(0, i);
+                    None
+                } else {
+                    Some(i)
+                }
+            });
+            match free {
                 Some(i) => i,
                 None => {
                     let i = f.next;
@@ -103,7 +130,9 @@ impl ConnTable {
     /// Puts `conn` into the slot reserved for it.
     pub fn insert(&self, idx: u32, conn: Conn) {
         let slot = self.slot(idx).expect("reserved slot");
+        let gen = conn.gen;
         *slot.conn.lock() = Some(conn);
+        slot.fresh.store(gen, Ordering::Release);
         self.open.fetch_add(1, Ordering::AcqRel);
     }
 

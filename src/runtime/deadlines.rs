@@ -20,16 +20,28 @@ impl Reactor {
             return;
         }
         conn.armed = Some(d);
-        self.add_timer((d, idx, conn.gen));
+        let mut t = self.timers.lock();
+        if let Some(fire) = t.set(d, idx, conn.gen) {
+            self.arm_timerfd(fire);
+        }
     }
 
-    /// Adds a timer entry, setting the timerfd if it must fire earlier.
-    pub(super) fn add_timer(&self, e: Entry) {
+    /// A policy deadline of the listener (a fresh window or a pause ends).
+    pub(super) fn listener_deadline(&self, at: Instant) {
         let mut t = self.timers.lock();
-        if let Some(fire) = t.add(e.0, e.1, e.2) {
-            self.timerfd
-                .set(Some(fire.saturating_duration_since(Instant::now())));
+        if let Some(fire) = t.set_listener(at) {
+            self.arm_timerfd(fire);
         }
+    }
+
+    /// The connection in slot `idx` closed: its timer goes.
+    pub(super) fn disarm(&self, idx: u32) {
+        self.timers.lock().remove(idx);
+    }
+
+    fn arm_timerfd(&self, fire: Instant) {
+        self.timerfd
+            .set(Some(fire.saturating_duration_since(Instant::now())));
     }
 
     /// Handles the timer entries due at `now` and sets the timerfd for the next.

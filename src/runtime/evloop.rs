@@ -13,7 +13,7 @@
 //! woken, or a request became ready, outside the loop's own `work`). The application adds it
 //! to its poller and calls `work` whenever it is readable.
 
-use super::reactor::Reactor;
+use super::reactor::{Found, Reactor};
 use super::server::{Server, Stream, Taken};
 use super::waiter::{LoopWake, Waiter};
 use super::worker::Worker;
@@ -75,7 +75,11 @@ impl EvLoop {
         }
         let mut buf = [const { MaybeUninit::uninit() }; 64];
         s.sweep(&self.worker.ep, &mut buf, true);
-        if r.accept_pending(Instant::now(), &self.worker) {
+        let mut found = Found {
+            from_loop: true,
+            ..Found::default()
+        };
+        if r.accept_pending(Instant::now(), &self.worker, &mut found) {
             0
         } else {
             -1

@@ -13,7 +13,7 @@ use super::config::{self, Limit};
 use super::conn::Conn;
 use super::conns;
 use super::io::ConnIo;
-use super::reactor::{Reactor, CONN_EVENTS};
+use super::reactor::{Found, Reactor, CONN_EVENTS};
 use super::sys;
 use super::timers::Entry;
 use super::worker::Worker;
@@ -28,31 +28,65 @@ pub(super) const LISTENER_TIMER: u32 = u32::MAX;
 impl Reactor {
     /// Accepts what the policy allows now, on behalf of worker `w`: each connection goes to the
     /// waiting worker with the fewest connections, `w` included ([`Reactor::pick_worker`]).
-    /// Returns true when it stopped because of the budget while more connections may wait (the
-    /// caller may take another batch after handling its events).
-    pub fn accept_pending(&self, now: Instant, w: &Arc<Worker>) -> bool {
+    /// Returns true when a batch (silent connections about, or an event loop) stopped at its
+    /// size while more connections may wait: the caller may take another batch after handling
+    /// its events, without waiting.
+    ///
+    /// A connection `w` keeps is read at once: a web server sends its request right behind
+    /// the handshake, so it is usually there already, and reading it now saves a trip through
+    /// the epoll (a sleep and a wake-up). Ready requests go to `found`.
+    pub fn accept_pending(&self, now: Instant, w: &Arc<Worker>, found: &mut Found<'_>) -> bool {
+        // A few rounds at most: a connection that closes at once (a probe) frees the budget
+        // it took, and the listener's edge that announced the next one is already consumed.
+        for _ in 0..4 {
+            let mut mine: [u32; 4] = [u32::MAX; 4];
+            let stopped = self.accept_into(now, w, &mut mine);
+            for idx in mine.into_iter().filter(|&i| i != u32::MAX) {
+                if let Some(mut g) = self.conns.lock_slot(idx) {
+                    if let Some(c) = g.as_mut() {
+                        c.readable = true;
+                        self.pump(&mut g, idx, now, found);
+                    }
+                }
+            }
+            if stopped.is_none() || found.got.is_some() {
+                return false;
+            }
+            if stopped == Some(true) {
+                return true;
+            }
+        }
+        // Still stopped by the budget: the caller looks at its epoll without waiting, then
+        // here again.
+        true
+    }
+
+    /// Accepts what the budget allows. `None` when it did not stop at the budget (nothing
+    /// allowed, or the backlog is empty); `Some(batch)` when it did: more connections may wait
+    /// (`batch`: the budget was a batch, to be taken again at once).
+    fn accept_into(&self, now: Instant, w: &Arc<Worker>, mine: &mut [u32; 4]) -> Option<bool> {
         if !self.listener_ready.load(Ordering::Acquire)
             || self.draining.load(Ordering::Acquire)
             || self.full.load(Ordering::Acquire)
         {
-            return false;
+            return None;
         }
-        let mut policy = self.policy.lock();
+        // One thread accepts at a time; another that finds it busy leaves the backlog to it
+        // (waiting on the lock would only convoy the threads behind the accept system calls).
+        let mut policy = self.policy.try_lock()?;
         let demand = Demand {
             waiting: self.accepters.load(Ordering::SeqCst),
             ready: self.ready.len(),
             loops: self.has_loops(),
             closed: self.closed_any.swap(false, Ordering::AcqRel),
         };
-        let budget = policy.budget(now, demand, |idx, gen| {
-            self.conns.lock(idx, gen).is_some_and(|c| c.fresh)
-        });
+        let budget = policy.budget(now, demand, |idx, gen| self.conns.is_fresh(idx, gen));
         if let Some(at) = budget.recheck {
-            self.add_timer((at, LISTENER_TIMER, 0));
+            self.listener_deadline(at);
         }
         let n = budget.n;
         if n == 0 {
-            return false;
+            return None;
         }
         self.listener_ready.store(false, Ordering::Release);
         let limit = config::get(Limit::MaxConns) as usize;
@@ -76,18 +110,18 @@ impl Reactor {
                     self.full.store(false, Ordering::SeqCst);
                     continue;
                 }
-                return false;
+                return None;
             }
-            let fd = match sys::accept(self.listen_fd) {
-                Ok(fd) => fd,
+            let (fd, peer_addr) = match sys::accept(self.listen_fd) {
+                Ok(a) => a,
                 Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return false,
+                    Some(libc::EAGAIN) => return None,
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
                         // Retrying at once would fail again: the connections wait in the
                         // backlog until the pause ends (a timer) or a connection closes.
                         let (pause, log) = policy.resource_error(now);
                         self.listener_ready.store(true, Ordering::Release);
-                        self.add_timer((now + pause, LISTENER_TIMER, 0));
+                        self.listener_deadline(now + pause);
                         if let Some(more) = log {
                             crate::fcgi_log!(
                                 Error,
@@ -97,7 +131,7 @@ impl Reactor {
                                 self.conns.open()
                             );
                         }
-                        return false;
+                        return None;
                     }
                     Some(
                         libc::ECONNABORTED
@@ -108,12 +142,12 @@ impl Reactor {
                     ) => continue,
                     _ => {
                         crate::fcgi_log!(Error, "accept failed: {e}");
-                        return false;
+                        return None;
                     }
                 },
             };
             let raw = fd.as_raw_fd();
-            let peer = addr::peer_of(raw);
+            let peer = addr::peer_from(&peer_addr);
             if !super::client_allowed(&peer) {
                 crate::fcgi_log!(Warning, "Connection disallowed: {peer:?} has been dropped.");
                 continue;
@@ -141,11 +175,16 @@ impl Reactor {
                 continue;
             }
             policy.accepted(idx, gen, now);
+            if Arc::ptr_eq(&to, w) {
+                if let Some(m) = mine.iter_mut().find(|m| **m == u32::MAX) {
+                    *m = idx;
+                }
+            }
             accepted += 1;
         }
         // Stopped by the budget, not by an empty backlog.
         self.listener_ready.store(true, Ordering::Release);
-        true
+        Some(budget.batch)
     }
 
     /// Starts draining (a pool worker asked to stop gracefully, or at `max_requests`): the

@@ -261,6 +261,9 @@ impl Reactor {
         if let Some(w) = &conn.owner {
             w.conns.fetch_sub(1, Ordering::Relaxed);
         }
+        if conn.armed.is_some() {
+            self.disarm(idx);
+        }
         conn.io.set_broken();
         for s in conn.reqs {
             if s.phase == Phase::Taken {
@@ -272,6 +275,7 @@ impl Reactor {
                 self.in_flight.fetch_sub(1, Ordering::AcqRel);
             }
         }
+        self.conns.not_fresh(idx);
         self.conns.release(idx);
         self.closed_any.store(true, Ordering::Release);
         if self.full.swap(false, Ordering::AcqRel) {

@@ -27,24 +27,13 @@ use super::sys::{self, epoll, Epoll, Event, EventFd, TimerFd};
 pub(super) const CONN_EVENTS: u32 = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::ET;
 use super::timers::Timers;
 use super::waiter::LoopWake;
-use super::worker::{Shared, Worker};
+use super::worker::{Shared, Worker, LISTENER, OWN, TIMER, WAKE};
 use parking_lot::Mutex;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Epoll data words of the server's own descriptors (connections use words >= 2^32).
-pub(super) const LISTENER: u64 = 1;
-/// Level-triggered: readable while every waiter must look at the run state (shutdown, a
-/// finished drain, failure); drained otherwise.
-pub(super) const WAKE: u64 = 2;
-/// Edge-triggered: one write wakes one waiter (a request was queued, the listener has more).
-pub(super) const KICK: u64 = 3;
-pub(super) const TIMER: u64 = 4;
-/// The worker owner's own eventfd (an event loop's wake-up).
-pub(super) const OWN: u64 = 5;
 
 /// Where the requests that become ready while a thread handles events go: the first to the
 /// thread itself if it serves requests (an application thread in accept), the others to its

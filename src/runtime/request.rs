@@ -344,7 +344,7 @@ impl Request {
             s.watch_write_timeout(t);
             return Ok(false);
         }
-        // At most the output buffer (16 KiB by default) beyond the room: bounded.
+        // At most the output buffer (64 KiB by default) beyond the room: bounded.
         self.flush().map(|()| true)
     }
 

@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 /// Events one wait of a worker takes: its own connections' (requests beyond the first go to
 /// its own queue while no other worker waits, see `Found::place`).
 const BATCH: usize = 16;
+/// Requests a worker serves from connections it has just accepted before it looks at its
+/// epoll once (without waiting).
+const MAX_UNPOLLED: u32 = 8;
 /// Events the standby thread and event loops take per sweep.
 const SWEEP: usize = 64;
 
@@ -167,24 +170,35 @@ impl Server {
             }
             // Output deferred for pipelined requests leaves before this thread sleeps.
             self.flush_corked();
-            let more = self.r.accept_pending(Instant::now(), w);
+            let mut found = Found::wanting(w);
+            let more = self.r.accept_pending(Instant::now(), w, &mut found);
+            // A request found on a connection just accepted is served at once, but not forever
+            // without a look at the epoll: connections of this worker that linger or wait for
+            // room are handled there.
+            let unpolled = w.unpolled.load(Ordering::Relaxed);
+            if found.got.is_some() && unpolled < MAX_UNPOLLED {
+                w.unpolled.store(unpolled + 1, Ordering::Relaxed);
+                if let Some(t) = found.got.and_then(|r| self.take(r, me, params)) {
+                    return Some(t);
+                }
+                continue;
+            }
+            w.unpolled.store(0, Ordering::Relaxed);
             // Counted as waiting before the last look at the queue: a thread that queues a
             // request after that look sees this one waiting and kicks it (reactor.rs).
             self.r.pollers.fetch_add(1, Ordering::SeqCst);
             w.waiting.store(true, Ordering::SeqCst);
             w.epoch.fetch_add(1, Ordering::Relaxed);
-            if !self.r.ready.is_empty() {
+            if !self.r.ready.is_empty() && found.got.is_none() {
                 self.leave_poll(w);
                 continue;
             }
-            let evs = self.r.wait(&w.ep, &mut buf, if more { 0 } else { -1 });
+            let wait = if more || found.got.is_some() { 0 } else { -1 };
+            let evs = self.r.wait(&w.ep, &mut buf, wait);
             self.leave_poll(w);
-            let mut found = Found::wanting(w);
             self.r.dispatch(evs, Instant::now(), &mut found);
-            if let Some(r) = found.got {
-                if let Some(t) = self.take(r, me, params) {
-                    return Some(t);
-                }
+            if let Some(t) = found.got.and_then(|r| self.take(r, me, params)) {
+                return Some(t);
             }
         }
     }
@@ -250,7 +264,10 @@ impl Server {
         params.clear();
         std::mem::swap(params, &mut slot.params);
         let (role, keep_conn, shared) = (slot.role, slot.keep_conn, slot.shared.clone());
-        conn.fresh = false;
+        if conn.fresh {
+            conn.fresh = false;
+            self.r.conns.not_fresh(r.idx);
+        }
         let pooled = super::state() & super::STATE_POOLED != 0;
         if pooled {
             super::pool::hooks::on_taken();

@@ -14,7 +14,18 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Epoll data words of the server's own descriptors (connections use words >= 2^32).
+pub(super) const LISTENER: u64 = 1;
+/// Level-triggered: readable while every waiter must look at the run state (shutdown, a
+/// finished drain, failure); drained otherwise.
+pub(super) const WAKE: u64 = 2;
+/// Edge-triggered: one write wakes one waiter (a request was queued, the listener has more).
+pub(super) const KICK: u64 = 3;
+pub(super) const TIMER: u64 = 4;
+/// The worker owner's own eventfd (an event loop's wake-up).
+pub(super) const OWN: u64 = 5;
 
 pub struct Worker {
     pub(super) ep: Epoll,
@@ -28,6 +39,9 @@ pub struct Worker {
     listening: AtomicBool,
     /// Connections registered in its epoll.
     pub(super) conns: AtomicUsize,
+    /// Requests its thread took from connections it had just accepted, since its last look at
+    /// its epoll (only its thread uses it).
+    pub(super) unpolled: AtomicU32,
     /// Requests its own events produced beyond the one its thread took, while no other worker
     /// waited: its thread serves them next (idle workers and the standby may take them).
     local: Mutex<VecDeque<Ready>>,
@@ -52,7 +66,6 @@ impl Worker {
         own: Option<(RawFd, u64)>,
         is_loop: bool,
     ) -> io::Result<Worker> {
-        use super::reactor::{KICK, LISTENER, TIMER, WAKE};
         let ep = Epoll::new()?;
         let exclusive = epoll::IN | epoll::ET | epoll::EXCLUSIVE;
         if listen {
@@ -71,6 +84,7 @@ impl Worker {
             is_loop,
             listening: AtomicBool::new(listen),
             conns: AtomicUsize::new(0),
+            unpolled: AtomicU32::new(0),
             local: Mutex::new(VecDeque::new()),
             local_n: AtomicUsize::new(0),
         })

@@ -67,20 +67,24 @@ pub fn shutdown_write(fd: RawFd) {
     let _ = syscall!(shutdown(fd, libc::SHUT_WR));
 }
 
-/// Accepts one connection, non-blocking and close-on-exec.
-pub fn accept(listen: RawFd) -> io::Result<OwnedFd> {
+/// Accepts one connection, non-blocking and close-on-exec, with the peer's address (no
+/// getpeername(2) needed afterwards).
+pub fn accept(listen: RawFd) -> io::Result<(OwnedFd, libc::sockaddr_storage)> {
     loop {
-        // SAFETY: NULL address pointers are allowed by accept4.
+        // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `ss`/`len` describe a writable buffer large enough for any socket address.
         match syscall!(accept4(
             listen,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
             libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
         )) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
             // SAFETY: accept4 returned a new descriptor that nothing else owns.
-            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Ok(fd) => return Ok((unsafe { OwnedFd::from_raw_fd(fd) }, ss)),
         }
     }
 }
