@@ -538,15 +538,15 @@ fn preforked_workers_serve_concurrently_and_stop_on_sigterm() {
 }
 
 /// A panic inside the runtime never leaves a thread hanging. The test hook
-/// FCGI_RUNTIME_TEST_PANIC=3 makes the round that reads the third accepted connection's first
-/// input panic (the first is Proc::start's probe). By then one thread of echo is blocked in
+/// FCGI_RUNTIME_TEST_PANIC=2 makes the round that reads the first bytes of the second
+/// connection to send any panic (Proc::start's probe sends none). By then one thread of echo is blocked in
 /// fcgi_read on the second connection's unfinished body and the other waits in accept: both
 /// calls return their error, every later accept returns -1, echo ends (it exits once every
 /// thread's accept returned -1), both connections are closed, and one line says why.
 #[test]
 fn a_panic_inside_the_runtime_fails_the_server_and_every_call_returns() {
-    let mut p = Proc::echo(&[("FCGI_RUNTIME_TEST_PANIC", "3")], "2");
-    // Connection 2: BEGIN, PARAMS and a part of a body that never ends.
+    let mut p = Proc::echo(&[("FCGI_RUNTIME_TEST_PANIC", "2")], "2");
+    // The first connection: BEGIN, PARAMS and a part of a body that never ends.
     let mut a = p.connect();
     let mut post = Request::new(1);
     post.keep_conn = true;
@@ -562,7 +562,7 @@ fn a_panic_inside_the_runtime_fails_the_server_and_every_call_returns() {
     a.send_raw(&bytes).unwrap();
     let rec = a.read_record().unwrap().expect("GET_VALUES_RESULT");
     assert_eq!(rec.rtype, rtype::GET_VALUES_RESULT);
-    // Connection 3: its first input panics the round that reads it.
+    // The next connection: its first input panics the round that reads it.
     let mut b = p.connect();
     b.send_request(&cgi_request(1, "x=1")).unwrap();
     let deadline = Instant::now() + IO_TIMEOUT;

@@ -84,8 +84,16 @@ pub struct Conn {
     pub fx: Effects,
     /// Management answers the engine wrote (GET_VALUES_RESULT, UNKNOWN_TYPE, refusals).
     pub mgmt_out: Vec<u8>,
-    /// Test hook (FCGI_RUNTIME_TEST_PANIC): its first input panics the event round.
-    pub fault: bool,
+    /// The last request that ended had received all of its input (the peer has nothing
+    /// more to send for it): a connection closing after it needs no linger when nothing is
+    /// left unread.
+    pub input_complete: bool,
+    /// Counted in its owner's `conns` (until it starts closing: a lingering connection
+    /// carries no more requests, and should not keep new ones from its worker).
+    pub counted: bool,
+    /// Some bytes were read from it (the first read counts for the test hook
+    /// FCGI_RUNTIME_TEST_PANIC).
+    pub spoke: bool,
     /// The worker whose epoll holds this connection (`None`: the server's orphan epoll).
     pub owner: Option<Arc<super::worker::Worker>>,
     /// Slots of ended requests, kept for the connection's next requests: no allocation per
@@ -116,7 +124,9 @@ impl Conn {
             fx: Effects::default(),
             mgmt_out: Vec::new(),
             owner: None,
-            fault: false,
+            input_complete: false,
+            counted: false,
+            spoke: false,
             spare: Vec::new(),
         }
     }
@@ -140,9 +150,30 @@ impl Conn {
         )
     }
 
+    /// The connection starts closing (no more requests): shutdown(SHUT_WR) once its output
+    /// has left, then its EOF is awaited (the linger); it no longer counts for its worker.
+    pub fn start_linger(&mut self, now: Instant) {
+        self.lingering = true;
+        self.idle_since = now;
+        self.linger_since = now;
+        self.io.shutdown_when_flushed();
+        self.uncount();
+    }
+
+    /// Stops counting the connection in its owner's `conns`.
+    pub fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            if let Some(w) = &self.owner {
+                w.conns.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Ends request slot `i`: its id is free again in the engine, the slot kept for reuse.
     pub fn drop_slot(&mut self, i: usize) {
         let mut slot = self.reqs.swap_remove(i);
+        self.input_complete =
+            slot.stdin_eof && (slot.role != Role::Filter || slot.data_eof) && !slot.truncated;
         self.engine.end_request(slot.id);
         slot.params.clear();
         slot.waiter = None;

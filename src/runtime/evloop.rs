@@ -108,7 +108,12 @@ impl Server {
         params: &mut crate::protocol::ParamStore,
     ) -> Option<Option<Taken>> {
         let _guard = self.r.guard();
-        self.take_ready(me, params)
+        let r = self.take_ready(me, params);
+        if matches!(r, Some(Some(_))) {
+            // More queued: a waiting blocking thread of the same process may take one.
+            self.r.took_ready();
+        }
+        r
     }
 
     /// [`Server::read`] without waiting: `None` when no input is there yet (the request is

@@ -41,6 +41,13 @@ impl Reactor {
         for _ in 0..4 {
             let mut mine: [u32; 4] = [u32::MAX; 4];
             let stopped = self.accept_into(now, w, &mut mine);
+            if self.accept_missed.swap(false, Ordering::SeqCst)
+                && self.listener_ready.load(Ordering::Acquire)
+            {
+                // Another thread was woken for a connection while this one held the policy:
+                // one waiting worker looks at the backlog again.
+                self.kick();
+            }
             for idx in mine.into_iter().filter(|&i| i != u32::MAX) {
                 if let Some(mut g) = self.conns.lock_slot(idx) {
                     if let Some(c) = g.as_mut() {
@@ -73,7 +80,15 @@ impl Reactor {
         }
         // One thread accepts at a time; another that finds it busy leaves the backlog to it
         // (waiting on the lock would only convoy the threads behind the accept system calls).
-        let mut policy = self.policy.try_lock()?;
+        let mut policy = match self.policy.try_lock() {
+            Some(p) => p,
+            None => {
+                // The thread accepting now looks at this flag when it is done: the listener's
+                // edge that woke this thread is not lost (see `accept_pending`).
+                self.accept_missed.store(true, Ordering::SeqCst);
+                self.policy.try_lock()?
+            }
+        };
         let demand = Demand {
             waiting: self.accepters.load(Ordering::SeqCst),
             ready: self.ready.len(),
@@ -84,7 +99,15 @@ impl Reactor {
         if let Some(at) = budget.recheck {
             self.listener_deadline(at);
         }
-        let n = budget.n;
+        // While other workers wait, one connection per round: every arriving connection wakes
+        // one waiting worker (EPOLLEXCLUSIVE), which takes its own; taking more here would
+        // leave those wake-ups with nothing to do.
+        let others_wait = !w.is_loop && self.pollers.load(Ordering::SeqCst) > 0;
+        let n = if others_wait {
+            budget.n.min(1)
+        } else {
+            budget.n
+        };
         if n == 0 {
             return None;
         }
@@ -115,7 +138,12 @@ impl Reactor {
             let (fd, peer_addr) = match sys::accept(self.listen_fd) {
                 Ok(a) => a,
                 Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return None,
+                    Some(libc::EAGAIN) => {
+                        if accepted > 0 && !w.is_loop {
+                            w.rotate(self.listen_fd, now);
+                        }
+                        return None;
+                    }
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
                         // Retrying at once would fail again: the connections wait in the
                         // backlog until the pause ends (a timer) or a connection closes.
@@ -163,7 +191,7 @@ impl Reactor {
             let to = self.pick_worker(w);
             to.conns.fetch_add(1, Ordering::Relaxed);
             conn.owner = Some(to.clone());
-            conn.fault = self.fault_for_next_conn();
+            conn.counted = true;
             self.rearm(&mut conn, idx);
             // In the table before it is in the epoll: its first event must find it.
             self.conns.insert(idx, conn);
@@ -184,6 +212,9 @@ impl Reactor {
         }
         // Stopped by the budget, not by an empty backlog.
         self.listener_ready.store(true, Ordering::Release);
+        if !w.is_loop {
+            w.rotate(self.listen_fd, now);
+        }
         Some(budget.batch)
     }
 
@@ -212,10 +243,7 @@ impl Reactor {
             // A fresh connection (accepted, first request not yet taken) is kept for that
             // request: its client never had an answer on it, so it would not retry.
             if conn.reqs.is_empty() && !conn.lingering && !conn.fresh {
-                conn.lingering = true;
-                conn.idle_since = now;
-                conn.linger_since = now;
-                conn.io.shutdown_when_flushed();
+                conn.start_linger(now);
             }
             self.rearm(conn, idx);
         }

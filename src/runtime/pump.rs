@@ -97,6 +97,10 @@ impl Reactor {
                     };
                 }
                 Ok(n) => {
+                    if !conn.spoke {
+                        conn.spoke = true;
+                        self.first_input();
+                    }
                     let res = if conn.lingering {
                         Ok(n)
                     } else {
@@ -249,18 +253,28 @@ impl Reactor {
     /// Closes the connection in `slot` now. Requests the application holds are marked aborted
     /// and their waiters notified; the slot is free for a new connection.
     pub(super) fn close_conn(&self, slot: &mut Option<Conn>, idx: u32) {
+        self.close_conn_as(slot, idx, false);
+    }
+
+    /// [`Reactor::close_conn`] from the thread that holds the connection's socket for a
+    /// request it is ending: its descriptor closes when that thread lets go a moment later,
+    /// which removes it from the epoll without a system call.
+    pub(super) fn close_conn_ending(&self, slot: &mut Option<Conn>, idx: u32) {
+        self.close_conn_as(slot, idx, true);
+    }
+
+    fn close_conn_as(&self, slot: &mut Option<Conn>, idx: u32, ending: bool) {
         let Some(conn) = self.conns.take(slot) else {
             return;
         };
         let fd = conn.io.fd();
-        if Arc::strong_count(&conn.io) > 1 {
+        if Arc::strong_count(&conn.io) > 1 + ending as usize {
             // An application thread still holds the socket (its descriptor stays open until
             // it lets go): stop its events now.
             let _ = self.epoll_of(&conn.owner).delete(fd);
         }
-        if let Some(w) = &conn.owner {
-            w.conns.fetch_sub(1, Ordering::Relaxed);
-        }
+        let mut conn = conn;
+        conn.uncount();
         if conn.armed.is_some() {
             self.disarm(idx);
         }

@@ -98,6 +98,8 @@ pub struct Reactor {
     pub(super) locals: AtomicUsize,
     /// The listener reported connections that have not all been accepted yet.
     pub(super) listener_ready: AtomicBool,
+    /// A thread woken for the listener found another accepting (see listener.rs).
+    pub(super) accept_missed: AtomicBool,
     /// FCGI_MAX_CONNS connections are open: no accept until one closes.
     pub(super) full: AtomicBool,
     /// A connection closed since the accept policy last looked (a descriptor was freed).
@@ -112,8 +114,8 @@ pub struct Reactor {
     loops_n: AtomicUsize,
     /// A panic inside the runtime: every call returns its error from now on.
     failed: AtomicBool,
-    /// Test hook (FCGI_RUNTIME_TEST_PANIC=N): the N-th connection accepted panics the round
-    /// that handles its first input (0: off).
+    /// Test hook (FCGI_RUNTIME_TEST_PANIC=N): the round that reads the first bytes of the
+    /// N-th connection to send any panics (0: off).
     fault_at: u64,
     accepted: AtomicU64,
 }
@@ -122,6 +124,7 @@ impl Reactor {
     pub fn new(listen_fd: RawFd) -> io::Result<Reactor> {
         sys::check_listening(listen_fd)?;
         sys::set_nonblocking(listen_fd)?;
+        defer_accept(listen_fd);
         let orphans = Epoll::new()?;
         let wake = EventFd::new()?;
         let kick = EventFd::new()?;
@@ -147,6 +150,7 @@ impl Reactor {
             pollers: AtomicUsize::new(0),
             locals: AtomicUsize::new(0),
             listener_ready: AtomicBool::new(false),
+            accept_missed: AtomicBool::new(false),
             full: AtomicBool::new(false),
             closed_any: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -229,9 +233,8 @@ impl Reactor {
             }
             let fd = conn.io.fd();
             let _ = self.epoll_of(&conn.owner).delete(fd);
-            if let Some(w) = &conn.owner {
-                w.conns.fetch_sub(1, Ordering::Relaxed);
-            }
+            let counted = conn.counted;
+            conn.uncount();
             let token = conns::token(idx, conn.gen);
             if self
                 .epoll_of(&to.cloned())
@@ -239,12 +242,13 @@ impl Reactor {
                 .is_ok()
             {
                 conn.owner = to.cloned();
-                if let Some(w) = to {
-                    w.conns.fetch_add(1, Ordering::Relaxed);
-                }
             } else {
                 let _ = self.orphans.add(fd, CONN_EVENTS, token);
                 conn.owner = None;
+            }
+            if let (true, Some(w)) = (counted, &conn.owner) {
+                w.conns.fetch_add(1, Ordering::Relaxed);
+                conn.counted = true;
             }
         }
     }
@@ -318,9 +322,6 @@ impl Reactor {
         let Some(conn) = g.as_mut().filter(|c| c.gen == gen) else {
             return;
         };
-        if conn.fault {
-            panic!("FCGI_RUNTIME_TEST_PANIC: a panic injected into an event round");
-        }
         if bits & epoll::OUT != 0 && conn.io.pending_len() > 0 {
             conn.io.flush_pending();
         }
@@ -404,6 +405,18 @@ impl Reactor {
             }
         }
         None
+    }
+
+    /// A thread leaves for a request (or the standby ends a sweep) with the events it received
+    /// possibly meant for a waiting worker: the listener's edge (connections may wait in the
+    /// backlog) or a kick (a request waits in the shared queue). A waiting worker is woken to
+    /// look, so that neither is lost.
+    pub fn pass_on(&self) {
+        let backlog =
+            self.listener_ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire);
+        if backlog || !self.ready.is_empty() {
+            self.kick();
+        }
     }
 
     /// Wakes one waiting thread to look at the listener and the queue again.
@@ -505,9 +518,28 @@ impl Reactor {
         FailGuard(self)
     }
 
-    /// The test hook: true for the connection whose first input is to panic its round.
-    pub(super) fn fault_for_next_conn(&self) -> bool {
-        self.fault_at != 0 && self.accepted.fetch_add(1, Ordering::Relaxed) + 1 == self.fault_at
+    /// The test hook: a connection delivered its first bytes; panics if it is the N-th.
+    pub(super) fn first_input(&self) {
+        if self.fault_at != 0 && self.accepted.fetch_add(1, Ordering::Relaxed) + 1 == self.fault_at
+        {
+            panic!("FCGI_RUNTIME_TEST_PANIC: a panic injected into an event round");
+        }
+    }
+}
+
+/// TCP_DEFER_ACCEPT on a TCP listener: the kernel hands a connection to accept(2) once its
+/// first bytes have arrived. A FastCGI client always speaks first (BEGIN_REQUEST, or
+/// GET_VALUES), so the worker that accepts a connection reads its request at once instead of
+/// sleeping in its epoll a second time for it (behind nginx without keep-alive: half the
+/// context switches per request). A connection that stays silent is still accepted after the
+/// timeout (`FCGI_RUNTIME_DEFER_ACCEPT` seconds, default 1; 0 turns it off).
+fn defer_accept(listen_fd: RawFd) {
+    let secs = std::env::var("FCGI_RUNTIME_DEFER_ACCEPT")
+        .ok()
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .unwrap_or(1);
+    if secs > 0 && sys::is_tcp(listen_fd) {
+        sys::set_defer_accept(listen_fd, secs);
     }
 }
 

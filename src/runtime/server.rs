@@ -16,7 +16,7 @@ use super::io::{ConnIo, ReqShared, SendPolicy};
 use super::reactor::{Found, Reactor};
 use super::ready::Ready;
 use super::standby::{Seen, Standby, Watch};
-use super::sys::Event;
+use super::sys::{self, Event};
 use super::waiter::Waiter;
 use super::worker::Worker;
 use parking_lot::Mutex;
@@ -153,17 +153,21 @@ impl Server {
         let mut buf = [const { MaybeUninit::<Event>::uninit() }; BATCH];
         loop {
             // This worker's own requests first, then the shared queue, then another worker's.
+            // Leaving with one of them, it passes on the listener's edge it may have received.
             while let Some(r) = self.r.pop_local(w) {
                 w.epoch.fetch_add(1, Ordering::Relaxed);
                 if let Some(t) = self.take(r, me, params) {
+                    self.r.pass_on();
                     return Some(t);
                 }
             }
             if let Some(r) = self.take_ready(me, params) {
+                self.r.pass_on();
                 return r;
             }
             if let Some(r) = self.r.steal_local(w) {
                 if let Some(t) = self.take(r, me, params) {
+                    self.r.pass_on();
                     return Some(t);
                 }
                 continue;
@@ -179,6 +183,7 @@ impl Server {
             if found.got.is_some() && unpolled < MAX_UNPOLLED {
                 w.unpolled.store(unpolled + 1, Ordering::Relaxed);
                 if let Some(t) = found.got.and_then(|r| self.take(r, me, params)) {
+                    self.r.pass_on();
                     return Some(t);
                 }
                 continue;
@@ -198,6 +203,7 @@ impl Server {
             self.leave_poll(w);
             self.r.dispatch(evs, Instant::now(), &mut found);
             if let Some(t) = found.got.and_then(|r| self.take(r, me, params)) {
+                self.r.pass_on();
                 return Some(t);
             }
         }
@@ -232,7 +238,6 @@ impl Server {
         }
         while let Some(r) = self.r.ready.pop() {
             if let Some(t) = self.take(r, me, params) {
-                self.r.took_ready();
                 return Some(Some(t));
             }
         }
@@ -494,10 +499,19 @@ impl Server {
         }
         let closing = conn.close_when_idle && conn.reqs.is_empty();
         if closing {
-            conn.lingering = true;
-            conn.idle_since = Instant::now();
-            conn.linger_since = conn.idle_since;
-            conn.io.shutdown_when_flushed();
+            // The peer sent all its input and none is left unread: closing sends no RST, so
+            // the linger (shutdown, wait for the peer's EOF) would only cost a wake-up.
+            // Otherwise the linger keeps an RST from destroying the response the peer has
+            // not read yet.
+            if conn.input_complete
+                && conn.pending_in.is_empty()
+                && conn.io.pending_len() == 0
+                && !sys::has_unread_input(conn.io.fd())
+            {
+                self.r.close_conn_ending(&mut g, t.idx);
+                return true;
+            }
+            conn.start_linger(Instant::now());
         } else if conn.paused || !conn.pending_in.is_empty() {
             // Input for the next pipelined request may be waiting behind this one.
             self.r
@@ -620,5 +634,10 @@ impl Server {
             }
         }
         self.flush_corked();
+        if !from_loop {
+            // The standby took events meant for a waiting worker (a new connection, a kick
+            // for a queued request): it passes them on.
+            self.r.pass_on();
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Epoll data words of the server's own descriptors (connections use words >= 2^32).
 pub(super) const LISTENER: u64 = 1;
@@ -26,6 +27,9 @@ pub(super) const KICK: u64 = 3;
 pub(super) const TIMER: u64 = 4;
 /// The worker owner's own eventfd (an event loop's wake-up).
 pub(super) const OWN: u64 = 5;
+
+/// Least time between two moves of a worker to the back of the listener's line.
+const ROTATE_EVERY: Duration = Duration::from_millis(10);
 
 pub struct Worker {
     pub(super) ep: Epoll,
@@ -39,6 +43,8 @@ pub struct Worker {
     listening: AtomicBool,
     /// Connections registered in its epoll.
     pub(super) conns: AtomicUsize,
+    /// When it last moved to the back of the listener's line (see [`Worker::rotate`]).
+    rotated: Mutex<Option<Instant>>,
     /// Requests its thread took from connections it had just accepted, since its last look at
     /// its epoll (only its thread uses it).
     pub(super) unpolled: AtomicU32,
@@ -84,10 +90,32 @@ impl Worker {
             is_loop,
             listening: AtomicBool::new(listen),
             conns: AtomicUsize::new(0),
+            rotated: Mutex::new(None),
             unpolled: AtomicU32::new(0),
             local: Mutex::new(VecDeque::new()),
             local_n: AtomicUsize::new(0),
         })
+    }
+
+    /// Moves this worker to the back of the listener's line. The kernel offers an arriving
+    /// connection to the `EPOLLEXCLUSIVE` registrations in the order they were made, and the
+    /// first whose epoll has a waiter takes it: without this, a lightly loaded pool would give
+    /// every connection to the same idle worker (process). Re-registering after accepting
+    /// makes the idle workers take turns, as processes blocked in accept(2) do (PHP-FPM). At
+    /// most every [`ROTATE_EVERY`], so a busy worker pays nothing per connection.
+    pub(super) fn rotate(&self, listen_fd: RawFd, now: Instant) {
+        let mut last = self.rotated.lock();
+        if last.is_some_and(|t| now.duration_since(t) < ROTATE_EVERY)
+            || !self.listening.load(Ordering::Acquire)
+        {
+            return;
+        }
+        *last = Some(now);
+        let _ = self.ep.delete(listen_fd);
+        let exclusive = epoll::IN | epoll::ET | epoll::EXCLUSIVE;
+        if let Err(e) = self.ep.add(listen_fd, exclusive, LISTENER) {
+            crate::fcgi_log!(Error, "cannot register the listener again: {e}");
+        }
     }
 
     /// The listener leaves this worker's epoll (a drain began).

@@ -28,6 +28,7 @@ pub use eventfd::{wake_raw, EventFd};
 pub use poll::{poll_one, poll_two};
 pub use process::pid;
 pub use socket::{
-    accept, check_listening, read, set_nodelay, set_nonblocking, shutdown_write, writev,
+    accept, check_listening, has_unread_input, is_tcp, read, set_defer_accept, set_nodelay,
+    set_nonblocking, shutdown_write, writev,
 };
 pub use timerfd::TimerFd;

@@ -41,6 +41,22 @@ pub fn writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     }
 }
 
+/// True when bytes the peer sent are waiting unread on `fd` (a peek that does not wait; the
+/// peer's end of input, or an error, count as nothing unread).
+pub fn has_unread_input(fd: RawFd) -> bool {
+    let mut b = 0u8;
+    // SAFETY: one writable byte.
+    matches!(
+        syscall!(recv(
+            fd,
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT
+        )),
+        Ok(n) if n > 0
+    )
+}
+
 /// Ok if `fd` is a listening socket. Otherwise the error accept(2) would give (EBADF,
 /// ENOTSOCK, or EINVAL for a socket that does not listen): polling such a descriptor for
 /// connections would wait forever (a pipe) or fail to register (a regular file).
@@ -98,6 +114,33 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         syscall!(fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK))?;
     }
     Ok(())
+}
+
+/// True for an IPv4 or IPv6 socket.
+pub fn is_tcp(fd: RawFd) -> bool {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `ss`/`len` describe a writable buffer large enough for any socket address.
+    syscall!(getsockname(
+        fd,
+        (&mut ss as *mut libc::sockaddr_storage).cast(),
+        &mut len
+    ))
+    .is_ok()
+        && matches!(ss.ss_family as libc::c_int, libc::AF_INET | libc::AF_INET6)
+}
+
+/// Sets TCP_DEFER_ACCEPT to `secs` (errors ignored: an optimisation).
+pub fn set_defer_accept(fd: RawFd, secs: libc::c_int) {
+    // SAFETY: a pointer to a c_int and its size.
+    let _ = syscall!(setsockopt(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_DEFER_ACCEPT,
+        (&secs as *const libc::c_int).cast(),
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+    ));
 }
 
 /// Sets TCP_NODELAY (ignored for non-TCP sockets).
