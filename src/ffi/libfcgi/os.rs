@@ -254,11 +254,20 @@ fn bind_listen(
     len: usize,
     backlog: c_int,
 ) -> Result<(), StepError> {
+    bind_only(fd, sa, len)?;
+    listen_only(fd, backlog)
+}
+
+fn bind_only(fd: &OwnedFd, sa: *const libc::sockaddr, len: usize) -> Result<(), StepError> {
     // SAFETY: the callers pass a valid socket address of `len` bytes for the socket's family.
     step(
         "bind",
         cvt(unsafe { libc::bind(fd.as_raw_fd(), sa, len as libc::socklen_t) }),
     )?;
+    Ok(())
+}
+
+fn listen_only(fd: &OwnedFd, backlog: c_int) -> Result<(), StepError> {
     // SAFETY: listen on a bound socket.
     step(
         "listen",
@@ -330,10 +339,15 @@ fn listen_unix(path: &Path, backlog: c_int) -> Result<OwnedFd, StepError> {
     }
     let fd = step("socket", new_socket(libc::AF_UNIX))?;
     let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    bind_listen(&fd, (&sun as *const libc::sockaddr_un).cast(), len, backlog)?;
+    bind_only(&fd, (&sun as *const libc::sockaddr_un).cast(), len)?;
+    // Mode and owner before listen: once a client can connect, the file is as configured.
     if let Err(e) = crate::runtime::sockperm::apply(path, None) {
         let _ = std::fs::remove_file(path);
         return Err(("socket permissions", e));
+    }
+    if let Err(e) = listen_only(&fd, backlog) {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
     }
     Ok(fd)
 }
