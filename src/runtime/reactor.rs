@@ -98,8 +98,6 @@ pub struct Reactor {
     pub(super) locals: AtomicUsize,
     /// The listener reported connections that have not all been accepted yet.
     pub(super) listener_ready: AtomicBool,
-    /// A thread woken for the listener found another accepting (see listener.rs).
-    pub(super) accept_missed: AtomicBool,
     /// FCGI_MAX_CONNS connections are open: no accept until one closes.
     pub(super) full: AtomicBool,
     /// A connection closed since the accept policy last looked (a descriptor was freed).
@@ -150,7 +148,6 @@ impl Reactor {
             pollers: AtomicUsize::new(0),
             locals: AtomicUsize::new(0),
             listener_ready: AtomicBool::new(false),
-            accept_missed: AtomicBool::new(false),
             full: AtomicBool::new(false),
             closed_any: AtomicBool::new(false),
             draining: AtomicBool::new(false),
