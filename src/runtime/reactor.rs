@@ -287,6 +287,21 @@ impl Reactor {
         self.workers.lock().clone()
     }
 
+    /// The workers now, copied into `out` (the standby's list, reused: no allocation once
+    /// warm, since it looks every few milliseconds while a worker is busy).
+    pub(super) fn workers_into(&self, out: &mut Vec<Arc<Worker>>) {
+        out.clear();
+        out.extend(self.workers.lock().iter().cloned());
+    }
+
+    /// True when an application thread is busy (not waiting in its epoll).
+    pub(super) fn any_busy(&self) -> bool {
+        self.workers
+            .lock()
+            .iter()
+            .any(|w| !w.is_loop && !w.waiting.load(Ordering::SeqCst))
+    }
+
     // ---- events -------------------------------------------------------------------------
 
     /// Handles the events one wait returned. Ready requests go to `found` (the first, if it
@@ -393,11 +408,13 @@ impl Reactor {
         if self.locals.load(Ordering::Acquire) == 0 {
             return None;
         }
-        for w in self.workers() {
-            if std::ptr::eq(&*w, me) {
+        // Under the list's lock: taking a worker's queue takes no connection lock.
+        let all = self.workers.lock();
+        for w in all.iter() {
+            if std::ptr::eq(&**w, me) {
                 continue;
             }
-            if let Some(r) = self.pop_local(&w) {
+            if let Some(r) = self.pop_local(w) {
                 return Some(r);
             }
         }

@@ -571,12 +571,14 @@ impl Server {
         let mut watch = Watch::default();
         let mut buf = [const { MaybeUninit::<Event>::uninit() }; SWEEP];
         let mut seen: Vec<(Arc<Worker>, Seen)> = Vec::new();
+        let mut list: Vec<Arc<Worker>> = Vec::new();
         loop {
             if self.r.is_failed() {
                 return;
             }
             let mut all_waiting = true;
-            for w in self.r.workers() {
+            self.r.workers_into(&mut list);
+            for w in list.drain(..) {
                 if w.is_loop {
                     continue;
                 }
@@ -601,12 +603,7 @@ impl Server {
             seen.retain(|(w, _)| Arc::strong_count(w) > 1);
             self.sweep(&self.r.orphans, &mut buf, false);
             if watch.check(all_waiting) {
-                self.standby.park(|| {
-                    self.r
-                        .workers()
-                        .iter()
-                        .any(|w| !w.is_loop && !w.waiting.load(Ordering::SeqCst))
-                });
+                self.standby.park(|| self.r.any_busy());
                 continue;
             }
             self.standby.nap();
