@@ -15,6 +15,8 @@
 //! | `/echo-unix`   | echo over the Unix socket                              |
 //! | `/hello`       | hello over TCP                                         |
 //!
+//! One test has a fixture of its own: `prefork -w 2` behind `keepalive 8` (PHP's model).
+//!
 //! The examples are built by `tests/common` against the library of this cargo invocation.
 //! nginx is required (CI installs it): when `/usr/sbin/nginx` is missing the tests fail, they do
 //! not skip. Every HTTP request goes through `curl --max-time 30`; every wait is bounded. The
@@ -34,8 +36,8 @@ use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 use support::{
-    check_echo, echo_lines, example_cmd, require, show, tcp_ready, unix_ready, Fixture, IO_TIMEOUT,
-    NGINX,
+    check_echo, echo_lines, example_cmd, require, show, tcp_ready, unix_ready, Fixture, Response,
+    IO_TIMEOUT, NGINX,
 };
 
 const CURL_MAX_TIME: u32 = 30;
@@ -282,4 +284,72 @@ fn fnv1a64_matches_the_c_examples() {
     assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
     assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+}
+
+/// PHP's model behind nginx with upstream keep-alive: two single-threaded processes sharing
+/// one listening socket (`prefork -w 2`). nginx keeps up to 8 connections to them and sends a
+/// request on any idle one; a connection held by the process whose only thread runs a slow
+/// request would park the request behind it while the other process is idle. The busy process
+/// closes its idle connections when its thread takes the slow request (src/runtime/shed.rs),
+/// so 8 concurrent fast requests sent while the slow one runs are all answered, by the other
+/// process, well before the slow one ends (curl gives each 8 s; the slow one takes 25 s).
+#[test]
+fn a_busy_single_threaded_worker_parks_no_kept_alive_request() {
+    require(NGINX, "nginx-light");
+    let mut fx = Fixture::new("nginx-shed");
+    fx.curl_max_time = CURL_MAX_TIME;
+    let port = fx.start_on_free_port(
+        "prefork",
+        "cannot listen on",
+        |port| {
+            let mut cmd = example_cmd("prefork", &["-w", "2"]);
+            cmd.env("FCGI_ADDR", format!("127.0.0.1:{port}"))
+                .stdin(Stdio::null());
+            cmd
+        },
+        |_, port| tcp_ready(port),
+    );
+    let upstreams = format!(
+        r#"    upstream single_threaded {{
+        server 127.0.0.1:{port};
+        keepalive 8;
+    }}"#
+    );
+    let locations = r#"        location /pf {
+            @PARAMS@
+            fastcgi_pass single_threaded;
+            fastcgi_keep_conn on;
+        }"#;
+    fx.start_nginx(&upstreams, locations);
+
+    // nginx opens connections to both processes and keeps them.
+    let pids = |rs: Vec<Response>| -> Vec<String> {
+        rs.iter()
+            .map(|r| {
+                fx.check(r.status == 200, || format!("status {}", r.status));
+                r.text().trim().to_string()
+            })
+            .collect()
+    };
+    for round in 0..3 {
+        let calls: Vec<_> = (0..8)
+            .map(|i| fx.curl_spawn(&[], &format!("/pf?warm={round}-{i}&sleep_ms=20")))
+            .collect();
+        pids(calls.into_iter().map(|c| fx.curl_wait(c)).collect());
+    }
+
+    // The slow request; it has reached a process once that process's thread sleeps in it.
+    let slow = fx.curl_spawn(&[], "/pf?slow=1&sleep_ms=25000");
+    thread::sleep(Duration::from_millis(500));
+
+    let calls: Vec<_> = (0..8)
+        .map(|i| fx.curl_spawn(&["--max-time", "8"], &format!("/pf?fast={i}")))
+        .collect();
+    let answered = pids(calls.into_iter().map(|c| fx.curl_wait(c)).collect());
+    // Every fast request was answered by the process that is not busy.
+    let distinct: std::collections::BTreeSet<&String> = answered.iter().collect();
+    fx.check(distinct.len() == 1, || {
+        format!("fast requests answered by more than one process: {answered:?}")
+    });
+    drop(slow);
 }

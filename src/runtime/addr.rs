@@ -303,6 +303,7 @@ pub fn listen_with(addr: &ListenAddr, backlog: i32, reuseport: bool) -> io::Resu
     };
     // SAFETY: `fd` is a bound socket.
     cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    super::shed::note_own_listener(fd.as_raw_fd());
     Ok(fd)
 }
 

@@ -23,6 +23,7 @@ mod ready;
 pub mod request;
 pub mod ring;
 pub mod server;
+pub mod shed;
 pub mod signals;
 pub mod sockperm;
 mod standby;

@@ -116,6 +116,8 @@ pub struct Reactor {
     /// N-th connection to send any panics (0: off).
     fault_at: u64,
     accepted: AtomicU64,
+    /// Whether idle connections close while the only thread is busy (shed.rs).
+    pub(super) shed: super::shed::Shed,
 }
 
 impl Reactor {
@@ -158,6 +160,7 @@ impl Reactor {
             failed: AtomicBool::new(false),
             fault_at: fault,
             accepted: AtomicU64::new(0),
+            shed: super::shed::Shed::for_listener(listen_fd),
         })
     }
 

@@ -141,6 +141,9 @@ impl Server {
         self.r.accepters.fetch_add(1, Ordering::SeqCst);
         let t = self.accept_loop(me, w, params);
         self.r.accepters.fetch_sub(1, Ordering::SeqCst);
+        if let Some(t) = &t {
+            self.r.shed_idle(w, t.idx);
+        }
         t
     }
 

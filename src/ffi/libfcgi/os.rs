@@ -273,6 +273,7 @@ fn listen_only(fd: &OwnedFd, backlog: c_int) -> Result<(), StepError> {
         "listen",
         cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }),
     )?;
+    crate::runtime::shed::note_own_listener(fd.as_raw_fd());
     Ok(())
 }
 

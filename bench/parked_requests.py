@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Requests parked behind a busy single-threaded worker, behind nginx with upstream keep-alive.
+
+PHP's model: `c-examples/build/prefork -w 2` (two single-threaded processes sharing one
+listening socket) behind nginx (`upstream { keepalive 8; }`, `fastcgi_keep_conn on`). CLIENTS
+HTTP clients send requests for SECONDS; one request in SLOW_EVERY sleeps SLOW_MS in the
+application, the others answer at once. A fast request that takes longer than SLOW_MS waited
+behind a slow one although the other process could have served it.
+
+    bench/parked_requests.py [--shed auto|0|1] [--secs 10] [--clients 8]
+
+Prints the fast requests' count, p50, p99, max, and how many took longer than the slow script.
+Run from the repository root after `make build`; needs nginx (Debian's nginx-light).
+"""
+
+import argparse
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, secs=10):
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on port {port}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shed", default="auto", help="FCGI_RUNTIME_SHED_IDLE for the workers")
+    ap.add_argument("--secs", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--slow-ms", type=int, default=200)
+    ap.add_argument("--slow-every", type=int, default=16)
+    a = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="parked-")
+    app_port, http_port = free_port(), free_port()
+    env = dict(os.environ, FCGI_ADDR=f"127.0.0.1:{app_port}", FCGI_RUNTIME_SHED_IDLE=a.shed,
+               LD_LIBRARY_PATH=os.path.join(ROOT, "target/release"))
+    app = subprocess.Popen([os.path.join(ROOT, "c-examples/build/prefork"), "-w", "2"],
+                           env=env, start_new_session=True)
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off; master_process off; worker_processes 1;
+error_log {tmp}/error.log warn; pid {tmp}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{ access_log off; client_body_temp_path {tmp}/cb; fastcgi_temp_path {tmp}/f;
+  proxy_temp_path {tmp}/p; uwsgi_temp_path {tmp}/u; scgi_temp_path {tmp}/s;
+  upstream app {{ server 127.0.0.1:{app_port}; keepalive 8; }}
+  server {{ listen 127.0.0.1:{http_port};
+    location / {{ include /etc/nginx/fastcgi_params; fastcgi_pass app; fastcgi_keep_conn on; }} }} }}
+""")
+    nginx = subprocess.Popen(["/usr/sbin/nginx", "-p", tmp, "-c", conf])
+    try:
+        wait_port(app_port)
+        wait_port(http_port)
+        fast, errors = [], [0]
+        lock = threading.Lock()
+        stop = time.time() + a.secs
+
+        def client(k):
+            conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
+            n = k
+            while time.time() < stop:
+                n += 1
+                slow = n % a.slow_every == 0
+                path = f"/x?sleep_ms={a.slow_ms}" if slow else "/x"
+                t0 = time.perf_counter()
+                try:
+                    conn.request("GET", path)
+                    r = conn.getresponse()
+                    r.read()
+                    ok = r.status == 200
+                except (OSError, http.client.HTTPException):
+                    ok = False
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
+                dt = (time.perf_counter() - t0) * 1000
+                with lock:
+                    if not ok:
+                        errors[0] += 1
+                    elif not slow:
+                        fast.append(dt)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        fast.sort()
+        if not fast:
+            sys.exit("no fast request was answered")
+        pct = lambda p: fast[min(len(fast) - 1, int(len(fast) * p))]
+        parked = sum(1 for x in fast if x > a.slow_ms)
+        print(f"shed={a.shed}: {len(fast)} fast requests, p50 {pct(0.5):.1f} ms, "
+              f"p99 {pct(0.99):.1f} ms, max {fast[-1]:.1f} ms; {parked} "
+              f"({100.0 * parked / len(fast):.2f}%) slower than the {a.slow_ms} ms script; "
+              f"{errors[0]} errors")
+    finally:
+        nginx.terminate()
+        os.killpg(app.pid, signal.SIGKILL)
+        app.wait()
+        nginx.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
