@@ -1,0 +1,12 @@
+//! The behaviour PHP's SAPIs expect of the FastCGI layer (issue 20), each shown outside PHP
+//! with tests/php_behaviour/fpm_worker.c, a native-API program that drives the library the way
+//! a PHP-FPM worker drives PHP's layer (its logger, its signal handling, one thread):
+//! - `signals`: the library's threads block every signal, so a signal the application blocks
+//!   stays pending instead of reaching (and killing the process from) the standby thread;
+
+mod common;
+
+#[path = "php_behaviour/signals.rs"]
+mod signals;
+#[path = "php_behaviour/worker.rs"]
+mod worker;
