@@ -64,19 +64,7 @@ impl fcgi_request {
     /// Records the client address of the request just accepted (fcgi_request_client_ip,
     /// fcgi_get_last_client_ip).
     pub(super) fn note_client(&mut self) {
-        let ip = match self.inner.current().map(|t| &t.peer) {
-            Some(addr::Peer::Tcp(sa)) => {
-                let ip = match sa.ip() {
-                    std::net::IpAddr::V6(v6) => v6
-                        .to_ipv4_mapped()
-                        .map(std::net::IpAddr::V4)
-                        .unwrap_or(sa.ip()),
-                    v4 => v4,
-                };
-                Some(ip)
-            }
-            _ => None,
-        };
+        let ip = self.inner.current().and_then(|t| t.peer.ip());
         LAST_CLIENT_IP.with(|c| c.borrow_mut().set(ip));
         self.client_ip.set(ip);
     }
@@ -173,7 +161,12 @@ pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_i
         let parsed = match addr::parse_listen(&s) {
             Ok(a) => a,
             Err(e) => {
-                crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}");
+                // PHP's line where PHP's layer logs one (a host that does not resolve, a path
+                // too long), else ours.
+                match e.php_text() {
+                    Some(php) => crate::fcgi_log!(Error, "{php}"),
+                    None => crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}"),
+                }
                 return -1;
             }
         };
@@ -184,11 +177,28 @@ pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_i
                 fd.into_raw_fd()
             }
             Err(e) => {
-                crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}");
+                match e.raw_os_error() {
+                    // PHP's line for a failed socket/bind/listen.
+                    Some(n) => crate::fcgi_log!(
+                        Error,
+                        "Cannot bind/listen socket - [{n}] {}.",
+                        strerror(n)
+                    ),
+                    None => crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}"),
+                }
                 -1
             }
         }
     })
+}
+
+/// The description of an OS error number, as `strerror` gives it.
+fn strerror(errno: c_int) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.strip_suffix(&format!(" (os error {errno})")) {
+        Some(t) => t.to_string(),
+        None => text,
+    }
 }
 
 /// Sets the mode and owner of the Unix socket files that `fcgi_listen` (and the libfcgi

@@ -158,6 +158,17 @@ pub fn set(limit: Limit, value: u64) -> Result<(), OutOfRange> {
     Ok(())
 }
 
+/// The value of a limit's environment variable, if set: the number, or the text that is not a
+/// number in the limit's range.
+fn from_env(l: Limit) -> Option<Result<u64, String>> {
+    let v = std::env::var(l.env_name()).ok()?;
+    let (lo, hi) = l.range();
+    Some(match v.trim().parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(v),
+    })
+}
+
 /// Applies `FCGI_RUNTIME_*` environment variables to the limits the application did not set
 /// itself (called when a server starts, so unmodified programs can be configured too).
 /// Invalid values are logged and ignored.
@@ -166,17 +177,17 @@ pub fn load_env() {
         if SET_BY_API.load(Ordering::Relaxed) & (1 << l as u32) != 0 {
             continue;
         }
-        let Ok(v) = std::env::var(l.env_name()) else {
-            continue;
-        };
-        let (lo, hi) = l.range();
-        match v.trim().parse::<u64>() {
-            Ok(n) if (lo..=hi).contains(&n) => TABLE.0[l as usize].store(n, Ordering::Relaxed),
-            _ => crate::fcgi_log!(
-                Error,
-                "ignoring {}={v:?}: expected a number from {lo} to {hi}",
-                l.env_name()
-            ),
+        match from_env(l) {
+            Some(Ok(n)) => TABLE.0[l as usize].store(n, Ordering::Relaxed),
+            Some(Err(v)) => {
+                let (lo, hi) = l.range();
+                crate::fcgi_log!(
+                    Error,
+                    "ignoring {}='{v}': expected a number from {lo} to {hi}",
+                    l.env_name()
+                )
+            }
+            None => {}
         }
     }
 }
