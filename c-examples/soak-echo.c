@@ -165,6 +165,9 @@ int main(int argc, char **argv)
         }
     }
     fcgi_init();
+    /* The soak multiplexes (its mux kind): say so, since the native face advertises
+       FCGI_MPXS_CONNS=0, as PHP's layer does, unless the application opts in. */
+    fcgi_set_limit(FCGI_LIMIT_MPXS_CONNS, 1);
     if (!addr)
         addr = getenv("FCGI_ADDR");
     if (addr && *addr) {

@@ -174,7 +174,9 @@ extern "C" {
  a listening socket: `getpeername(0)` fails with ENOTCONN), else 0. Later calls return the
  cached answer. In FastCGI mode it installs PHP's handlers for SIGTERM and SIGUSR1 (they
  request shutdown) and ignores SIGPIPE, each only if the application left it at its default.
- Thread-safe.
+ As PHP's does, it advertises FCGI_MPXS_CONNS=0: a second request on a connection is refused
+ with FCGI_CANT_MPX_CONN unless the application sets FCGI_LIMIT_MPXS_CONNS to 1 (before or
+ after this call) or the environment has FCGI_RUNTIME_MPXS_CONNS=1. Thread-safe.
  */
 int fcgi_init(void);
 
@@ -193,7 +195,8 @@ void fcgi_shutdown(void);
  `[ipv6]:port` (TCP, SO_REUSEADDR; `[::]` is dual-stack) or a Unix socket path (an
  existing socket file is replaced; mode 0777 unless fcgi_set_socket_permissions or
  FCGI_RUNTIME_SOCKET_MODE/_OWNER say otherwise). Returns the descriptor (close-on-exec), or
- -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init.
+ -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init;
+ like PHP's, it initialises what fcgi_init does if that was not called (FCGI_MPXS_CONNS=0).
  */
 int fcgi_listen(const char *path, int backlog);
 

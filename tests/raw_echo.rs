@@ -80,7 +80,7 @@ fn pipelined(t: Transport) {
 }
 
 fn multiplexed(t: Transport) {
-    let s = Server::echo(t, 3);
+    let s = Server::echo_mpx(t, 3);
     let mut c = s.connect();
     let reqs: Vec<Request> = (1..=3u16)
         .map(|id| {

@@ -158,7 +158,13 @@ fn too_many_params_close_the_connection() {
 
 #[test]
 fn requests_past_the_per_connection_limit_are_overloaded() {
-    let p = Proc::echo(&[("FCGI_RUNTIME_MAX_REQS_PER_CONN", "2")], "2");
+    let p = Proc::echo(
+        &[
+            ("FCGI_RUNTIME_MPXS_CONNS", "1"),
+            ("FCGI_RUNTIME_MAX_REQS_PER_CONN", "2"),
+        ],
+        "2",
+    );
     let mut c = p.connect();
     let mut wire = Vec::new();
     let reqs: Vec<Request> = (1..=3)

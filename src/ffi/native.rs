@@ -24,6 +24,7 @@ use std::os::fd::IntoRawFd;
 use std::os::raw::{c_char, c_int, c_longlong, c_uint, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicI8, Ordering};
+use std::sync::Once;
 
 /// The logger PHP's layer calls: a printf-like function. fcgi-runtime calls it with the
 /// format `"%s"` and one preformatted message.
@@ -101,11 +102,24 @@ unsafe fn bytes<'a>(p: *const c_char, len: c_int) -> Option<&'a [u8]> {
     Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) })
 }
 
+/// What PHP's fcgi_init sets up once, whichever of fcgi_init and fcgi_listen comes first: a
+/// management table holding FCGI_MPXS_CONNS "0". PHP's SAPIs serve one request at a time per
+/// process or thread, and a web server that multiplexed onto them would park requests behind
+/// a busy one; so the native face refuses a second request on a connection (FCGI_CANT_MPX_CONN)
+/// unless the application opts in (fcgi_set_limit(FCGI_LIMIT_MPXS_CONNS, 1), or
+/// FCGI_RUNTIME_MPXS_CONNS=1 for a program that does not).
+fn init_mgmt_vars() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| config::set_default(Limit::MpxsConns, 0));
+}
+
 /// Initialises the library. Returns 1 if the process runs as a FastCGI application (fd 0 is
 /// a listening socket: `getpeername(0)` fails with ENOTCONN), else 0. Later calls return the
 /// cached answer. In FastCGI mode it installs PHP's handlers for SIGTERM and SIGUSR1 (they
 /// request shutdown) and ignores SIGPIPE, each only if the application left it at its default.
-/// Thread-safe.
+/// As PHP's does, it advertises FCGI_MPXS_CONNS=0: a second request on a connection is refused
+/// with FCGI_CANT_MPX_CONN unless the application sets FCGI_LIMIT_MPXS_CONNS to 1 (before or
+/// after this call) or the environment has FCGI_RUNTIME_MPXS_CONNS=1. Thread-safe.
 #[no_mangle]
 pub extern "C" fn fcgi_init() -> c_int {
     guard("fcgi_init", 0, || {
@@ -113,6 +127,7 @@ pub extern "C" fn fcgi_init() -> c_int {
         if v >= 0 {
             return v as c_int;
         }
+        init_mgmt_vars();
         let is = addr::fd_is_listening_socket(0);
         if is {
             super::signals::install();
@@ -147,7 +162,8 @@ pub extern "C" fn fcgi_shutdown() {
 /// `[ipv6]:port` (TCP, SO_REUSEADDR; `[::]` is dual-stack) or a Unix socket path (an
 /// existing socket file is replaced; mode 0777 unless fcgi_set_socket_permissions or
 /// FCGI_RUNTIME_SOCKET_MODE/_OWNER say otherwise). Returns the descriptor (close-on-exec), or
-/// -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init.
+/// -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init;
+/// like PHP's, it initialises what fcgi_init does if that was not called (FCGI_MPXS_CONNS=0).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_int {
     guard("fcgi_listen", -1, || {
@@ -172,6 +188,7 @@ pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_i
         };
         match addr::listen(&parsed, if backlog > 0 { backlog } else { 128 }) {
             Ok(fd) => {
+                init_mgmt_vars();
                 IS_FASTCGI.store(1, Ordering::Release);
                 super::signals::install();
                 fd.into_raw_fd()

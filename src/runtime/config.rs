@@ -158,6 +158,23 @@ pub fn set(limit: Limit, value: u64) -> Result<(), OutOfRange> {
     Ok(())
 }
 
+/// Gives a limit the default of a face (the native face's `fcgi_init` advertises
+/// FCGI_MPXS_CONNS=0, as PHP's does). Unlike [`set`], it yields to both other sources: a
+/// value the application set through the API stays, and the limit's environment variable
+/// still overrides it.
+pub fn set_default(limit: Limit, value: u64) {
+    debug_assert!((limit.range().0..=limit.range().1).contains(&value));
+    if SET_BY_API.load(Ordering::Relaxed) & (1 << limit as u32) != 0 {
+        return;
+    }
+    let v = match from_env(limit) {
+        Some(Ok(n)) => n,
+        // An invalid value is reported by load_env, when a server starts.
+        _ => value,
+    };
+    TABLE.0[limit as usize].store(v, Ordering::Relaxed);
+}
+
 /// The value of a limit's environment variable, if set: the number, or the text that is not a
 /// number in the limit's range.
 fn from_env(l: Limit) -> Option<Result<u64, String>> {

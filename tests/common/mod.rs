@@ -200,9 +200,19 @@ impl Server {
     /// Starts `program` (a name in the examples dir) with `args`, listening per `transport`,
     /// and waits until it accepts connections.
     pub fn start(program: &str, transport: Transport, args: &[&str]) -> Server {
+        Server::start_with_env(program, transport, args, &[])
+    }
+
+    /// [`Server::start`] with extra environment.
+    pub fn start_with_env(
+        program: &str,
+        transport: Transport,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let path = example(program);
         let mut cmd = Command::new(&path);
-        cmd.args(args);
+        cmd.args(args).envs(env.iter().copied());
         // cargo's own LD_LIBRARY_PATH names several target directories, which may hold
         // different builds of libfcgi.so.0 (and it outranks the programs' RUNPATH): name the
         // one the examples were linked against.
@@ -249,6 +259,19 @@ impl Server {
     pub fn echo(transport: Transport, threads: u32) -> Server {
         let t = threads.to_string();
         Server::start("echo", transport, &["-t", &t])
+    }
+
+    /// [`Server::echo`] opted in to multiplexing (FCGI_RUNTIME_MPXS_CONNS=1): a native-API
+    /// program advertises FCGI_MPXS_CONNS=0, as PHP's layer does, and refuses a second request
+    /// on a connection unless it opts in.
+    pub fn echo_mpx(transport: Transport, threads: u32) -> Server {
+        let t = threads.to_string();
+        Server::start_with_env(
+            "echo",
+            transport,
+            &["-t", &t],
+            &[("FCGI_RUNTIME_MPXS_CONNS", "1")],
+        )
     }
 
     fn wait_ready(&mut self) {
