@@ -9,7 +9,8 @@
  *
  * The response is, exactly:
  *   Content-Type: text/plain\r\n\r\n
- *   NAME=VALUE\n            one line per param, in arrival order (fcgi_loadenv)
+ *   NAME=VALUE\n            one line per variable, in fcgi_loadenv's order (PHP's: the
+ *                           last param to arrive first, FCGI_ROLE last)
  *   STDIN_LENGTH=<n>\n      bytes read from STDIN with fcgi_read until it returned 0 (or < 0)
  *   STDIN_FNV1A64=<hex>\n   64-bit FNV-1a of those bytes, 16 lowercase hex digits
  *

@@ -963,7 +963,8 @@ fn keep_conn_without_multiplexing_reuses_connections() {
         let text = r.text();
         fx.check(
             r.status == 200
-                && text.starts_with("FCGI_ROLE=RESPONDER\n")
+                // echo prints fcgi_loadenv's order (PHP's): FCGI_ROLE last.
+                && text.contains("\nFCGI_ROLE=RESPONDER\nSTDIN_LENGTH=0\n")
                 && text.lines().any(|l| l == format!("QUERY_STRING=seq={i}"))
                 && text.contains("STDIN_LENGTH=0\n"),
             || format!("sequential request {i}: status {}, body:\n{text}", r.status),

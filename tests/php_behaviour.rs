@@ -5,10 +5,13 @@
 //!   stays pending instead of reaching (and killing the process from) the standby thread;
 //! - `mpxs`: the native face advertises FCGI_MPXS_CONNS=0 after fcgi_init, as PHP's does, and
 //!   refuses a second request on a connection unless the application opts in;
+//! - `loadenv`: fcgi_loadenv visits variables in the order of PHP's hash, allocating nothing;
 //! - `logs`: the events PHP's layer logs come out with PHP's texts and levels.
 
 mod common;
 
+#[path = "php_behaviour/loadenv.rs"]
+mod loadenv;
 #[path = "php_behaviour/logs.rs"]
 mod logs;
 #[path = "php_behaviour/mpxs.rs"]

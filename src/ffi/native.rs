@@ -41,6 +41,8 @@ pub struct fcgi_request {
     pub(super) owner: *mut super::native_loop::fcgi_loop,
     /// The application's pointer (fcgi_set_request_data).
     pub(super) data: *mut c_void,
+    /// fcgi_loadenv's NUL-terminated copy of each name, reused from call to call.
+    name_buf: Vec<u8>,
 }
 
 impl fcgi_request {
@@ -59,6 +61,7 @@ impl fcgi_request {
             client_ip: IpText::new(),
             owner,
             data: ptr::null_mut(),
+            name_buf: Vec::new(),
         }
     }
 
@@ -296,6 +299,7 @@ pub extern "C" fn fcgi_init_request(
             client_ip: IpText::new(),
             owner: ptr::null_mut(),
             data: ptr::null_mut(),
+            name_buf: Vec::new(),
         }))
     })
 }
@@ -628,9 +632,14 @@ pub unsafe extern "C" fn fcgi_has_env(req: *mut fcgi_request) -> c_int {
     })
 }
 
-/// Calls `load_func(var, var_len, val, val_len, array)` for every request variable in arrival
-/// order (for a name received twice, once, with the last value), then for variables added by
-/// fcgi_putenv. `array` is passed through (PHP passes a zval).
+/// Calls `load_func(var, var_len, val, val_len, array)` for every request variable, in the
+/// order of PHP's layer: newest first. That is the variables fcgi_putenv created (the last one
+/// first), then the received PARAMS from the last to arrive to the first, `FCGI_ROLE` last. A
+/// name received twice is visited once, where it first arrived, with its last value; a value
+/// replaced by fcgi_putenv keeps its place; a deleted variable is skipped, and one set again
+/// after its deletion counts as created then. `var` is NUL-terminated and valid during the
+/// call; `val` is the stored value (as fcgi_getenv returns it). `array` is passed through
+/// (PHP passes a zval). Allocates nothing once the request object has seen its longest name.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loadenv(
     req: *mut fcgi_request,
@@ -642,7 +651,7 @@ pub unsafe extern "C" fn fcgi_loadenv(
         let (Some(r), Some(f)) = (unsafe { self::req(req) }, load_func) else {
             return;
         };
-        let mut name_buf: Vec<u8> = Vec::with_capacity(64);
+        let name_buf = &mut r.name_buf;
         r.inner.env.for_each(|name, val, len| {
             name_buf.clear();
             name_buf.extend_from_slice(name);

@@ -351,12 +351,20 @@ pub fn body(len: usize, seed: u64) -> Vec<u8> {
     v
 }
 
-/// What echo.c answers for these params (in arrival order) and body, with the `FCGI_ROLE`
-/// the runtime adds in front.
+/// What echo.c answers for these params (given in arrival order) and body. Its lines come in
+/// fcgi_loadenv's order, PHP's: the last name to arrive first, a repeated name once (where it
+/// first arrived, with its last value), and `FCGI_ROLE`, which the runtime sets before any
+/// received pair, last.
 pub fn echo_expected(role: &str, params: &[(Vec<u8>, Vec<u8>)], stdin: &[u8]) -> Vec<u8> {
-    let mut out = b"Content-Type: text/plain\r\n\r\n".to_vec();
-    out.extend_from_slice(format!("FCGI_ROLE={role}\n").as_bytes());
+    let mut vars: Vec<(&[u8], &[u8])> = vec![(b"FCGI_ROLE", role.as_bytes())];
     for (n, v) in params {
+        match vars.iter_mut().find(|(name, _)| *name == n.as_slice()) {
+            Some(var) => var.1 = v,
+            None => vars.push((n, v)),
+        }
+    }
+    let mut out = b"Content-Type: text/plain\r\n\r\n".to_vec();
+    for (n, v) in vars.iter().rev() {
         out.extend_from_slice(n);
         out.push(b'=');
         out.extend_from_slice(v);
