@@ -9,11 +9,16 @@
  *
  * The response is, exactly:
  *   Content-Type: text/plain\r\n\r\n
- *   NAME=VALUE\n            one line per param, in arrival order (fcgi_loadenv)
+ *   NAME=VALUE\n            one line per variable, in fcgi_loadenv's order (PHP's: the
+ *                           last param to arrive first, FCGI_ROLE last)
  *   STDIN_LENGTH=<n>\n      bytes read from STDIN with fcgi_read until it returned 0 (or < 0)
  *   STDIN_FNV1A64=<hex>\n   64-bit FNV-1a of those bytes, 16 lowercase hex digits
  *
  * With QUERY_STRING containing sleep_ms=N the thread sleeps N ms before reading the body.
+ * Like every native-API program it advertises FCGI_MPXS_CONNS=0 (fcgi_init does, as PHP's
+ * layer): a second request on a busy connection is refused. FCGI_RUNTIME_MPXS_CONNS=1 in the
+ * environment lets web servers multiplex (a program can also call
+ * fcgi_set_limit(FCGI_LIMIT_MPXS_CONNS, 1) itself).
  * Exits 0 once every thread's fcgi_accept_request has returned -1. Installs no signal handlers.
  */
 #include <errno.h>

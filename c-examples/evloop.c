@@ -332,6 +332,9 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    /* Any number of requests may share a connection: opt in to multiplexing, which fcgi_init and
+       fcgi_listen leave off (FCGI_MPXS_CONNS=0), as PHP's layer does. */
+    fcgi_set_limit(FCGI_LIMIT_MPXS_CONNS, 1);
     if (!addr)
         addr = getenv("FCGI_ADDR");
     if (addr) {

@@ -8,7 +8,8 @@
  * Each of the THREADS threads (default 4) owns one fcgi_request. The response is, exactly:
  *
  *   Content-Type: text/plain\r\n\r\n
- *   NAME=VALUE\n            one line per param, in arrival order (fcgi_loadenv)
+ *   NAME=VALUE\n            one line per variable, in fcgi_loadenv's order (PHP's: the
+ *                           last param to arrive first, FCGI_ROLE last)
  *   STDIN_LENGTH=<n>\n      bytes read from STDIN until fcgi_read returned 0 (or < 0)
  *   STDIN_FNV1A64=<hex>\n   64-bit FNV-1a of those bytes, 16 lowercase hex digits
  *   <the STDIN bytes>
@@ -165,6 +166,9 @@ int main(int argc, char **argv)
         }
     }
     fcgi_init();
+    /* The soak multiplexes (its mux kind): say so, since the native face advertises
+       FCGI_MPXS_CONNS=0, as PHP's layer does, unless the application opts in. */
+    fcgi_set_limit(FCGI_LIMIT_MPXS_CONNS, 1);
     if (!addr)
         addr = getenv("FCGI_ADDR");
     if (addr && *addr) {

@@ -174,7 +174,9 @@ extern "C" {
  a listening socket: `getpeername(0)` fails with ENOTCONN), else 0. Later calls return the
  cached answer. In FastCGI mode it installs PHP's handlers for SIGTERM and SIGUSR1 (they
  request shutdown) and ignores SIGPIPE, each only if the application left it at its default.
- Thread-safe.
+ As PHP's does, it advertises FCGI_MPXS_CONNS=0: a second request on a connection is refused
+ with FCGI_CANT_MPX_CONN unless the application sets FCGI_LIMIT_MPXS_CONNS to 1 (before or
+ after this call) or the environment has FCGI_RUNTIME_MPXS_CONNS=1. Thread-safe.
  */
 int fcgi_init(void);
 
@@ -193,7 +195,8 @@ void fcgi_shutdown(void);
  `[ipv6]:port` (TCP, SO_REUSEADDR; `[::]` is dual-stack) or a Unix socket path (an
  existing socket file is replaced; mode 0777 unless fcgi_set_socket_permissions or
  FCGI_RUNTIME_SOCKET_MODE/_OWNER say otherwise). Returns the descriptor (close-on-exec), or
- -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init.
+ -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init;
+ like PHP's, it initialises what fcgi_init does if that was not called (FCGI_MPXS_CONNS=0).
  */
 int fcgi_listen(const char *path, int backlog);
 
@@ -326,9 +329,14 @@ char *fcgi_quick_putenv(fcgi_request *req, char *var, int var_len, unsigned int 
 int fcgi_has_env(fcgi_request *req);
 
 /*
- Calls `load_func(var, var_len, val, val_len, array)` for every request variable in arrival
- order (for a name received twice, once, with the last value), then for variables added by
- fcgi_putenv. `array` is passed through (PHP passes a zval).
+ Calls `load_func(var, var_len, val, val_len, array)` for every request variable, in the
+ order of PHP's layer: newest first. That is the variables fcgi_putenv created (the last one
+ first), then the received PARAMS from the last to arrive to the first, `FCGI_ROLE` last. A
+ name received twice is visited once, where it first arrived, with its last value; a value
+ replaced by fcgi_putenv keeps its place; a deleted variable is skipped, and one set again
+ after its deletion counts as created then. `var` is NUL-terminated and valid during the
+ call; `val` is the stored value (as fcgi_getenv returns it). `array` is passed through
+ (PHP passes a zval). Allocates nothing once the request object has seen its longest name.
  */
 void fcgi_loadenv(fcgi_request *req, fcgi_apply_func load_func, void *array);
 
@@ -421,8 +429,9 @@ long long fcgi_get_limit(fcgi_limit which);
 
 /*
  Copies every variable of the request's environment into `buf` as `NAME '\0' VALUE '\0'`
- pairs, in fcgi_loadenv's order (received PARAMS, then fcgi_putenv additions; deleted
- names left out). A name or value ends at its first NUL byte, as fcgi_getenv returns it.
+ pairs, in fcgi_loadenv's order (PHP's: newest first, so fcgi_putenv additions, then the
+ received PARAMS from the last to arrive to the first; deleted names left out). A name or
+ value ends at its first NUL byte, as fcgi_getenv returns it.
  Returns the number of bytes the whole block takes (0: no variables); when that is more
  than `size`, nothing is written: call again with a buffer at least that large. Returns -1
  when `req` is NULL, or `buf` is NULL with a non-zero `size`.

@@ -12,7 +12,10 @@
 //! The reader checks the framing an application must produce and reports violations as
 //! [`io::ErrorKind::InvalidData`]: a version other than 1, a stream record after that stream's
 //! end, output after END_REQUEST, END_REQUEST(COMPLETE) without the empty STDOUT record, records
-//! of unexpected types or ids.
+//! of unexpected types or ids. One of them real applications commit: PHP's FastCGI layer never
+//! sends the empty STDOUT record, and web servers take END_REQUEST as the end of the output.
+//! A lenient reader ([`Client::set_strict`], [`ResponseBuilder::lenient`]) accepts that and
+//! notes it in [`Response::stdout_unterminated`].
 
 use crate::protocol::record::{
     push_begin_request, push_nv_pair, push_record, push_stream, push_stream_end, rtype, Header,
@@ -149,6 +152,9 @@ pub struct Response {
     pub stdout_closed: bool,
     /// Whether STDERR was terminated by its empty record (it may also never have been opened).
     pub stderr_closed: bool,
+    /// END_REQUEST(COMPLETE) ended STDOUT without its empty record (FastCGI §5.3 wants one;
+    /// PHP's layer never sends it). Only a lenient reader accepts such a response.
+    pub stdout_unterminated: bool,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -162,12 +168,22 @@ fn invalid(msg: String) -> io::Error {
 pub struct ResponseBuilder {
     resp: Response,
     ended: bool,
+    lenient: bool,
 }
 
 impl ResponseBuilder {
-    /// An empty builder.
+    /// An empty builder that holds the application to the specification.
     pub fn new() -> ResponseBuilder {
         ResponseBuilder::default()
+    }
+
+    /// An empty builder that accepts END_REQUEST(COMPLETE) without the empty STDOUT record,
+    /// setting [`Response::stdout_unterminated`] instead of failing.
+    pub fn lenient() -> ResponseBuilder {
+        ResponseBuilder {
+            lenient: true,
+            ..ResponseBuilder::default()
+        }
     }
 
     /// Whether END_REQUEST has been fed.
@@ -187,8 +203,9 @@ impl ResponseBuilder {
 
     /// Adds a record of this request (the id is not checked); `Ok(true)` once END_REQUEST
     /// completed the response. Any record after END_REQUEST, a stream record after its
-    /// stream's end, a malformed END_REQUEST or a type other than STDOUT, STDERR and
-    /// END_REQUEST is `InvalidData`.
+    /// stream's end, a malformed END_REQUEST, a type other than STDOUT, STDERR and
+    /// END_REQUEST, and (unless lenient) END_REQUEST(COMPLETE) before the empty STDOUT record
+    /// are `InvalidData`.
     pub fn feed(&mut self, rec: RawRecord) -> io::Result<bool> {
         if self.ended {
             return Err(invalid(format!(
@@ -229,9 +246,12 @@ impl ResponseBuilder {
                 r.app_status = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
                 r.protocol_status = c[4];
                 if r.protocol_status == 0 && !r.stdout_closed {
-                    return Err(invalid(format!(
-                        "END_REQUEST(COMPLETE) without the empty STDOUT record (id {id})"
-                    )));
+                    if !self.lenient {
+                        return Err(invalid(format!(
+                            "END_REQUEST(COMPLETE) without the empty STDOUT record (id {id})"
+                        )));
+                    }
+                    r.stdout_unterminated = true;
                 }
                 self.ended = true;
                 Ok(true)
@@ -277,6 +297,7 @@ pub fn decode_nv_pairs(mut b: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 #[derive(Debug)]
 pub struct Client {
     reader: BufReader<ClientStream>,
+    strict: bool,
 }
 
 impl Client {
@@ -289,6 +310,21 @@ impl Client {
     pub fn from_stream(stream: ClientStream) -> Client {
         Client {
             reader: BufReader::with_capacity(64 * 1024, stream),
+            strict: true,
+        }
+    }
+
+    /// Whether responses must end STDOUT with its empty record (the default), or may end it
+    /// at END_REQUEST as PHP's layer does (noted in [`Response::stdout_unterminated`]).
+    pub fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
+    }
+
+    fn builder(&self) -> ResponseBuilder {
+        if self.strict {
+            ResponseBuilder::new()
+        } else {
+            ResponseBuilder::lenient()
         }
     }
 
@@ -358,7 +394,7 @@ impl Client {
     /// Reads the response to request `id`, up to and including its END_REQUEST. Records for any
     /// other id (management records included) are an error.
     pub fn read_response(&mut self, id: u16) -> io::Result<Response> {
-        let mut p = ResponseBuilder::new();
+        let mut p = self.builder();
         loop {
             let rec = self.next_record()?;
             if rec.id != id {
@@ -377,7 +413,7 @@ impl Client {
     /// records arrive, until each id has its END_REQUEST. Other ids are an error.
     pub fn read_responses(&mut self, ids: &[u16]) -> io::Result<HashMap<u16, Response>> {
         let mut open: HashMap<u16, ResponseBuilder> =
-            ids.iter().map(|&i| (i, ResponseBuilder::new())).collect();
+            ids.iter().map(|&i| (i, self.builder())).collect();
         let mut done = HashMap::new();
         while !open.is_empty() {
             let rec = self.next_record()?;
@@ -519,6 +555,32 @@ mod tests {
         assert_eq!(p[0].1.len(), 300);
         assert!(decode_nv_pairs(&b[..b.len() - 3]).is_err());
         assert!(decode_nv_pairs(&[0x80, 0]).is_err());
+    }
+
+    #[test]
+    fn only_a_lenient_builder_takes_stdout_ended_by_end_request() {
+        let rec = |t: u8, c: &[u8]| RawRecord {
+            rtype: t,
+            id: 1,
+            content: c.to_vec(),
+            padding_len: 0,
+        };
+        let end = [0, 0, 0, 0, 0, 0, 0, 0];
+        let mut strict = ResponseBuilder::new();
+        strict.feed(rec(rtype::STDOUT, b"php")).unwrap();
+        let e = strict.feed(rec(rtype::END_REQUEST, &end)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let mut lenient = ResponseBuilder::lenient();
+        lenient.feed(rec(rtype::STDOUT, b"php")).unwrap();
+        assert!(lenient.feed(rec(rtype::END_REQUEST, &end)).unwrap());
+        let r = lenient.into_response();
+        assert!(r.stdout_unterminated && !r.stdout_closed);
+        assert_eq!(r.stdout, b"php");
+        // A well-formed response is no note.
+        let mut lenient = ResponseBuilder::lenient();
+        lenient.feed(rec(rtype::STDOUT, b"")).unwrap();
+        lenient.feed(rec(rtype::END_REQUEST, &end)).unwrap();
+        assert!(!lenient.into_response().stdout_unterminated);
     }
 
     #[test]

@@ -346,13 +346,24 @@ struct App {
 /// Starts the face's echo as the document's comments say: `echo -t 4 -a ADDR` listens itself;
 /// lf-echo gets a listening socket as fd 0.
 fn start_app(fx: &mut Fixture, face: Face, name: &str, transport: Transport) -> App {
+    start_app_with_env(fx, face, name, transport, &[])
+}
+
+/// [`start_app`] with extra environment for the native face's program (echo).
+fn start_app_with_env(
+    fx: &mut Fixture,
+    face: Face,
+    name: &str,
+    transport: Transport,
+    env: &[(&str, &str)],
+) -> App {
     let addr = match (face, transport) {
         (Face::Native, Transport::Tcp) => Addr::Tcp(fx.start_on_free_port(
             name,
             "cannot listen on",
             |port| {
                 let mut cmd = example_cmd("echo", &["-t", "4", "-a", &format!("127.0.0.1:{port}")]);
-                cmd.stdin(Stdio::null());
+                cmd.envs(env.iter().copied()).stdin(Stdio::null());
                 cmd
             },
             |_, port| tcp_ready(port),
@@ -360,7 +371,9 @@ fn start_app(fx: &mut Fixture, face: Face, name: &str, transport: Transport) -> 
         (Face::Native, Transport::Unix) => {
             let sock = fx.path(&format!("{name}.sock"));
             let mut cmd = example_cmd("echo", &["-t", "4", "-a"]);
-            cmd.arg(&sock).stdin(Stdio::null());
+            cmd.arg(&sock)
+                .envs(env.iter().copied())
+                .stdin(Stdio::null());
             fx.spawn(name, &mut cmd);
             let probe = sock.clone();
             fx.wait_ready(name, move || unix_ready(&probe));

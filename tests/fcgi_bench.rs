@@ -183,7 +183,7 @@ fn hello_count_text_and_json() {
 
 #[test]
 fn echo_body_multiplexed() {
-    let server = Server::echo(Transport::Tcp, 2);
+    let server = Server::echo_mpx(Transport::Tcp, 2);
     let o = bench(&[
         "-c",
         "2",

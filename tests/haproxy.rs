@@ -138,7 +138,13 @@ struct App {
     echoes_body: bool,
 }
 
-/// `echo -t THREADS -a 127.0.0.1:PORT` with extra environment (`FCGI_RUNTIME_*` limits).
+/// The environment every echo here starts with: it opts in to multiplexing (a native-API
+/// program advertises FCGI_MPXS_CONNS=0, as PHP's layer does, unless it does), which is what
+/// these tests put behind HAProxy.
+const ECHO_ENV: &[(&str, &str)] = &[("FCGI_RUNTIME_MPXS_CONNS", "1")];
+
+/// `echo -t THREADS -a 127.0.0.1:PORT` with [`ECHO_ENV`] and extra environment
+/// (`FCGI_RUNTIME_*` limits, which may override it).
 fn start_echo_tcp(fx: &mut Fixture, name: &str, threads: u32, env: &[(&str, &str)]) -> App {
     let t = threads.to_string();
     let port = fx.start_on_free_port(
@@ -146,7 +152,8 @@ fn start_echo_tcp(fx: &mut Fixture, name: &str, threads: u32, env: &[(&str, &str
         "cannot listen on",
         |port| {
             let mut cmd = example_cmd("echo", &["-t", &t, "-a", &format!("127.0.0.1:{port}")]);
-            cmd.envs(env.iter().copied()).stdin(Stdio::null());
+            cmd.envs(ECHO_ENV.iter().chain(env).copied())
+                .stdin(Stdio::null());
             cmd
         },
         |_, port| tcp_ready(port),
@@ -157,11 +164,13 @@ fn start_echo_tcp(fx: &mut Fixture, name: &str, threads: u32, env: &[(&str, &str
     }
 }
 
-/// `echo -t THREADS -a DIR/NAME.sock` (a Unix-domain socket).
+/// `echo -t THREADS -a DIR/NAME.sock` (a Unix-domain socket), with [`ECHO_ENV`].
 fn start_echo_unix(fx: &mut Fixture, name: &str, threads: u32) -> App {
     let sock = fx.path(&format!("{name}.sock"));
     let mut cmd = example_cmd("echo", &["-t", &threads.to_string(), "-a"]);
-    cmd.arg(&sock).stdin(Stdio::null());
+    cmd.arg(&sock)
+        .envs(ECHO_ENV.iter().copied())
+        .stdin(Stdio::null());
     fx.spawn(name, &mut cmd);
     let probe = sock.clone();
     fx.wait_ready(name, move || unix_ready(&probe));
@@ -954,7 +963,8 @@ fn keep_conn_without_multiplexing_reuses_connections() {
         let text = r.text();
         fx.check(
             r.status == 200
-                && text.starts_with("FCGI_ROLE=RESPONDER\n")
+                // echo prints fcgi_loadenv's order (PHP's): FCGI_ROLE last.
+                && text.contains("\nFCGI_ROLE=RESPONDER\nSTDIN_LENGTH=0\n")
                 && text.lines().any(|l| l == format!("QUERY_STRING=seq={i}"))
                 && text.contains("STDIN_LENGTH=0\n"),
             || format!("sequential request {i}: status {}, body:\n{text}", r.status),

@@ -440,7 +440,7 @@ fn thousand_concurrent_connections_over_a_small_pool(face: Face) {
                             Ok(resp) => {
                                 let text = resp.text();
                                 let ok = resp.status == 200
-                                    && text.starts_with("FCGI_ROLE=RESPONDER\n")
+                                    && support::role_in_place(&text.lines().collect::<Vec<_>>())
                                     && text.contains(&format!("\nQUERY_STRING={query}\n"))
                                     && text.ends_with(&format!(
                                         "STDIN_LENGTH=0\nSTDIN_FNV1A64={:016x}\n",

@@ -157,6 +157,7 @@ fn plain_app_scope_bodies_upload_errors_and_lifespan() {
             "content-type=b'application/x-www-form-urlencoded'".into(),
             "content-length=b'3'".into(),
             format!("host=b'127.0.0.1:{port}'"),
+            "first_header=b'host'".into(),
             "headers_are_bytes=True".into(),
             "client_host=127.0.0.1".into(),
             "client_port_is_int=True".into(),

@@ -54,7 +54,9 @@ fn sequential_same_id(t: Transport) {
 }
 
 fn pipelined(t: Transport) {
-    let s = Server::echo(t, 1);
+    // Requests 2 and 3 arrive while 1 is in progress: multiplexing, which echo opts in to
+    // (without it, as under PHP, they would get FCGI_CANT_MPX_CONN).
+    let s = Server::echo_mpx(t, 1);
     let mut c = s.connect();
     let reqs: Vec<Request> = (1..=3)
         .map(|id| {
@@ -80,7 +82,7 @@ fn pipelined(t: Transport) {
 }
 
 fn multiplexed(t: Transport) {
-    let s = Server::echo(t, 3);
+    let s = Server::echo_mpx(t, 3);
     let mut c = s.connect();
     let reqs: Vec<Request> = (1..=3u16)
         .map(|id| {

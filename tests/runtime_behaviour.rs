@@ -140,7 +140,7 @@ fn params_larger_than_the_limit_close_the_connection_with_a_log_line() {
     let mut c = p.connect();
     let ok = cgi_request(1, "small=1");
     assert_output(&c.request(&ok).unwrap().stdout, &echo_expected_for(&ok));
-    p.assert_logged("ParamsTooLarge");
+    p.assert_logged("larger than the limit (FCGI_LIMIT_MAX_PARAMS_BYTES)");
 }
 
 #[test]
@@ -153,12 +153,18 @@ fn too_many_params_close_the_connection() {
     }
     c.send_request(&req).expect("send");
     assert_eof(&mut c);
-    p.assert_logged("TooManyParams");
+    p.assert_logged("more pairs than the limit (FCGI_LIMIT_MAX_PARAMS_COUNT)");
 }
 
 #[test]
 fn requests_past_the_per_connection_limit_are_overloaded() {
-    let p = Proc::echo(&[("FCGI_RUNTIME_MAX_REQS_PER_CONN", "2")], "2");
+    let p = Proc::echo(
+        &[
+            ("FCGI_RUNTIME_MPXS_CONNS", "1"),
+            ("FCGI_RUNTIME_MAX_REQS_PER_CONN", "2"),
+        ],
+        "2",
+    );
     let mut c = p.connect();
     let mut wire = Vec::new();
     let reqs: Vec<Request> = (1..=3)

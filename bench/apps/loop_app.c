@@ -23,6 +23,9 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    /* Any number of requests per connection: opt in (fcgi_listen advertises FCGI_MPXS_CONNS=0,
+       as PHP's layer does). */
+    fcgi_set_limit(FCGI_LIMIT_MPXS_CONNS, 1);
     int lfd = fcgi_listen(argv[1], 1024);
     fcgi_loop *lp = lfd < 0 ? NULL : fcgi_loop_new(lfd);
     int ep = epoll_create1(EPOLL_CLOEXEC);

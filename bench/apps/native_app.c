@@ -114,6 +114,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < BIG; i++)
         big_body[i] = (i % 64 == 63) ? '\n' : (char)('a' + i % 26);
     fcgi_init();
+    /* The suite multiplexes (S-rows with a depth): opt in, as the native face advertises
+       FCGI_MPXS_CONNS=0 after fcgi_init, like PHP's layer. */
+    fcgi_set_limit(FCGI_LIMIT_MPXS_CONNS, 1);
     listen_fd = fcgi_listen(argv[1], 1024);
     if (listen_fd < 0) {
         fprintf(stderr, "native_app: cannot listen on %s\n", argv[1]);

@@ -3,6 +3,10 @@
 //!
 //! Exit status: 0 when END_REQUEST says REQUEST_COMPLETE, 1 on connection or protocol errors,
 //! 2 on usage errors, 3 when the protocol status is not REQUEST_COMPLETE.
+//!
+//! It speaks to every real application: a response whose STDOUT ends at END_REQUEST without
+//! the empty STDOUT record (PHP's FastCGI layer never sends it) is accepted and reported as a
+//! conformance note on stderr; `--strict` makes it a protocol error.
 
 use fcgi::client::{Client, Request};
 use std::io::{self, Read, Write};
@@ -28,6 +32,8 @@ options:
   -n N              send the request N times over one kept connection
   --get-values      query FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS and print them
   -i                print '# app_status=N protocol_status=N' to stderr per response
+  --strict          a response whose STDOUT ends at END_REQUEST without the empty STDOUT
+                    record (PHP's layer never sends it) is a protocol error, not a note
   -h, --help        this help
 
 exit status: 0 request complete, 1 connection/protocol error, 2 usage error,
@@ -56,6 +62,7 @@ struct Options {
     count: u32,
     get_values: bool,
     info: bool,
+    strict: bool,
 }
 
 /// What the command line asks for.
@@ -82,6 +89,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String
         count: 1,
         get_values: false,
         info: false,
+        strict: false,
     };
     let mut only_positional = false;
     while let Some(arg) = it.next() {
@@ -136,6 +144,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String
             }
             "--get-values" => o.get_values = true,
             "-i" => o.info = true,
+            "--strict" => o.strict = true,
             _ => return Err(format!("unknown option '{arg}'")),
         }
     }
@@ -231,7 +240,9 @@ fn read_body(b: &Body) -> Result<Vec<u8>, Failure> {
     }
 }
 
-fn run(o: &Options) -> Result<u8, Failure> {
+/// Runs the command; `unterminated` counts the responses whose STDOUT ended at END_REQUEST
+/// without its empty record (accepted unless --strict).
+fn run(o: &Options, unterminated: &mut u32) -> Result<u8, Failure> {
     if o.get_values {
         let mut c = Client::connect(&o.address)
             .map_err(|e| Failure(1, format!("cannot connect to {}: {e}", o.address)))?;
@@ -270,9 +281,11 @@ fn run(o: &Options) -> Result<u8, Failure> {
     req.data = data.map(|(b, _)| b).unwrap_or_default();
     let mut c = Client::connect(&o.address)
         .map_err(|e| Failure(1, format!("cannot connect to {}: {e}", o.address)))?;
+    c.set_strict(o.strict);
     for i in 0..o.count {
         req.keep_conn = i + 1 < o.count || o.keep;
         let r = c.request(&req)?;
+        *unterminated += u32::from(r.stdout_unterminated);
         io::stdout().write_all(&r.stdout)?;
         io::stdout().flush()?;
         io::stderr().write_all(&r.stderr)?;
@@ -301,13 +314,25 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Ok(Command::Run(o)) => match run(&o) {
-            Ok(code) => ExitCode::from(code),
-            Err(Failure(code, msg)) => {
-                eprintln!("fcgi-client: {msg}");
-                ExitCode::from(code)
+        Ok(Command::Run(o)) => {
+            let mut unterminated = 0;
+            let result = run(&o, &mut unterminated);
+            if unterminated > 0 {
+                eprintln!(
+                    "fcgi-client: note: {unterminated} of {} responses ended STDOUT at \
+                     END_REQUEST without the empty STDOUT record (FastCGI 1.0 §5.3; PHP's \
+                     FastCGI layer never sends it); accepted, --strict makes it an error",
+                    o.count
+                );
             }
-        },
+            match result {
+                Ok(code) => ExitCode::from(code),
+                Err(Failure(code, msg)) => {
+                    eprintln!("fcgi-client: {msg}");
+                    ExitCode::from(code)
+                }
+            }
+        }
         Err(msg) => {
             eprintln!("fcgi-client: {msg}\n\n{USAGE}");
             ExitCode::from(2)
@@ -442,6 +467,8 @@ mod tests {
         assert_eq!(parse(&["-h"]), Ok(Command::Help));
         assert_eq!(parse(&["1", "--help"]), Ok(Command::Help));
         assert!(opts(&["--get-values", "[::1]:9000"]).get_values);
+        assert!(!opts(&["9000"]).strict);
+        assert!(opts(&["--strict", "9000"]).strict);
         assert_eq!(opts(&["--", "-weird-path"]).address, "-weird-path");
     }
 

@@ -24,6 +24,7 @@ use std::os::fd::IntoRawFd;
 use std::os::raw::{c_char, c_int, c_longlong, c_uint, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicI8, Ordering};
+use std::sync::Once;
 
 /// The logger PHP's layer calls: a printf-like function. fcgi-runtime calls it with the
 /// format `"%s"` and one preformatted message.
@@ -40,6 +41,8 @@ pub struct fcgi_request {
     pub(super) owner: *mut super::native_loop::fcgi_loop,
     /// The application's pointer (fcgi_set_request_data).
     pub(super) data: *mut c_void,
+    /// fcgi_loadenv's NUL-terminated copy of each name, reused from call to call.
+    name_buf: Vec<u8>,
 }
 
 impl fcgi_request {
@@ -58,25 +61,14 @@ impl fcgi_request {
             client_ip: IpText::new(),
             owner,
             data: ptr::null_mut(),
+            name_buf: Vec::new(),
         }
     }
 
     /// Records the client address of the request just accepted (fcgi_request_client_ip,
     /// fcgi_get_last_client_ip).
     pub(super) fn note_client(&mut self) {
-        let ip = match self.inner.current().map(|t| &t.peer) {
-            Some(addr::Peer::Tcp(sa)) => {
-                let ip = match sa.ip() {
-                    std::net::IpAddr::V6(v6) => v6
-                        .to_ipv4_mapped()
-                        .map(std::net::IpAddr::V4)
-                        .unwrap_or(sa.ip()),
-                    v4 => v4,
-                };
-                Some(ip)
-            }
-            _ => None,
-        };
+        let ip = self.inner.current().and_then(|t| t.peer.ip());
         LAST_CLIENT_IP.with(|c| c.borrow_mut().set(ip));
         self.client_ip.set(ip);
     }
@@ -113,11 +105,24 @@ unsafe fn bytes<'a>(p: *const c_char, len: c_int) -> Option<&'a [u8]> {
     Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) })
 }
 
+/// What PHP's fcgi_init sets up once, whichever of fcgi_init and fcgi_listen comes first: a
+/// management table holding FCGI_MPXS_CONNS "0". PHP's SAPIs serve one request at a time per
+/// process or thread, and a web server that multiplexed onto them would park requests behind
+/// a busy one; so the native face refuses a second request on a connection (FCGI_CANT_MPX_CONN)
+/// unless the application opts in (fcgi_set_limit(FCGI_LIMIT_MPXS_CONNS, 1), or
+/// FCGI_RUNTIME_MPXS_CONNS=1 for a program that does not).
+fn init_mgmt_vars() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| config::set_default(Limit::MpxsConns, 0));
+}
+
 /// Initialises the library. Returns 1 if the process runs as a FastCGI application (fd 0 is
 /// a listening socket: `getpeername(0)` fails with ENOTCONN), else 0. Later calls return the
 /// cached answer. In FastCGI mode it installs PHP's handlers for SIGTERM and SIGUSR1 (they
 /// request shutdown) and ignores SIGPIPE, each only if the application left it at its default.
-/// Thread-safe.
+/// As PHP's does, it advertises FCGI_MPXS_CONNS=0: a second request on a connection is refused
+/// with FCGI_CANT_MPX_CONN unless the application sets FCGI_LIMIT_MPXS_CONNS to 1 (before or
+/// after this call) or the environment has FCGI_RUNTIME_MPXS_CONNS=1. Thread-safe.
 #[no_mangle]
 pub extern "C" fn fcgi_init() -> c_int {
     guard("fcgi_init", 0, || {
@@ -125,6 +130,7 @@ pub extern "C" fn fcgi_init() -> c_int {
         if v >= 0 {
             return v as c_int;
         }
+        init_mgmt_vars();
         let is = addr::fd_is_listening_socket(0);
         if is {
             super::signals::install();
@@ -159,7 +165,8 @@ pub extern "C" fn fcgi_shutdown() {
 /// `[ipv6]:port` (TCP, SO_REUSEADDR; `[::]` is dual-stack) or a Unix socket path (an
 /// existing socket file is replaced; mode 0777 unless fcgi_set_socket_permissions or
 /// FCGI_RUNTIME_SOCKET_MODE/_OWNER say otherwise). Returns the descriptor (close-on-exec), or
-/// -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init.
+/// -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init;
+/// like PHP's, it initialises what fcgi_init does if that was not called (FCGI_MPXS_CONNS=0).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_int {
     guard("fcgi_listen", -1, || {
@@ -173,22 +180,45 @@ pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_i
         let parsed = match addr::parse_listen(&s) {
             Ok(a) => a,
             Err(e) => {
-                crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}");
+                // PHP's line where PHP's layer logs one (a host that does not resolve, a path
+                // too long), else ours.
+                match e.php_text() {
+                    Some(php) => crate::fcgi_log!(Error, "{php}"),
+                    None => crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}"),
+                }
                 return -1;
             }
         };
         match addr::listen(&parsed, if backlog > 0 { backlog } else { 128 }) {
             Ok(fd) => {
+                init_mgmt_vars();
                 IS_FASTCGI.store(1, Ordering::Release);
                 super::signals::install();
                 fd.into_raw_fd()
             }
             Err(e) => {
-                crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}");
+                match e.raw_os_error() {
+                    // PHP's line for a failed socket/bind/listen.
+                    Some(n) => crate::fcgi_log!(
+                        Error,
+                        "Cannot bind/listen socket - [{n}] {}.",
+                        strerror(n)
+                    ),
+                    None => crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}"),
+                }
                 -1
             }
         }
     })
+}
+
+/// The description of an OS error number, as `strerror` gives it.
+fn strerror(errno: c_int) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.strip_suffix(&format!(" (os error {errno})")) {
+        Some(t) => t.to_string(),
+        None => text,
+    }
 }
 
 /// Sets the mode and owner of the Unix socket files that `fcgi_listen` (and the libfcgi
@@ -269,6 +299,7 @@ pub extern "C" fn fcgi_init_request(
             client_ip: IpText::new(),
             owner: ptr::null_mut(),
             data: ptr::null_mut(),
+            name_buf: Vec::new(),
         }))
     })
 }
@@ -601,9 +632,14 @@ pub unsafe extern "C" fn fcgi_has_env(req: *mut fcgi_request) -> c_int {
     })
 }
 
-/// Calls `load_func(var, var_len, val, val_len, array)` for every request variable in arrival
-/// order (for a name received twice, once, with the last value), then for variables added by
-/// fcgi_putenv. `array` is passed through (PHP passes a zval).
+/// Calls `load_func(var, var_len, val, val_len, array)` for every request variable, in the
+/// order of PHP's layer: newest first. That is the variables fcgi_putenv created (the last one
+/// first), then the received PARAMS from the last to arrive to the first, `FCGI_ROLE` last. A
+/// name received twice is visited once, where it first arrived, with its last value; a value
+/// replaced by fcgi_putenv keeps its place; a deleted variable is skipped, and one set again
+/// after its deletion counts as created then. `var` is NUL-terminated and valid during the
+/// call; `val` is the stored value (as fcgi_getenv returns it). `array` is passed through
+/// (PHP passes a zval). Allocates nothing once the request object has seen its longest name.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loadenv(
     req: *mut fcgi_request,
@@ -615,7 +651,7 @@ pub unsafe extern "C" fn fcgi_loadenv(
         let (Some(r), Some(f)) = (unsafe { self::req(req) }, load_func) else {
             return;
         };
-        let mut name_buf: Vec<u8> = Vec::with_capacity(64);
+        let name_buf = &mut r.name_buf;
         r.inner.env.for_each(|name, val, len| {
             name_buf.clear();
             name_buf.extend_from_slice(name);

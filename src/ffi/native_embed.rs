@@ -18,8 +18,9 @@ use crate::runtime::log;
 use std::os::raw::{c_char, c_int, c_long, c_void};
 
 /// Copies every variable of the request's environment into `buf` as `NAME '\0' VALUE '\0'`
-/// pairs, in fcgi_loadenv's order (received PARAMS, then fcgi_putenv additions; deleted
-/// names left out). A name or value ends at its first NUL byte, as fcgi_getenv returns it.
+/// pairs, in fcgi_loadenv's order (PHP's: newest first, so fcgi_putenv additions, then the
+/// received PARAMS from the last to arrive to the first; deleted names left out). A name or
+/// value ends at its first NUL byte, as fcgi_getenv returns it.
 /// Returns the number of bytes the whole block takes (0: no variables); when that is more
 /// than `size`, nothing is written: call again with a buffer at least that large. Returns -1
 /// when `req` is NULL, or `buf` is NULL with a non-zero `size`.

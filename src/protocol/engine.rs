@@ -74,6 +74,45 @@ pub enum ProtocolError {
     MalformedGetValues,
 }
 
+/// What the peer did, for the log line of the closed connection.
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ProtocolError::BadVersion(v) => write!(f, "a record of version {v} (1 expected)"),
+            ProtocolError::BadBeginLength(n) => {
+                write!(f, "a BEGIN_REQUEST of {n} bytes (8 expected)")
+            }
+            ProtocolError::DuplicateRequestId(id) => {
+                write!(
+                    f,
+                    "a second BEGIN_REQUEST for request {id}, which is in progress"
+                )
+            }
+            ProtocolError::UnexpectedRecord { rtype, request_id } => {
+                write!(
+                    f,
+                    "a record of type {rtype} out of order for request {request_id}"
+                )
+            }
+            ProtocolError::MalformedParams(id) => write!(
+                f,
+                "malformed PARAMS for request {id} (a name-value pair cut short or with \
+                 inconsistent lengths)"
+            ),
+            ProtocolError::ParamsTooLarge(id) => write!(
+                f,
+                "PARAMS of request {id} larger than the limit (FCGI_LIMIT_MAX_PARAMS_BYTES)"
+            ),
+            ProtocolError::TooManyParams(id) => write!(
+                f,
+                "PARAMS of request {id} with more pairs than the limit \
+                 (FCGI_LIMIT_MAX_PARAMS_COUNT)"
+            ),
+            ProtocolError::MalformedGetValues => f.write_str("a malformed GET_VALUES record"),
+        }
+    }
+}
+
 /// Receives the events of one connection. Implemented by the runtime.
 pub trait Sink {
     /// A BEGIN_REQUEST for a new id passed the engine's own checks (role, multiplexing,

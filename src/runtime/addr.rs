@@ -41,33 +41,82 @@ pub enum ListenAddr {
     Unix(PathBuf),
 }
 
+/// Why a text is not an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddrError {
+    /// The host of `host:port` did not resolve; `reason` is the resolver's.
+    Unresolved { host: String, reason: String },
+    /// A Unix socket path of `len` bytes: `sun_path` holds at most `SUN_PATH_LEN - 1`.
+    PathTooLong { path: String, len: usize },
+    /// Anything else (an empty text, a bad port or IPv6 address, a NUL byte), as a message.
+    Invalid(String),
+}
+
+impl AddrError {
+    /// The line PHP's `fcgi_listen` logs for the same failure, where it logs one (its texts,
+    /// so that a SAPI's log reads as under PHP).
+    pub fn php_text(&self) -> Option<String> {
+        match self {
+            AddrError::Unresolved { host, .. } => {
+                Some(format!("Cannot resolve host name '{host}'!"))
+            }
+            AddrError::PathTooLong { .. } => {
+                Some("Listening socket's path name is too long.".to_string())
+            }
+            AddrError::Invalid(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AddrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddrError::Unresolved { host, reason } => {
+                write!(f, "cannot resolve host name '{host}': {reason}")
+            }
+            AddrError::PathTooLong { path, len } => write!(
+                f,
+                "socket path '{path}' is too long ({len} bytes, at most {})",
+                SUN_PATH_LEN - 1
+            ),
+            AddrError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for AddrError {}
+
 /// Parses a listening address in PHP's `fcgi_listen` syntax, extended with `[v6]:port`.
 ///
 /// An empty or `*` host means `0.0.0.0`. Host names are resolved with the system resolver; the
-/// first IPv4 result is preferred, else the first result. Errors are human-readable messages.
-pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
+/// first IPv4 result is preferred, else the first result.
+pub fn parse_listen(s: &str) -> Result<ListenAddr, AddrError> {
     parse_addr(s, IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// The shared parser: `empty_host` is what an absent (or `*`) host stands for.
-fn parse_addr(s: &str, empty_host: IpAddr) -> Result<ListenAddr, String> {
+fn parse_addr(s: &str, empty_host: IpAddr) -> Result<ListenAddr, AddrError> {
+    let invalid = AddrError::Invalid;
     if s.is_empty() {
-        return Err("empty address".to_string());
+        return Err(invalid("empty address".to_string()));
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return match parse_port(s) {
             Some(port) => Ok(ListenAddr::Tcp(SocketAddr::new(empty_host, port))),
-            None => Err(format!("invalid port '{s}'")),
+            None => Err(invalid(format!("invalid port '{s}'"))),
         };
     }
     if let Some(rest) = s.strip_prefix('[') {
-        let (host, port) = rest
-            .split_once("]:")
-            .ok_or_else(|| format!("invalid IPv6 address '{s}': expected [address]:port"))?;
+        let (host, port) = rest.split_once("]:").ok_or_else(|| {
+            invalid(format!(
+                "invalid IPv6 address '{s}': expected [address]:port"
+            ))
+        })?;
         let ip: Ipv6Addr = host
             .parse()
-            .map_err(|_| format!("invalid IPv6 address '{host}'"))?;
-        let port = parse_port(port).ok_or_else(|| format!("invalid port '{port}' in '{s}'"))?;
+            .map_err(|_| invalid(format!("invalid IPv6 address '{host}'")))?;
+        let port =
+            parse_port(port).ok_or_else(|| invalid(format!("invalid port '{port}' in '{s}'")))?;
         return Ok(ListenAddr::Tcp(SocketAddr::new(IpAddr::V6(ip), port)));
     }
     if let Some((host, port)) = s.split_once(':') {
@@ -88,36 +137,41 @@ fn parse_port(s: &str) -> Option<u16> {
 }
 
 /// Resolves the host part of `host:port`.
-fn resolve_host(host: &str, port: u16, empty_host: IpAddr) -> Result<IpAddr, String> {
+fn resolve_host(host: &str, port: u16, empty_host: IpAddr) -> Result<IpAddr, AddrError> {
     if host.is_empty() || host == "*" {
         return Ok(empty_host);
     }
     if let Ok(ip) = host.parse::<Ipv4Addr>() {
         return Ok(IpAddr::V4(ip));
     }
+    let unresolved = |reason: String| AddrError::Unresolved {
+        host: host.to_string(),
+        reason,
+    };
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve host name '{host}': {e}"))?
+        .map_err(|e| unresolved(e.to_string()))?
         .collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or_else(|| addrs.first())
         .map(|a| a.ip())
-        .ok_or_else(|| format!("cannot resolve host name '{host}': no address"))
+        .ok_or_else(|| unresolved("no address".to_string()))
 }
 
 /// Checks that a Unix socket path fits `sun_path` and holds no NUL.
-fn unix_path(s: &str) -> Result<PathBuf, String> {
+fn unix_path(s: &str) -> Result<PathBuf, AddrError> {
     if s.len() >= SUN_PATH_LEN {
-        return Err(format!(
-            "socket path '{s}' is too long ({} bytes, at most {})",
-            s.len(),
-            SUN_PATH_LEN - 1
-        ));
+        return Err(AddrError::PathTooLong {
+            path: s.to_string(),
+            len: s.len(),
+        });
     }
     if s.contains('\0') {
-        return Err("socket path contains a NUL byte".to_string());
+        return Err(AddrError::Invalid(
+            "socket path contains a NUL byte".to_string(),
+        ));
     }
     Ok(PathBuf::from(s))
 }
@@ -345,6 +399,32 @@ pub enum Peer {
     Other,
 }
 
+impl Peer {
+    /// The client's IP address as PHP's `fcgi_get_last_client_ip` shows it (an IPv4-mapped
+    /// IPv6 address as IPv4); None for peers that are not TCP.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Peer::Tcp(sa) => Some(match sa.ip() {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                v4 => v4,
+            }),
+            Peer::Unix | Peer::Other => None,
+        }
+    }
+}
+
+/// For log lines: the client's IP address (as [`Peer::ip`]), "a Unix socket" or "an unknown
+/// peer".
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self, self.ip()) {
+            (_, Some(ip)) => write!(f, "{ip}"),
+            (Peer::Unix, None) => f.write_str("a Unix socket"),
+            _ => f.write_str("an unknown peer"),
+        }
+    }
+}
+
 /// Finds the peer of a connected socket with `getpeername`.
 pub fn peer_of(fd: RawFd) -> Peer {
     match getpeername(fd) {
@@ -511,6 +591,25 @@ mod tests {
             assert_eq!(l.ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
         }
         assert!(parse_listen("no-such-host.invalid:9000").is_err());
+    }
+
+    /// The failures PHP's fcgi_listen logs have PHP's lines; the others none.
+    #[test]
+    fn php_texts_of_errors() {
+        let e = parse_listen("no-such-host.invalid:9000").unwrap_err();
+        assert_eq!(
+            e.php_text().as_deref(),
+            Some("Cannot resolve host name 'no-such-host.invalid'!")
+        );
+        let e = parse_listen(&format!("/{}", "a".repeat(107))).unwrap_err();
+        assert_eq!(
+            e.php_text().as_deref(),
+            Some("Listening socket's path name is too long.")
+        );
+        assert!(e.to_string().contains("108 bytes, at most 107"), "{e}");
+        for bad in ["", "0", "[::1]", "[nope]:9000"] {
+            assert_eq!(parse_listen(bad).unwrap_err().php_text(), None, "{bad}");
+        }
     }
 
     #[test]

@@ -158,6 +158,34 @@ pub fn set(limit: Limit, value: u64) -> Result<(), OutOfRange> {
     Ok(())
 }
 
+/// Gives a limit the default of a face (the native face's `fcgi_init` advertises
+/// FCGI_MPXS_CONNS=0, as PHP's does). Unlike [`set`], it yields to both other sources: a
+/// value the application set through the API stays, and the limit's environment variable
+/// still overrides it.
+pub fn set_default(limit: Limit, value: u64) {
+    debug_assert!((limit.range().0..=limit.range().1).contains(&value));
+    if SET_BY_API.load(Ordering::Relaxed) & (1 << limit as u32) != 0 {
+        return;
+    }
+    let v = match from_env(limit) {
+        Some(Ok(n)) => n,
+        // An invalid value is reported by load_env, when a server starts.
+        _ => value,
+    };
+    TABLE.0[limit as usize].store(v, Ordering::Relaxed);
+}
+
+/// The value of a limit's environment variable, if set: the number, or the text that is not a
+/// number in the limit's range.
+fn from_env(l: Limit) -> Option<Result<u64, String>> {
+    let v = std::env::var(l.env_name()).ok()?;
+    let (lo, hi) = l.range();
+    Some(match v.trim().parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(v),
+    })
+}
+
 /// Applies `FCGI_RUNTIME_*` environment variables to the limits the application did not set
 /// itself (called when a server starts, so unmodified programs can be configured too).
 /// Invalid values are logged and ignored.
@@ -166,17 +194,17 @@ pub fn load_env() {
         if SET_BY_API.load(Ordering::Relaxed) & (1 << l as u32) != 0 {
             continue;
         }
-        let Ok(v) = std::env::var(l.env_name()) else {
-            continue;
-        };
-        let (lo, hi) = l.range();
-        match v.trim().parse::<u64>() {
-            Ok(n) if (lo..=hi).contains(&n) => TABLE.0[l as usize].store(n, Ordering::Relaxed),
-            _ => crate::fcgi_log!(
-                Error,
-                "ignoring {}={v:?}: expected a number from {lo} to {hi}",
-                l.env_name()
-            ),
+        match from_env(l) {
+            Some(Ok(n)) => TABLE.0[l as usize].store(n, Ordering::Relaxed),
+            Some(Err(v)) => {
+                let (lo, hi) = l.range();
+                crate::fcgi_log!(
+                    Error,
+                    "ignoring {}='{v}': expected a number from {lo} to {hi}",
+                    l.env_name()
+                )
+            }
+            None => {}
         }
     }
 }

@@ -83,7 +83,7 @@ impl Reactor {
             // The non-blocking face's write timeout (a blocking writer times itself out).
             crate::fcgi_log!(
                 Warning,
-                "write to {:?} timed out after {} ms; closing",
+                "write to {} timed out after {} ms; closing",
                 conn.peer,
                 write_timeout.as_millis()
             );
@@ -107,12 +107,12 @@ impl Reactor {
                 } else if conn.reqs.iter().any(|s| s.phase == Phase::Params) {
                     crate::fcgi_log!(
                         Warning,
-                        "PARAMS from {:?} not complete within {} ms; closing the connection",
+                        "PARAMS from {} not complete within {} ms; closing the connection",
                         conn.peer,
                         config::get(Limit::ParamsTimeoutMs)
                     );
                 } else {
-                    crate::fcgi_log!(Debug, "closing idle connection from {:?}", conn.peer);
+                    crate::fcgi_log!(Debug, "closing idle connection from {}", conn.peer);
                 }
                 self.close_conn(&mut g, idx);
             }

@@ -5,22 +5,33 @@
 //! received PARAMS are never modified by `putenv`, and replacement values live in segments
 //! that never move.
 
+use crate::protocol::params::Entry;
 use crate::protocol::ParamStore;
 
 const SEG: usize = 4096;
 
-/// One `putenv`: a name and its new value (None: deleted).
+/// A `putenv` change: a name and its value (None: deleted).
 #[derive(Debug)]
 struct Override {
     name: Vec<u8>,
     /// The NUL-terminated value (inside a segment of `Env`) and its length.
     value: Option<(*mut u8, usize)>,
+    /// A variable of its own, placed where `putenv` created it (PHP's new hash bucket);
+    /// false: the received PARAMS variable of that name, changed or deleted in place.
+    fresh: bool,
 }
 
 /// PARAMS plus overrides.
+///
+/// The order [`Env::for_each`] visits is PHP's (`fcgi_hash_apply`): its hash puts each new
+/// variable at the head of a list, so variables come newest first: `putenv` additions (the
+/// last one first), then the PARAMS by first arrival, the last one first, `FCGI_ROLE` (pushed
+/// before every received pair) at the end. Giving an existing variable a new value keeps its
+/// place; a deleted variable is skipped, and setting it again creates it anew (at the head).
 #[derive(Default, Debug)]
 pub struct Env {
     pub params: ParamStore,
+    /// At most one per name, in order of creation.
     overrides: Vec<Override>,
     segs: Vec<Box<[u8]>>,
     used: usize,
@@ -64,7 +75,7 @@ impl Env {
     }
 
     fn override_of(&self, name: &[u8]) -> Option<&Override> {
-        self.overrides.iter().rev().find(|o| o.name == name)
+        self.overrides.iter().find(|o| o.name == name)
     }
 
     /// Pointer to the NUL-terminated value of `name`, or NULL.
@@ -88,59 +99,77 @@ impl Env {
     /// Sets (`Some`) or deletes (`None`) a variable; returns the stored copy or NULL.
     pub fn put(&mut self, name: &[u8], val: Option<&[u8]>) -> *mut u8 {
         let value = val.map(|v| self.store(v));
-        match self.overrides.iter_mut().find(|o| o.name == name) {
-            Some(o) => o.value = value,
-            None => self.overrides.push(Override {
-                name: name.to_vec(),
-                value,
-            }),
+        let ret = value.map_or(std::ptr::null_mut(), |(p, _)| p);
+        match self.overrides.iter().position(|o| o.name == name) {
+            // A live variable changes in place (or is deleted).
+            Some(i) if self.overrides[i].value.is_some() => self.overrides[i].value = value,
+            // A deleted one stays deleted, or is created anew: at the head of the order.
+            Some(i) => {
+                if value.is_some() {
+                    let mut o = self.overrides.remove(i);
+                    o.value = value;
+                    o.fresh = true;
+                    self.overrides.push(o);
+                }
+            }
+            None => {
+                let received = self.params.find(name).is_some();
+                if received || value.is_some() {
+                    self.overrides.push(Override {
+                        name: name.to_vec(),
+                        value,
+                        fresh: !received,
+                    });
+                }
+            }
         }
-        value.map_or(std::ptr::null_mut(), |(p, _)| p)
+        ret
     }
 
-    /// Visits every live variable in insertion order: received PARAMS (for duplicates, the
-    /// last one, at its first position), then variables added by `put`. Each visit gets the
-    /// name and a writable value pointer with its length.
+    /// Visits every live variable in PHP's order (see [`Env`]): each gets its name and a
+    /// writable value pointer with its length. Allocates nothing.
     pub fn for_each(&mut self, mut f: impl FnMut(&[u8], *mut u8, usize)) {
+        for o in self.overrides.iter().rev().filter(|o| o.fresh) {
+            if let Some((p, len)) = o.value {
+                f(&o.name, p, len);
+            }
+        }
         let base = self.params.base_ptr();
-        let n = self.params.len();
-        for i in 0..n {
-            let e = self.params.entries()[i];
-            let name = {
-                // SAFETY: the entry's name bytes lie inside the params buffer.
-                unsafe { std::slice::from_raw_parts(base.add(e.off as usize), e.name_len as usize) }
-            };
-            // Only the first occurrence of a name is visited (with the last value).
-            let first = self.params.entries()[..i].iter().all(|p| {
-                p.name_len != e.name_len
-                    // SAFETY: as above, for an earlier entry.
-                    || unsafe { std::slice::from_raw_parts(base.add(p.off as usize), p.name_len as usize) }
-                        != name
-            });
-            if !first {
+        let entries = self.params.entries();
+        // SAFETY: an entry's name bytes lie inside the params buffer, which does not change
+        // while the application holds the request.
+        let name_of = |e: &Entry| unsafe {
+            std::slice::from_raw_parts(base.add(e.off as usize), e.name_len as usize)
+        };
+        for (i, e) in entries.iter().enumerate().rev() {
+            let name = name_of(e);
+            // A name is visited once, at its first arrival, with its last value.
+            if entries[..i]
+                .iter()
+                .any(|p| p.name_len == e.name_len && name_of(p) == name)
+            {
                 continue;
             }
-            match self.override_of(name).map(|o| o.value) {
-                Some(None) => continue,
-                Some(Some((p, len))) => f(name, p, len),
+            match self.overrides.iter().find(|o| o.name == name) {
+                Some(o) if o.fresh => {}
+                Some(o) => {
+                    if let Some((p, len)) = o.value {
+                        f(name, p, len);
+                    }
+                }
                 None => {
-                    let last = *self.params.find(name).unwrap_or(&e);
+                    let last = entries[i..]
+                        .iter()
+                        .rev()
+                        .find(|p| p.name_len == e.name_len && name_of(p) == name)
+                        .unwrap_or(e);
                     // SAFETY: the entry's value lies inside the params buffer.
                     f(
                         name,
                         unsafe { base.add(last.value_off()) },
                         last.value_len as usize,
-                    )
+                    );
                 }
-            }
-        }
-        for i in 0..self.overrides.len() {
-            let o = &self.overrides[i];
-            if self.params.find(&o.name).is_some() {
-                continue;
-            }
-            if let Some((p, len)) = o.value {
-                f(&o.name, p, len);
             }
         }
     }
@@ -181,19 +210,52 @@ mod tests {
         assert_eq!(s(e.get_ptr(b"C")).len(), 5000);
         let mut seen = Vec::new();
         e.for_each(|n, _, l| seen.push((String::from_utf8_lossy(n).to_string(), l)));
-        assert_eq!(seen, vec![("A".into(), 3), ("C".into(), 5000)]);
+        assert_eq!(seen, vec![("C".into(), 5000), ("A".into(), 3)]);
         e.clear();
         assert!(e.get_ptr(b"A").is_null());
     }
 
+    fn visit(e: &mut Env) -> Vec<String> {
+        let mut seen = Vec::new();
+        e.for_each(|n, p, _| seen.push(format!("{}={}", String::from_utf8_lossy(n), s(p))));
+        seen
+    }
+
     #[test]
-    fn duplicates_last_value_first_position() {
+    fn newest_first_and_duplicates_at_their_first_arrival_with_the_last_value() {
         let mut e = Env::default();
+        e.params.push(b"FCGI_ROLE", b"RESPONDER");
         e.params.push(b"X", b"1");
         e.params.push(b"Y", b"2");
         e.params.push(b"X", b"3");
-        let mut seen = Vec::new();
-        e.for_each(|n, p, _| seen.push(format!("{}={}", String::from_utf8_lossy(n), s(p))));
-        assert_eq!(seen, vec!["X=3", "Y=2"]);
+        assert_eq!(visit(&mut e), ["Y=2", "X=3", "FCGI_ROLE=RESPONDER"]);
+    }
+
+    /// PHP's fcgi_hash: a new value keeps the variable's place, a new variable goes to the
+    /// head, a deleted one is skipped and, set again, goes to the head too.
+    #[test]
+    fn putenv_moves_only_new_and_recreated_variables() {
+        let mut e = Env::default();
+        e.params.push(b"A", b"1");
+        e.params.push(b"B", b"2");
+        e.params.push(b"C", b"3");
+        e.put(b"B", Some(b"two"));
+        e.put(b"N", Some(b"new"));
+        e.put(b"M", Some(b"more"));
+        e.put(b"N", Some(b"newer"));
+        assert_eq!(visit(&mut e), ["M=more", "N=newer", "C=3", "B=two", "A=1"]);
+        e.put(b"A", None);
+        e.put(b"M", None);
+        e.put(b"GONE", None);
+        assert_eq!(visit(&mut e), ["N=newer", "C=3", "B=two"]);
+        e.put(b"A", Some(b"back"));
+        assert_eq!(visit(&mut e), ["A=back", "N=newer", "C=3", "B=two"]);
+        e.put(b"M", Some(b"again"));
+        assert_eq!(
+            visit(&mut e),
+            ["M=again", "A=back", "N=newer", "C=3", "B=two"]
+        );
+        assert_eq!(s(e.get_ptr(b"A")), "back");
+        assert!(e.get_ptr(b"GONE").is_null());
     }
 }

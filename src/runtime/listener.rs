@@ -167,7 +167,7 @@ impl Reactor {
             let raw = fd.as_raw_fd();
             let peer = addr::peer_from(&peer_addr);
             if !super::client_allowed(&peer) {
-                crate::fcgi_log!(Warning, "Connection disallowed: {peer:?} has been dropped.");
+                log_disallowed(&peer);
                 continue;
             }
             if matches!(peer, Peer::Tcp(_)) {
@@ -247,5 +247,21 @@ impl Reactor {
         if self.listener_ready.load(Ordering::Acquire) {
             self.kick();
         }
+    }
+}
+
+/// PHP's line for a refused client, at its level. PHP never refuses a client that is not TCP
+/// (the runtime does while a list is set, FastCGI §3.2), so those get a line of their own.
+fn log_disallowed(peer: &Peer) {
+    match peer.ip() {
+        Some(ip) => crate::fcgi_log!(
+            Error,
+            "Connection disallowed: IP address '{ip}' has been dropped."
+        ),
+        None => crate::fcgi_log!(
+            Error,
+            "Connection disallowed: {peer} is not a TCP client (FCGI_WEB_SERVER_ADDRS and \
+             fcgi_set_allowed_clients admit TCP clients only); it has been dropped."
+        ),
     }
 }

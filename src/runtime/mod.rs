@@ -106,12 +106,16 @@ static ALLOWED: RwLock<Option<Arc<acl::AllowList>>> = RwLock::new(None);
 static ALLOWED_SET: AtomicBool = AtomicBool::new(false);
 
 /// Sets the allowed clients from a comma-separated list (IPv4, IPv6, CIDR). `None` allows
-/// every client. Bad entries are logged; a list with no valid entry refuses every TCP peer.
+/// every client. Bad entries are logged, as is a list with no valid entry (it refuses every
+/// peer), with PHP's texts and level.
 pub fn set_allowed_clients(list: Option<&str>) {
     let parsed = list.map(|l| {
         let (a, bad) = acl::AllowList::parse(l);
         for b in bad {
             crate::fcgi_log!(Error, "Wrong IP address '{b}' in listen.allowed_clients");
+        }
+        if a.is_empty() {
+            crate::fcgi_log!(Error, "There are no allowed addresses");
         }
         Arc::new(a)
     });

@@ -123,7 +123,7 @@ impl Reactor {
                     conn.readable = false;
                 }
                 Err(e) => {
-                    crate::fcgi_log!(Notice, "read from {:?} failed: {e}", conn.peer);
+                    crate::fcgi_log!(Notice, "read from {} failed: {e}", conn.peer);
                     self.close_conn(slot, idx);
                     return Pumped::Closed;
                 }
@@ -159,7 +159,7 @@ impl Reactor {
             Err(e) => {
                 crate::fcgi_log!(
                     Warning,
-                    "protocol error from {:?}: {e:?}; closing the connection",
+                    "protocol error from {}: {e}; closing the connection",
                     conn.peer
                 );
                 self.close_conn(slot, idx);

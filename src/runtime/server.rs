@@ -549,15 +549,17 @@ impl Server {
     // ---- the standby thread -------------------------------------------------------------
 
     /// Starts the standby thread at the first accept (so no thread exists before the process
-    /// serves: fork-safe).
+    /// serves: fork-safe). It blocks every signal: signals sent to the process are the
+    /// application's, and reach only its threads.
     fn start_standby(self: &Arc<Self>) {
         if self.standby.started.swap(true, Ordering::AcqRel) {
             return;
         }
         let s = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("fcgi-standby".into())
-            .spawn(move || s.standby_main());
+        let spawned = sys::spawn_signals_blocked(
+            std::thread::Builder::new().name("fcgi-standby".into()),
+            move || s.standby_main(),
+        );
         if let Err(e) = spawned {
             crate::fcgi_log!(Error, "cannot start the standby reactor thread: {e}");
         }

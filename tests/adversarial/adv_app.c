@@ -148,6 +148,9 @@ int main(int argc, char **argv)
     if (threads < 1 || threads > 256)
         threads = 1;
     fcgi_init();
+    /* Multiplexed connections are part of the attack (abort storms): opt in, since the native
+       face advertises FCGI_MPXS_CONNS=0, as PHP's layer does. */
+    fcgi_set_limit(FCGI_LIMIT_MPXS_CONNS, 1);
     int dfl_pipe = 0;
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "-p") == 0) {

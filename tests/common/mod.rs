@@ -200,9 +200,19 @@ impl Server {
     /// Starts `program` (a name in the examples dir) with `args`, listening per `transport`,
     /// and waits until it accepts connections.
     pub fn start(program: &str, transport: Transport, args: &[&str]) -> Server {
+        Server::start_with_env(program, transport, args, &[])
+    }
+
+    /// [`Server::start`] with extra environment.
+    pub fn start_with_env(
+        program: &str,
+        transport: Transport,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let path = example(program);
         let mut cmd = Command::new(&path);
-        cmd.args(args);
+        cmd.args(args).envs(env.iter().copied());
         // cargo's own LD_LIBRARY_PATH names several target directories, which may hold
         // different builds of libfcgi.so.0 (and it outranks the programs' RUNPATH): name the
         // one the examples were linked against.
@@ -249,6 +259,19 @@ impl Server {
     pub fn echo(transport: Transport, threads: u32) -> Server {
         let t = threads.to_string();
         Server::start("echo", transport, &["-t", &t])
+    }
+
+    /// [`Server::echo`] opted in to multiplexing (FCGI_RUNTIME_MPXS_CONNS=1): a native-API
+    /// program advertises FCGI_MPXS_CONNS=0, as PHP's layer does, and refuses a second request
+    /// on a connection unless it opts in.
+    pub fn echo_mpx(transport: Transport, threads: u32) -> Server {
+        let t = threads.to_string();
+        Server::start_with_env(
+            "echo",
+            transport,
+            &["-t", &t],
+            &[("FCGI_RUNTIME_MPXS_CONNS", "1")],
+        )
     }
 
     fn wait_ready(&mut self) {
@@ -328,12 +351,20 @@ pub fn body(len: usize, seed: u64) -> Vec<u8> {
     v
 }
 
-/// What echo.c answers for these params (in arrival order) and body, with the `FCGI_ROLE`
-/// the runtime adds in front.
+/// What echo.c answers for these params (given in arrival order) and body. Its lines come in
+/// fcgi_loadenv's order, PHP's: the last name to arrive first, a repeated name once (where it
+/// first arrived, with its last value), and `FCGI_ROLE`, which the runtime sets before any
+/// received pair, last.
 pub fn echo_expected(role: &str, params: &[(Vec<u8>, Vec<u8>)], stdin: &[u8]) -> Vec<u8> {
-    let mut out = b"Content-Type: text/plain\r\n\r\n".to_vec();
-    out.extend_from_slice(format!("FCGI_ROLE={role}\n").as_bytes());
+    let mut vars: Vec<(&[u8], &[u8])> = vec![(b"FCGI_ROLE", role.as_bytes())];
     for (n, v) in params {
+        match vars.iter_mut().find(|(name, _)| *name == n.as_slice()) {
+            Some(var) => var.1 = v,
+            None => vars.push((n, v)),
+        }
+    }
+    let mut out = b"Content-Type: text/plain\r\n\r\n".to_vec();
+    for (n, v) in vars.iter().rev() {
         out.extend_from_slice(n);
         out.push(b'=');
         out.extend_from_slice(v);

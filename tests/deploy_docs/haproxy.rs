@@ -14,7 +14,14 @@ pub(crate) fn haproxy_scenario(face: Face, keep_conn: bool) {
     if keep_conn {
         cfg = replace_section(&cfg, &doc_block("haproxy", "keep-conn"), false);
     }
-    let app = start_app(&mut fx, face, "app", Transport::Tcp);
+    // As docs/deploy.md runs it: the native program opts in to multiplexing.
+    let app = start_app_with_env(
+        &mut fx,
+        face,
+        "app",
+        Transport::Tcp,
+        &[("FCGI_RUNTIME_MPXS_CONNS", "1")],
+    );
     let docroot = fx.path("srv-app");
     let stats = fx.path("stats.sock");
     let subst = app

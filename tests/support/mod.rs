@@ -1070,8 +1070,21 @@ pub fn example_cmd(name: &str, args: &[&str]) -> Command {
     cmd
 }
 
-/// Checks an echo response (c-examples/echo): 200, FCGI_ROLE first, the given lines present,
-/// one STDIN_LENGTH and one STDIN_FNV1A64 line. Returns the response's lines.
+/// Whether `FCGI_ROLE=RESPONDER` is where an echo program puts it: first (a libfcgi program
+/// printing its envp, in arrival order) or last before STDIN_LENGTH (a native-API program
+/// printing what fcgi_loadenv visits, in PHP's order, where FCGI_ROLE, set first, comes last).
+pub fn role_in_place(lines: &[&str]) -> bool {
+    let vars_end = lines
+        .iter()
+        .position(|l| l.starts_with("STDIN_LENGTH="))
+        .unwrap_or(lines.len());
+    lines.first() == Some(&"FCGI_ROLE=RESPONDER")
+        || (vars_end > 0 && lines[vars_end - 1] == "FCGI_ROLE=RESPONDER")
+}
+
+/// Checks an echo response (c-examples/echo and the like): 200, FCGI_ROLE in its place
+/// ([`role_in_place`]), the given lines present, one STDIN_LENGTH and one STDIN_FNV1A64 line.
+/// Returns the response's lines.
 pub fn check_echo(fx: &Fixture, what: &str, r: &Response, lines: &[String]) -> Vec<String> {
     fx.check(r.status == 200, || {
         format!(
@@ -1082,8 +1095,11 @@ pub fn check_echo(fx: &Fixture, what: &str, r: &Response, lines: &[String]) -> V
     });
     let text = r.text();
     let got: Vec<&str> = text.lines().collect();
-    fx.check(got.first() == Some(&"FCGI_ROLE=RESPONDER"), || {
-        format!("{what}: the first param is not FCGI_ROLE=RESPONDER; body:\n{text}")
+    fx.check(role_in_place(&got), || {
+        format!(
+            "{what}: FCGI_ROLE=RESPONDER is neither the first variable (envp's arrival order) \
+             nor the last (fcgi_loadenv's, PHP's order); body:\n{text}"
+        )
     });
     for want in lines {
         fx.check(got.contains(&want.as_str()), || {

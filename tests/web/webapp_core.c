@@ -17,7 +17,9 @@
  *
  * Otherwise (and with hdr=) the answer is c-examples/echo's, exactly:
  *   Content-Type: text/plain\r\n\r\n
- *   NAME=VALUE\n            one line per param, in arrival order
+ *   NAME=VALUE\n            one line per param, in the face's order: envp's (arrival order,
+ *                           FCGI_ROLE first) for lf_webapp, fcgi_loadenv's (PHP's: the last
+ *                           param to arrive first, FCGI_ROLE last) for webapp
  *   STDIN_LENGTH=<n>\n      bytes read from the body until the end (or an error)
  *   STDIN_FNV1A64=<hex>\n   64-bit FNV-1a of those bytes, 16 lowercase hex digits
  *
@@ -55,7 +57,7 @@ struct web_io {
     int (*flush)(void *ctx);
     /* the param's value or NULL */
     const char *(*getenv)(void *ctx, const char *name);
-    /* calls fn for each param, in arrival order */
+    /* calls fn for each param, in the face's order (envp's, or fcgi_loadenv's) */
     void (*each_param)(void *ctx, web_param_fn fn, void *arg);
 };
 

@@ -19,6 +19,7 @@ FCGI_STDERR = 7
 FCGI_WOULD_BLOCK = -2
 
 #: fcgi_set_limit / fcgi_get_limit values used by the bindings.
+FCGI_LIMIT_MPXS_CONNS = 3
 FCGI_LIMIT_OUTPUT_BUFFER_BYTES = 9
 FCGI_LIMIT_WRITE_BEHIND_BYTES = 11
 

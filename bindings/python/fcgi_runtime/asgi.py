@@ -505,7 +505,9 @@ class AsgiServer(object):
         if n <= 0:
             return {}
         parts = ctypes.string_at(buf, n - 1).split(b"\0")
-        return dict(zip(parts[0::2], parts[1::2]))
+        # fcgi_getenv_all gives PHP's order, the last param to arrive first: reversed, the
+        # params (and so the headers) are in the web server's order.
+        return dict(zip(parts[-2::-2], parts[-1::-2]))
 
     def _scope(self, env):
         g = env.get

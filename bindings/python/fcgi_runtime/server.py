@@ -45,7 +45,12 @@ def log(msg):
 def open_listener(lib, bind, backlog):
     """The listening socket's descriptor: `bind` opened with fcgi_listen, or fd 0 when `bind`
     is None (a web server or spawner started us on it). fcgi_listen and fcgi_init install the
-    library's SIGTERM handler when SIGTERM is left at its default. Raises OSError."""
+    library's SIGTERM handler when SIGTERM is left at its default. Both servers run requests
+    side by side, so they opt in to multiplexing, which fcgi_init and fcgi_listen leave off
+    (FCGI_MPXS_CONNS=0, as PHP's layer), unless FCGI_RUNTIME_MPXS_CONNS says otherwise.
+    Raises OSError."""
+    if "FCGI_RUNTIME_MPXS_CONNS" not in os.environ:
+        lib.fcgi_set_limit(_lib.FCGI_LIMIT_MPXS_CONNS, 1)
     if bind is None:
         if not lib.fcgi_is_fastcgi():
             raise OSError("no --bind address, and fd 0 is not a listening socket")

@@ -27,12 +27,17 @@ options:
   --app-status N        expected appStatus of END_REQUEST (default 0)
   --expect SUBSTRING    every response's STDOUT must contain SUBSTRING
   --expect-stdin-length every STDOUT must contain the line STDIN_LENGTH=<BYTES> (c-examples/echo)
+  --strict              a response whose STDOUT ends at END_REQUEST without the empty STDOUT
+                        record is a protocol error (default: accepted and counted as a
+                        conformance note, stdout_unterminated)
   --json                print the results as one JSON object instead of text
   -h, --help            this help
 
-Every response is verified: protocol status REQUEST_COMPLETE, the expected appStatus, STDOUT
-ended by its empty record, and the --expect checks. Latency runs from writing BEGIN_REQUEST to
-reading END_REQUEST. MB/s count FastCGI record bytes (1 MB = 10^6 bytes).
+Every response is verified: protocol status REQUEST_COMPLETE, the expected appStatus, and the
+--expect checks. STDOUT should end with its empty record; PHP's FastCGI layer never sends it
+(web servers take END_REQUEST as the end), so a response without it is counted as a note, and
+an error only with --strict. Latency runs from writing BEGIN_REQUEST to reading END_REQUEST.
+MB/s count FastCGI record bytes (1 MB = 10^6 bytes).
 
 exit status: 0 no errors, 1 a request failed verification or a connection errored, 2 usage error";
 
@@ -54,6 +59,7 @@ pub(crate) struct Options {
     pub(crate) app_status: u32,
     pub(crate) expect: Option<String>,
     pub(crate) expect_stdin_length: bool,
+    pub(crate) strict: bool,
     pub(crate) json: bool,
 }
 
@@ -112,6 +118,7 @@ pub(crate) fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Comm
         app_status: 0,
         expect: None,
         expect_stdin_length: false,
+        strict: false,
         json: false,
     };
     let mut only_positional = false;
@@ -169,6 +176,7 @@ pub(crate) fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Comm
             "--app-status" => o.app_status = parse_num("--app-status", &value("--app-status")?)?,
             "--expect" => o.expect = Some(value("--expect")?),
             "--expect-stdin-length" => o.expect_stdin_length = true,
+            "--strict" => o.strict = true,
             "--json" => o.json = true,
             _ => return Err(format!("unknown option '{arg}'")),
         }

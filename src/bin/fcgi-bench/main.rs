@@ -177,6 +177,8 @@ mod tests {
         assert_eq!((o.connections, o.depth, o.keep), (1, 1, true));
         assert!(!o.retry_reused);
         assert!(opts(&["--retry-reused", "9000"]).retry_reused);
+        assert!(!o.strict);
+        assert!(opts(&["--strict", "9000"]).strict);
         assert_eq!((o.duration, o.count), (Some(10.0), None));
         let o = opts(&[
             "-c", "8", "-m", "4", "-b", "2k", "-n", "100", "-p", "A=1", "--json", "/s", "/x?y=1",

@@ -48,7 +48,7 @@ pub(crate) fn report_json(o: &Options, st: &Stats, secs: f64) -> String {
             "\"requests_per_s\":{},\"bytes_out\":{},\"bytes_in\":{},\"mb_per_s_out\":{},",
             "\"mb_per_s_in\":{},\"latency_us\":{{\"min\":{},\"p50\":{},\"p90\":{},\"p99\":{},",
             "\"max\":{},\"mean\":{}}},\"error_kinds\":{{{}}},\"connections_never_served\":{},\"late_responses\":{},",
-            "\"retried\":{}}}"
+            "\"retried\":{},\"stdout_unterminated\":{}}}"
         ),
         json_str(&o.address),
         json_str(&o.uri),
@@ -75,6 +75,7 @@ pub(crate) fn report_json(o: &Options, st: &Stats, secs: f64) -> String {
         st.never_served,
         st.late,
         st.retried,
+        st.stdout_unterminated,
     )
 }
 
@@ -135,5 +136,13 @@ pub(crate) fn report_text(o: &Options, st: &Stats, secs: f64) -> String {
             errs.join(", ")
         }
     );
+    if st.stdout_unterminated > 0 {
+        s += &format!(
+            "\n  notes     stdout_unterminated {}: responses whose STDOUT ended at END_REQUEST \
+             without the empty STDOUT record (PHP's layer never sends it; --strict makes them \
+             errors)",
+            st.stdout_unterminated
+        );
+    }
     s
 }

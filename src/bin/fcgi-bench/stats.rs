@@ -142,6 +142,9 @@ pub(crate) struct Stats {
     /// Requests sent again on a new connection after a reused one closed before any byte of
     /// their response (see `worker::run_keep`); not errors.
     pub(crate) retried: u64,
+    /// Conformance note: responses whose STDOUT ended at END_REQUEST without the empty STDOUT
+    /// record (PHP's layer never sends it); errors instead with --strict.
+    pub(crate) stdout_unterminated: u64,
 }
 
 impl Stats {
@@ -157,6 +160,7 @@ impl Stats {
             late: 0,
             never_served: 0,
             retried: 0,
+            stdout_unterminated: 0,
         }
     }
 
@@ -172,6 +176,7 @@ impl Stats {
         self.served += o.served;
         self.late += o.late;
         self.retried += o.retried;
+        self.stdout_unterminated += o.stdout_unterminated;
         self.never_served += o.never_served + u64::from(o.served == 0);
     }
 

@@ -206,15 +206,22 @@ impl<'a> Conn<'a> {
                     }
                     let app = u32::from_be_bytes([content[0], content[1], content[2], content[3]]);
                     let proto = content[4];
+                    let unterminated = proto == 0 && !slot.stdout_closed;
                     let verdict = if proto != 0 {
                         Some(Kind::ProtocolStatus)
-                    } else if !slot.stdout_closed {
+                    } else if unterminated && self.sh.o.strict {
                         Some(Kind::Protocol)
                     } else if app != self.sh.o.app_status {
                         Some(Kind::AppStatus)
                     } else {
                         self.verify_output(id)
                     };
+                    if unterminated
+                        && !self.sh.o.strict
+                        && self.slots[id].start >= self.sh.measure_start
+                    {
+                        stats.stdout_unterminated += 1;
+                    }
                     self.complete(id, verdict, stats);
                     return Ok(id as u16);
                 }

@@ -175,7 +175,7 @@ fn parse_address(s: &str) -> Result<ListenAddr, String> {
         if parse_port(port).is_some() {
             // host:port with a valid port: the runtime's parser resolves the host ("" and "*"
             // mean 0.0.0.0).
-            return addr::parse_listen(s);
+            return addr::parse_listen(s).map_err(|e| e.to_string());
         }
     }
     if s.len() >= 108 {

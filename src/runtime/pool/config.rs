@@ -15,6 +15,17 @@ pub enum Mode {
     OnDemand,
 }
 
+impl Mode {
+    /// FPM's name for the mode (the value of `pm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Static => "static",
+            Mode::Dynamic => "dynamic",
+            Mode::OnDemand => "ondemand",
+        }
+    }
+}
+
 /// Everything `fcgi_pool_set` can change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {

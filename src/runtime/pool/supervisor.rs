@@ -116,8 +116,8 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
     };
     crate::fcgi_log!(
         Notice,
-        "pool started: pm {:?}, max_children {}, {} socket(s), pid {}",
-        cfg.mode,
+        "pool started: pm {}, max_children {}, {} socket(s), pid {}",
+        cfg.mode.name(),
         cfg.max_children,
         fds.len(),
         std::process::id()

@@ -1,4 +1,5 @@
-//! The system-call fence: every libc call the runtime makes on descriptors lives here, in
+//! The system-call fence: every libc call the runtime makes on descriptors (and on the signal
+//! mask of the threads it starts) lives here, in
 //! files named for the operating-system concept they wrap (mio's `sys/unix` layout). Each
 //! goes through [`syscall!`], which turns `-1` into `io::Error::last_os_error()`; each call
 //! site says in a `// SAFETY:` line why its pointers are valid.
@@ -21,6 +22,7 @@ mod eventfd;
 mod poll;
 mod process;
 mod socket;
+mod thread;
 mod timerfd;
 
 pub use epoll::{Epoll, Event};
@@ -31,4 +33,5 @@ pub use socket::{
     accept, check_listening, has_unread_input, is_tcp, read, set_defer_accept, set_nodelay,
     set_nonblocking, shutdown_write, writev,
 };
+pub use thread::spawn_signals_blocked;
 pub use timerfd::TimerFd;

@@ -103,6 +103,8 @@ async def scope_route(scope, receive, send):
         "content-type=%r" % (headers.get(b"content-type"),),
         "content-length=%r" % (headers.get(b"content-length"),),
         "host=%r" % (headers.get(b"host"),),
+        # In the client's order (curl sends Host first).
+        "first_header=%r" % (scope["headers"][0][0] if scope["headers"] else None,),
         "headers_are_bytes=%s"
         % all(type(n) is bytes and type(v) is bytes and n == n.lower() for n, v in scope["headers"]),
         "client_host=%s" % (scope["client"][0] if scope["client"] else None),
