@@ -295,6 +295,9 @@ int fcgi_read_data(fcgi_request *req, char *str, int len);
  Small writes are buffered (see FCGI_LIMIT_OUTPUT_BUFFER_BYTES); a writer blocks while the
  connection's socket and write-behind buffer are full. Returns `len`, 0 if `len <= 0`, or -1
  if the request was aborted or the connection failed (the connection is then not kept).
+ With no request in progress (before the first, after `fcgi_finish_request`), a write
+ shorter than PHP's 8 KiB output buffer returns `len` and its bytes are dropped, as in PHP's
+ layer; a longer one returns -1.
  */
 int fcgi_write(fcgi_request *req, fcgi_request_type type, const char *str, int len);
 
@@ -383,8 +386,10 @@ const char *fcgi_get_last_client_ip(void);
 
 /*
  Sets the function that receives the library's log messages (called as
- `lg(level, "%s", message)`, possibly from any thread; it must not call back into the
- library). NULL restores the default: messages of level FCGI_NOTICE and above to stderr.
+ `lg(level, "%s", message)` from the application's threads only: lines of the library's own
+ thread go to stderr, since PHP-FPM's hook writes to the current request; it must not call
+ back into the library). NULL restores the default: messages of level FCGI_NOTICE and above
+ to stderr.
  */
 void fcgi_set_logger(fcgi_logger lg);
 

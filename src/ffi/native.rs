@@ -487,10 +487,16 @@ pub unsafe extern "C" fn fcgi_read_data(
     })
 }
 
+/// The size of PHP's per-request output buffer (`fcgi_request.out_buf`).
+const PHP_OUT_BUF: usize = 8192;
+
 /// Writes `len` bytes to the request's STDOUT (`type` FCGI_STDOUT) or STDERR (FCGI_STDERR).
 /// Small writes are buffered (see FCGI_LIMIT_OUTPUT_BUFFER_BYTES); a writer blocks while the
 /// connection's socket and write-behind buffer are full. Returns `len`, 0 if `len <= 0`, or -1
 /// if the request was aborted or the connection failed (the connection is then not kept).
+/// With no request in progress (before the first, after `fcgi_finish_request`), a write
+/// shorter than PHP's 8 KiB output buffer returns `len` and its bytes are dropped, as in PHP's
+/// layer; a longer one returns -1.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_write(
     req: *mut fcgi_request,
@@ -518,6 +524,13 @@ pub unsafe extern "C" fn fcgi_write(
         let Some(data) = (unsafe { bytes(str, len) }) else {
             return -1;
         };
+        if !r.inner.in_request() && (len as usize) < PHP_OUT_BUF - 8 {
+            // No request in progress: PHP's layer copies a small write into its output
+            // buffer, returns `len`, and drops the bytes at the next request. PHP-FPM relies
+            // on it: its log handler writes every log line to the last request's STDERR, and
+            // takes -1 for an aborted connection (it bails out of the worker).
+            return len;
+        }
         match r.inner.write(rt_, data) {
             Ok(()) => len,
             // A broken connection cannot be kept (as in PHP); an aborted request leaves its
@@ -754,17 +767,22 @@ pub extern "C" fn fcgi_get_last_client_ip() -> *const c_char {
 }
 
 /// Sets the function that receives the library's log messages (called as
-/// `lg(level, "%s", message)`, possibly from any thread; it must not call back into the
-/// library). NULL restores the default: messages of level FCGI_NOTICE and above to stderr.
+/// `lg(level, "%s", message)` from the application's threads only: lines of the library's own
+/// thread go to stderr, since PHP-FPM's hook writes to the current request; it must not call
+/// back into the library). NULL restores the default: messages of level FCGI_NOTICE and above
+/// to stderr.
 #[no_mangle]
 pub extern "C" fn fcgi_set_logger(lg: fcgi_logger) {
     guard("fcgi_set_logger", (), || match lg {
-        None => log::set_logger(None),
-        Some(f) => log::set_logger(Some(Box::new(move |level, msg| {
-            let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
-            // SAFETY: a printf-like function called with "%s" and a NUL-terminated string.
-            unsafe { f(level as c_int, c"%s".as_ptr(), c.as_ptr()) };
-        }))),
+        None => log::set_logger(None, true),
+        Some(f) => log::set_logger(
+            Some(Box::new(move |level, msg| {
+                let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+                // SAFETY: a printf-like function called with "%s" and a NUL-terminated string.
+                unsafe { f(level as c_int, c"%s".as_ptr(), c.as_ptr()) };
+            })),
+            false,
+        ),
     })
 }
 

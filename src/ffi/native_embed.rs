@@ -74,17 +74,20 @@ pub extern "C" fn fcgi_set_log_func(func: fcgi_log_func, arg: *mut c_void) {
     // promises it stays valid while the hook is set.
     let arg = arg as usize;
     guard("fcgi_set_log_func", (), || match func {
-        None => log::set_logger(None),
-        Some(f) => log::set_logger(Some(Box::new(move |level, msg| {
-            // SAFETY: the application's hook, with the message's bytes and length.
-            unsafe {
-                f(
-                    level as c_int,
-                    msg.as_ptr().cast(),
-                    msg.len(),
-                    arg as *mut c_void,
-                )
-            };
-        }))),
+        None => log::set_logger(None, true),
+        Some(f) => log::set_logger(
+            Some(Box::new(move |level, msg| {
+                // SAFETY: the application's hook, with the message's bytes and length.
+                unsafe {
+                    f(
+                        level as c_int,
+                        msg.as_ptr().cast(),
+                        msg.len(),
+                        arg as *mut c_void,
+                    )
+                };
+            })),
+            true,
+        ),
     })
 }

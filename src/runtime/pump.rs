@@ -123,7 +123,14 @@ impl Reactor {
                     conn.readable = false;
                 }
                 Err(e) => {
-                    crate::fcgi_log!(Notice, "read from {} failed: {e}", conn.peer);
+                    // A peer that resets its connection is an ordinary event (PHP's layer
+                    // logs no read error at all): only other failures are logged.
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                    ) {
+                        crate::fcgi_log!(Notice, "read from {} failed: {e}", conn.peer);
+                    }
                     self.close_conn(slot, idx);
                     return Pumped::Closed;
                 }

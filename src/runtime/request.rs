@@ -80,6 +80,11 @@ impl Request {
         self.nb
     }
 
+    /// True while a request is in progress on this object (taken, not yet ended).
+    pub fn in_request(&self) -> bool {
+        self.cur.is_some() && !self.ended
+    }
+
     /// The waiter of this request object.
     pub fn waiter(&self) -> &Arc<Waiter> {
         &self.waiter

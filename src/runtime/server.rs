@@ -566,6 +566,7 @@ impl Server {
     }
 
     fn standby_main(self: Arc<Self>) {
+        super::log::mark_library_thread();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.standby_loop()));
         if run.is_err() {
             self.r.fail("a panic in the standby thread");

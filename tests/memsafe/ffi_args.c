@@ -290,7 +290,8 @@ static void native_without_request(void)
         CHECK(fcgi_flush, fcgi_flush(q, 0), r == 0);
         CHECK(fcgi_read, fcgi_read(q, buf, sizeof buf), r == -1);
         CHECK(fcgi_read_data, fcgi_read_data(q, buf, sizeof buf), r == -1);
-        CHECK(fcgi_write, fcgi_write(q, FCGI_STDOUT, "x", 1), r == -1);
+        /* No request in progress: a small write is dropped and reports success, as in PHP. */
+        CHECK(fcgi_write, fcgi_write(q, FCGI_STDOUT, "x", 1), r == 1);
         CHECK_NULL(fcgi_getenv, fcgi_getenv(q, "A", 1));
         CHECK(fcgi_has_env, fcgi_has_env(q), r == 0);
         CALL(fcgi_loadenv, fcgi_loadenv(q, apply, &n));
@@ -692,7 +693,12 @@ static void native_with_request(int lfd)
     CHECK(fcgi_finish_request, fcgi_finish_request(q, 0), r == 1);
     CHECK(fcgi_finish_request, fcgi_finish_request(q, 0), r == 1);
     CHECK(fcgi_end, fcgi_end(q), r == 1);
-    CHECK(fcgi_write, fcgi_write(q, FCGI_STDOUT, "x", 1), r == -1);
+    /* After the request: a small write is dropped (PHP's layer), a large one fails. */
+    CHECK(fcgi_write, fcgi_write(q, FCGI_STDOUT, "x", 1), r == 1);
+    {
+        static char big[10000];
+        CHECK(fcgi_write, fcgi_write(q, FCGI_STDOUT, big, (int)sizeof big), r == -1);
+    }
     CHECK_NULL(fcgi_getenv, fcgi_getenv(q, "A", 1));
     fcgi_destroy_request(q);
     pthread_join(t, NULL);
