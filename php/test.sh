@@ -8,7 +8,8 @@
 # TEST_FPM_RUN_AS_ROOT=1 lets FPM start as root (CI's user); RUN_RESOURCE_HEAVY_TESTS and
 # FPM_RUN_RESOURCE_HEAVY_TESTS turn on the two tests PHP skips by default (one of them,
 # bug77023, is about signals). The tests listen on fixed ports from 9008 up, so the two runs
-# are sequential. run-tests.php retries a test whose failure looks flaky once and then reports
+# are sequential; run-tests.php's -j would not run them in parallel either, as
+# sapi/fpm/tests/CONFLICTS says "all" (those tests run one at a time whatever -j says). run-tests.php retries a test whose failure looks flaky once and then reports
 # WARN ("passed on retry"); a WARN counts as a pass here, as it does there.
 #
 # Fails when a test passes on stock (PASS or WARN) and does not on the relinked build (FAIL,
