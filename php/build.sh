@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
-# make php: PHP 8.2 from Debian's source package, built twice with cgi, fpm, cli, pcntl, posix
-# and session:
+# make php: PHP 8.2 from Debian's source package with cgi, fpm, cli, pcntl, posix and session,
+# compiled once and linked twice:
 #
-#   target/php-stock/   PHP as its own Makefile links it (FastCGI layer: main/fastcgi.c)
-#   target/php/         the same sources with php-cgi and php-fpm relinked on the project's
-#                       libfcgi.so (PHP_FASTCGI_OBJS emptied) plus php/fcgi_log_glue.o
+#   target/php-stock/   bin/php, bin/php-cgi and sbin/php-fpm as PHP's own Makefile links them
+#                       (FastCGI layer: main/fastcgi.c), copied from the tree;
+#   target/php/         the same objects with php-cgi and php-fpm relinked on the project's
+#                       libfcgi.so (PHP_FASTCGI_OBJS emptied) plus php/fcgi_log_glue.o, installed
+#                       by PHP's make install (etc/, lib/php/, ... with them).
 #
-# Each prefix has bin/php (cli), bin/php-cgi and sbin/php-fpm. Steps, each skipped when its
-# result is already there (a second run only lets PHP's make find nothing to do):
+# The two builds differ in nothing but the link of php-cgi and php-fpm (both have target/php as
+# their compiled-in prefix; every test and benchmark names its configuration). Steps, each
+# skipped when its result is already there (a second run only lets PHP's make find nothing to
+# do):
 #
 #   1. the source: `apt-get source --download-only php8.2=$PHP_DEB_VERSION` into
 #      target/php-src/; when that fails, a deb-src entry is added for the Debian archives of
 #      the existing deb entries (root, or sudo) and the package lists are updated;
-#   2. per variant, the orig tarball extracted into target/php-build/<variant>/ (its generated
-#      configure and parsers are used; Debian's patches are not needed);
-#   3. ./configure --prefix=<variant's prefix> $PHP_CONFIGURE_ARGS, again only when the
-#      arguments changed;
-#   4. make -j$PHP_JOBS; for the relinked variant, php-cgi and php-fpm relinked when they are
-#      not yet on libfcgi.so.0 or older than the glue object;
-#   5. make install when the installed binaries are older than the built ones, then a check
-#      that the relinked binaries need libfcgi.so.0 and define no fcgi_* function themselves,
-#      and that the stock ones need no libfcgi.
+#   2. the orig tarball extracted into target/php-build/php-<version>/ (its generated configure
+#      and parsers are used; Debian's patches are not needed);
+#   3. ./configure --prefix=target/php $PHP_CONFIGURE_ARGS, again only when the arguments
+#      changed;
+#   4. make -j$PHP_JOBS, which links php-cgi and php-fpm the stock way; those two and the cli
+#      are copied to target/php-stock/;
+#   5. php-cgi and php-fpm relinked in the tree (when they are not on libfcgi.so.0 or are older
+#      than the glue object), and make install with the same variables into target/php/;
+#   6. a check that the relinked binaries need libfcgi.so.0 and define no fcgi_* function
+#      themselves, and that the stock ones need no libfcgi.
 #
 # Variables: PHP_DEB_VERSION (8.2.32-1~deb12u1: the newest security version's source is not
 # always on the mirror), PHP_JOBS (nproc), FCGI_LIB_DIR (target/release: libfcgi.so and
 # fcgi_log_glue.o, built by `make build`).
 #
-# Usage: php/build.sh [stock|relinked|source]... (default: both builds; source: step 1 only).
+# Usage: php/build.sh [source] (source: step 1 only, as .ci/run does before the long steps).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -127,41 +132,49 @@ relink_vars() {
 needs_libfcgi() { readelf -d "$1" 2>/dev/null | grep 'NEEDED.*\[libfcgi\.so\.0\]' >/dev/null; }
 defines_fcgi() { nm "$1" 2>/dev/null | grep -E ' [Tt] fcgi_accept_request$' >/dev/null; }
 
+# Copies $1 to $2 when $2 is missing or differs.
+copy_if_changed() {
+    if ! cmp -s "$1" "$2"; then
+        mkdir -p "$(dirname "$2")"
+        cp "$1" "$2.tmp" && mv "$2.tmp" "$2"
+    fi
+}
+
 build() {
-    local variant=$1 prefix tree
-    case $variant in
-        stock) prefix=$ROOT/target/php-stock ;;
-        relinked) prefix=$ROOT/target/php ;;
-        *) die "unknown variant '$variant' (stock or relinked)" ;;
-    esac
-    tree=$BUILD_DIR/$variant/php-$upstream
+    local tree=$BUILD_DIR/php-$upstream stock=$ROOT/target/php-stock prefix=$ROOT/target/php
+    local cgi=$tree/sapi/cgi/php-cgi fpm=$tree/sapi/fpm/php-fpm b
+    [ -f "$FCGI_LIB_DIR/libfcgi.so" ] && [ -f "$GLUE" ] ||
+        die "no libfcgi.so or fcgi_log_glue.o in $FCGI_LIB_DIR: run make build first"
     extract "$tree"
     configure "$tree" "$prefix"
 
-    local vars=()
-    if [ "$variant" = relinked ]; then
-        [ -f "$FCGI_LIB_DIR/libfcgi.so" ] && [ -f "$GLUE" ] ||
-            die "no libfcgi.so or fcgi_log_glue.o in $FCGI_LIB_DIR: run make build first"
-        mapfile -t vars < <(relink_vars "$tree")
+    # The stock binaries come from PHP's own link: redo it when the copies are gone and the tree
+    # holds the relinked ones.
+    if [ ! -x "$stock/bin/php-cgi" ] || [ ! -x "$stock/sbin/php-fpm" ]; then
+        for b in "$cgi" "$fpm"; do
+            if needs_libfcgi "$b"; then rm -f "$b"; fi
+        done
     fi
-    log "make -j$PHP_JOBS ($variant)"
+    log "make -j$PHP_JOBS"
     make -C "$tree" -j"$PHP_JOBS" >"$tree/make.log" 2>&1 ||
         { tail -n 30 "$tree/make.log"; die "make failed (log: $tree/make.log)"; }
-    local bins=("$tree/sapi/cgi/php-cgi" "$tree/sapi/fpm/php-fpm")
-    if [ "$variant" = relinked ]; then
-        local b stale=
-        for b in "${bins[@]}"; do
-            if ! needs_libfcgi "$b" || [ "$GLUE" -nt "$b" ]; then stale=1; fi
-        done
-        if [ -n "$stale" ]; then
-            log "relink php-cgi and php-fpm: make ${vars[*]}"
-            rm -f "${bins[@]}"
-            make -C "$tree" "${vars[@]}" sapi/cgi/php-cgi sapi/fpm/php-fpm >>"$tree/make.log" 2>&1 ||
-                { tail -n 30 "$tree/make.log"; die "relink failed (log: $tree/make.log)"; }
-        fi
+    copy_if_changed "$tree/sapi/cli/php" "$stock/bin/php"
+    # Freshly linked by PHP's make: the stock binaries, to copy and then relink.
+    local stale=
+    if ! needs_libfcgi "$cgi"; then copy_if_changed "$cgi" "$stock/bin/php-cgi"; stale=1; fi
+    if ! needs_libfcgi "$fpm"; then copy_if_changed "$fpm" "$stock/sbin/php-fpm"; stale=1; fi
+    if [ "$GLUE" -nt "$cgi" ] || [ "$GLUE" -nt "$fpm" ]; then stale=1; fi
+
+    local vars=()
+    mapfile -t vars < <(relink_vars "$tree")
+    if [ -n "$stale" ]; then
+        log "relink php-cgi and php-fpm: make ${vars[*]}"
+        rm -f "$cgi" "$fpm"
+        make -C "$tree" "${vars[@]}" sapi/cgi/php-cgi sapi/fpm/php-fpm >>"$tree/make.log" 2>&1 ||
+            { tail -n 30 "$tree/make.log"; die "relink failed (log: $tree/make.log)"; }
     fi
     if [ ! -f "$prefix/.installed" ] || [ "$tree/sapi/cli/php" -nt "$prefix/.installed" ] ||
-        [ "${bins[0]}" -nt "$prefix/.installed" ] || [ "${bins[1]}" -nt "$prefix/.installed" ]; then
+        [ "$cgi" -nt "$prefix/.installed" ] || [ "$fpm" -nt "$prefix/.installed" ]; then
         log "make install (prefix $prefix)"
         # The relink variables again, so that make install never links stock binaries here.
         make -C "$tree" "${vars[@]}" install >"$tree/install.log" 2>&1 ||
@@ -169,22 +182,20 @@ build() {
         touch "$prefix/.installed"
     fi
 
-    local installed=("$prefix/bin/php-cgi" "$prefix/sbin/php-fpm")
-    for b in "${installed[@]}"; do
-        if [ "$variant" = relinked ]; then
-            needs_libfcgi "$b" || die "$b does not need libfcgi.so.0"
-            ! defines_fcgi "$b" || die "$b still contains PHP's FastCGI layer"
-        else
-            ! needs_libfcgi "$b" || die "$b (stock) needs libfcgi.so.0"
-            defines_fcgi "$b" || die "$b (stock) lacks PHP's FastCGI layer"
-        fi
+    for b in "$prefix/bin/php-cgi" "$prefix/sbin/php-fpm"; do
+        needs_libfcgi "$b" || die "$b does not need libfcgi.so.0"
+        ! defines_fcgi "$b" || die "$b still contains PHP's FastCGI layer"
     done
-    log "$variant: $prefix/bin/php $prefix/bin/php-cgi $prefix/sbin/php-fpm"
+    for b in "$stock/bin/php-cgi" "$stock/sbin/php-fpm"; do
+        ! needs_libfcgi "$b" || die "$b (stock) needs libfcgi.so.0"
+        defines_fcgi "$b" || die "$b (stock) lacks PHP's FastCGI layer"
+    done
+    log "stock:    $stock/bin/php $stock/bin/php-cgi $stock/sbin/php-fpm"
+    log "relinked: $prefix/bin/php $prefix/bin/php-cgi $prefix/sbin/php-fpm"
 }
 
-variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(stock relinked)
-fetch_source
-for v in "${variants[@]}"; do
-    [ "$v" = source ] || build "$v"
-done
+case "${1:-}" in
+    "") fetch_source; build ;;
+    source) fetch_source ;;
+    *) die "usage: php/build.sh [source]" ;;
+esac

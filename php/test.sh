@@ -2,20 +2,22 @@
 # make php-test: PHP's own FPM tests (sapi/fpm/tests) on the stock and the relinked build that
 # php/build.sh installed, one after the other, then the two results side by side.
 #
-# Each variant runs its own tree's copy of the tests with its own cli as TEST_PHP_EXECUTABLE:
-# tester.inc finds php-fpm from that path (<prefix>/bin/php -> <prefix>/sbin/php-fpm), so the
-# stock tests start target/php-stock/sbin/php-fpm and the relinked ones target/php/sbin/php-fpm.
-# TEST_FPM_RUN_AS_ROOT=1 lets FPM start as root (CI's user); RUN_RESOURCE_HEAVY_TESTS and
-# FPM_RUN_RESOURCE_HEAVY_TESTS turn on the two tests PHP skips by default (one of them,
-# bug77023, is about signals). The tests listen on fixed ports from 9008 up, so the two runs
-# are sequential; run-tests.php's -j would not run them in parallel either, as
-# sapi/fpm/tests/CONFLICTS says "all" (those tests run one at a time whatever -j says). run-tests.php retries a test whose failure looks flaky once and then reports
-# WARN ("passed on retry"); a WARN counts as a pass here, as it does there.
+# Both run the tests of the one tree php/build.sh compiled, each with its own cli as
+# TEST_PHP_EXECUTABLE: tester.inc finds php-fpm from that path (<prefix>/bin/php ->
+# <prefix>/sbin/php-fpm), so the stock run starts target/php-stock/sbin/php-fpm and the
+# relinked one target/php/sbin/php-fpm. TEST_FPM_RUN_AS_ROOT=1 lets FPM start as root (CI's
+# user); RUN_RESOURCE_HEAVY_TESTS and FPM_RUN_RESOURCE_HEAVY_TESTS turn on the two tests PHP
+# skips by default (one of them, bug77023, is about signals). The tests listen on fixed ports
+# from 9008 up, so the two runs are sequential; run-tests.php's -j would not run them in
+# parallel either, as sapi/fpm/tests/CONFLICTS says "all" (those tests run one at a time
+# whatever -j says). run-tests.php retries a test whose failure looks flaky once and then
+# reports WARN ("passed on retry"); a WARN counts as a pass here, as it does there.
 #
 # Fails when a test passes on stock (PASS or WARN) and does not on the relinked build (FAIL,
 # BORK, LEAK, SKIP, ...). Every other difference is listed without failing the run: a test
 # that passes on neither, passes only relinked, or passes on both with a WARN on one side (a
-# retry). Writes target/php-test/{stock,relinked}.{log,status}.
+# retry). Writes target/php-test/{stock,relinked}.{log,status}, and the files run-tests.php
+# leaves beside a failed test (.diff, .out, .log, ...) under target/php-test/<variant>/.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,12 +26,12 @@ ROOT=$PWD
 OUT=$ROOT/target/php-test
 mkdir -p "$OUT"
 
-# The source tree php/build.sh built variant $1 in, from the version its cli reports.
+# The source tree php/build.sh compiled, from the version the cli at prefix $1 reports.
 tree_of() {
     local version t
-    version=$("$2/bin/php" -n -r 'echo PHP_VERSION;') ||
-        { echo "php-test: $2/bin/php does not run (run make php)" >&2; exit 1; }
-    t=$ROOT/target/php-build/$1/php-$version
+    version=$("$1/bin/php" -n -r 'echo PHP_VERSION;') ||
+        { echo "php-test: $1/bin/php does not run (run make php)" >&2; exit 1; }
+    t=$ROOT/target/php-build/php-$version
     [ -f "$t/run-tests.php" ] ||
         { echo "php-test: no $t/run-tests.php (run make php)" >&2; exit 1; }
     echo "$t"
@@ -41,7 +43,7 @@ run() {
     php=$prefix/bin/php
     [ -x "$php" ] && [ -x "$prefix/sbin/php-fpm" ] ||
         { echo "php-test: no $php or $prefix/sbin/php-fpm (run make php)" >&2; exit 1; }
-    tree=$(tree_of "$variant" "$prefix")
+    tree=$(tree_of "$prefix")
     printf '==> php-test: %s: %s run-tests.php sapi/fpm/tests (php-fpm: %s)\n' \
         "$variant" "$php" "$prefix/sbin/php-fpm"
     start=$SECONDS
@@ -54,6 +56,12 @@ run() {
         { tail -n 30 "$OUT/$variant.log"; echo "php-test: $variant: no results" >&2; exit 1; }
     sed "s|\t$tree/|\t|" "$OUT/$variant.raw" | sort -t $'\t' -k2 >"$OUT/$variant.status"
     rm -f "$OUT/$variant.raw"
+    # What a failed test left beside its .phpt, kept apart: the next run uses the same tree.
+    rm -rf "${OUT:?}/$variant" && mkdir -p "$OUT/$variant"
+    find "$tree/sapi/fpm/tests" -maxdepth 1 -type f \
+        \( -name '*.diff' -o -name '*.out' -o -name '*.exp' -o -name '*.log' -o -name '*.sh' \
+        -o -name '*.php' \) \
+        -exec mv -t "$OUT/$variant" {} +
     printf '    %s: %ss, %s\n' "$variant" "$((SECONDS - start))" "$(counts "$OUT/$variant.status")"
 }
 
@@ -87,7 +95,7 @@ if [ -z "$diffs" ]; then
     echo "    no test differs between stock and relinked"
     exit 0
 fi
-echo "    tests that differ (logs: $OUT/{stock,relinked}.log, diffs beside each .phpt):"
+echo "    tests that differ (logs: $OUT/{stock,relinked}.log, a failed test's files in $OUT/<variant>/):"
 sed 's/^/    /' <<<"$diffs"
 regressions=$(grep -c 'REGRESSION$' <<<"$diffs" || true)
 if [ "$regressions" -gt 0 ]; then
