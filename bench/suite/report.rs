@@ -383,7 +383,7 @@ fn reproduce(s: &mut String) {
          without `make php`'s target/php and target/php-stock. The tokio-fastcgi peer is built \
          from crates.io on first use (network needed once), the Go peer with the system's `go`; \
          a peer that cannot be built is named at the top and left out. A full run takes about \
-         45 minutes (the two matrices about 25 of them, N and NN about 3) \
+         45 minutes (the two matrices about 25 of them, N and NN about 3, the PHP scenarios about 6) \
          and rewrites BENCHMARKS.md and bench/chart.svg. Single scenarios can be repeated by hand \
          with the commands above.\n"
     );
