@@ -9,8 +9,10 @@
 //! a fatal error (500, its message on FCGI_STDERR in nginx's log). Apart from that:
 //! fastcgi_finish_request answering before the script ends, an FPM reload (SIGUSR2) under load
 //! from four kept-alive clients with no failed request, php-cgi's PHP_FCGI_MAX_REQUESTS
-//! recycling its children, and the library's log lines reaching FPM's log through
-//! `fcgi_log_glue.o`.
+//! recycling its children, the library's log lines reaching FPM's log through
+//! `fcgi_log_glue.o`, and a worker surviving a kept connection reset between requests. Every
+//! php-fpm test ends by checking FPM's log: no worker died on a signal or exited with an error
+//! (a web server that retries would otherwise hide it).
 //!
 //! Every process runs with `LD_LIBRARY_PATH` naming the library of this cargo invocation, and
 //! each test checks through `/proc/<pid>/maps` that php-fpm or php-cgi mapped it. Without
@@ -28,9 +30,13 @@ mod fixture;
 #[path = "nginx_matrix/http.rs"]
 mod http;
 
-use fixture::{start_cgi, start_fpm, start_haproxy, start_nginx, write_scripts, Php};
+use fcgi::client::{Client, Request};
+use fixture::{
+    check_fpm_workers, start_cgi, start_fpm, start_haproxy, start_nginx, write_scripts, Php,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -214,6 +220,7 @@ fn fpm_behind_nginx_serves_everything_with_and_without_keepalive() {
         serve_everything(&fx, base, "fpm-fcgi", true);
     }
     fx.check_error_log(&[FATAL]);
+    check_fpm_workers(&fx, "php-fpm");
 }
 
 #[test]
@@ -239,6 +246,7 @@ fn fpm_behind_haproxy_serves_everything_with_and_without_keep_conn() {
     for base in ["/fpm-keep", "/fpm-nokeep"] {
         serve_everything(&fx, base, "fpm-fcgi", false);
     }
+    check_fpm_workers(&fx, "php-fpm");
 }
 
 /// fastcgi_finish_request: the answer arrives while the script still runs (it waits for a file
@@ -267,6 +275,7 @@ fn fpm_finish_request_answers_before_the_script_ends() {
         });
     }
     fx.check_error_log(&[]);
+    check_fpm_workers(&fx, "php-fpm");
 }
 
 /// Waits (bounded) until `path` exists and is not empty.
@@ -374,6 +383,7 @@ fn fpm_reload_under_load_fails_no_request() {
     fx.check(now.len() == 2 && now.is_disjoint(&old), || {
         format!("after the reload, workers {now:?}; before, {old:?}")
     });
+    check_fpm_workers(&fx, "php-fpm");
 }
 
 /// One client of the reload test: GET /fpm-keep/hello.php on one kept-alive connection to
@@ -522,4 +532,98 @@ fn fpm_gets_the_library_log_lines_through_the_glue() {
     fx.check(!text.contains("fcgi-runtime:"), || {
         format!("a line went to the library's default logger:\n{text}")
     });
+    check_fpm_workers(&fx, "php-fpm");
+}
+
+/// One FastCGI request for `script` straight to php-fpm on a connection kept open; returns the
+/// client (the connection still open) and the pid hello.php printed.
+fn hello_keeping_the_connection(fx: &Fixture, port: u16, script: &Path) -> (Client, String) {
+    let mut c = Client::connect(&format!("127.0.0.1:{port}")).expect("connect to php-fpm");
+    c.set_timeout(Some(support::IO_TIMEOUT)).unwrap();
+    let req = Request::new(1)
+        .keep_conn(true)
+        .param("SCRIPT_FILENAME", script.to_string_lossy().as_bytes())
+        .param("SCRIPT_NAME", "/hello.php")
+        .param("REQUEST_URI", "/hello.php")
+        .param("REQUEST_METHOD", "GET")
+        .param("SERVER_PROTOCOL", "HTTP/1.1");
+    let r = match c.request(&req) {
+        Ok(r) => r,
+        Err(e) => fx.fail(&format!("a request straight to php-fpm: {e}")),
+    };
+    let text = String::from_utf8_lossy(&r.stdout).to_string();
+    let pid = text
+        .split("Hello from fpm-fcgi pid ")
+        .nth(1)
+        .map(|p| p.trim().to_string());
+    match pid {
+        Some(pid) => (c, pid),
+        None => fx.fail(&format!("hello.php straight to php-fpm answered {text:?}")),
+    }
+}
+
+/// A web server may reset a kept connection between requests (HAProxy does, with `keep-conn`,
+/// when it lets an idle one go): with PHP's layer the worker forgets the connection and
+/// accepts the next. Here, with one worker, a request, a reset (SO_LINGER 0) of its kept
+/// connection, then a request on a new connection: the same worker answers it, and no worker
+/// ended.
+#[test]
+fn fpm_worker_survives_a_kept_connection_reset_between_requests() {
+    let Some(php) = Php::find() else { return };
+    let mut fx = Fixture::new("php-fpm-reset");
+    let www = write_scripts(&fx);
+    let port = start_fpm(&mut fx, &php, "php-fpm", 1, "");
+    let hello = www.join("hello.php");
+    let workers = support::live_children_of(fx.pid("php-fpm"));
+    let Some(&worker) = workers.iter().next() else {
+        fx.fail("php-fpm has no worker")
+    };
+    let idle = sockets_of(worker);
+    let (c, first) = hello_keeping_the_connection(&fx, port, &hello);
+    fx.check(first == worker.to_string(), || {
+        format!("hello.php answered by {first}, the worker is {worker}")
+    });
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt(2) on the client's open socket with a valid struct linger.
+    let rc = unsafe {
+        libc::setsockopt(
+            c.stream().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt SO_LINGER");
+    drop(c); // RST
+             // The worker has handled the reset once it holds no more sockets than before the request
+             // (or it is gone); only then does the next connection come.
+    let handled = fixture::wait_for(|| !support::is_alive(worker) || sockets_of(worker) <= idle);
+    fx.check(handled, || {
+        format!("worker {worker} still holds the reset connection")
+    });
+    for i in 0..3 {
+        let (_, pid) = hello_keeping_the_connection(&fx, port, &hello);
+        fx.check(pid == first, || {
+            format!(
+                "request {i} after the reset: answered by worker {pid}, the only worker was \
+                 {first} (it ended: see php-fpm's log)"
+            )
+        });
+    }
+    check_fpm_workers(&fx, "php-fpm");
+}
+
+/// The sockets among a process's descriptors.
+fn sockets_of(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
 }

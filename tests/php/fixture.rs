@@ -236,6 +236,24 @@ catch_workers_output = yes
     port
 }
 
+/// No worker of the php-fpm started as `name` died on a signal or exited with an error: FPM's
+/// master logs every child that ends ("child N exited on signal 11 (SIGSEGV)", "child N exited
+/// with code 70"); a static pool's workers end only at a reload or a stop, with code 0.
+pub fn check_fpm_workers(fx: &Fixture, name: &str) {
+    let log = fs::read_to_string(fx.path(&format!("{name}.err"))).unwrap_or_default();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("exited on signal")
+                || l.split_once("exited with code ")
+                    .is_some_and(|(_, rest)| !rest.starts_with("0 "))
+        })
+        .collect();
+    fx.check(bad.is_empty(), || {
+        format!("php-fpm's workers ended badly:\n{}", bad.join("\n"))
+    });
+}
+
 /// Starts `php-cgi -b 127.0.0.1:PORT` as `name` with `PHP_FCGI_CHILDREN` and
 /// `PHP_FCGI_MAX_REQUESTS`, on a free port; checks it runs on the library under test.
 pub fn start_cgi(fx: &mut Fixture, php: &Php, name: &str, children: u32, max_requests: u32) -> u16 {
