@@ -2,8 +2,9 @@
 #
 #   make build          cargo build --release, then the C examples (c-examples/build/)
 #   make demo           build, start c-examples/build/hello, query it with fcgi-client
-#   make test           build, cargo test --release (unit + integration, nginx included),
-#                       then check that the committed include/fcgi.h is up to date
+#   make test           build, make php, cargo test --release (unit + integration, nginx and PHP
+#                       included), check that the committed include/fcgi.h is up to date, the
+#                       benchmark smoke, make php-test
 #   make bench-smoke    the suite's S1 for a second per variant (part of make test)
 #   make soak           fcgi-bench soak for SOAK_SECS (60) seconds: half against soak-echo (native
 #                       API), half against lf-echo (libfcgi API on the project's libfcgi.so.0,
@@ -18,6 +19,11 @@
 #                       needs libfcgi-dev, valgrind, strace, and nginx-light and wrk (N, NN:
 #                       CPU per request behind nginx), and for its peers golang-go and
 #                       crates.io (tokio-fastcgi, fetched once); BENCH_ARGS passes options
+#   make php            PHP 8.2 from Debian's source package, stock (target/php-stock/) and with
+#                       php-cgi and php-fpm relinked on the library (target/php/); php/build.sh,
+#                       docs/sapi.md ("PHP itself"); a second run reuses what is built
+#   make php-test       PHP's own FPM tests on both builds; fails when one passes on stock and not
+#                       relinked (php/test.sh); part of make test
 #   make install        install the library, headers and pkg-config files (docs/install.md)
 #   make uninstall      remove what make install installed (same variables)
 #
@@ -34,7 +40,7 @@ DEMO_HOST   ?= 127.0.0.1
 DEMO_PORT   ?=
 RELEASE_DIR := target/release
 
-.PHONY: all build demo test check-header lint bench bench-smoke soak clean install uninstall memsafe memsafe-asan-rust
+.PHONY: all build demo test check-header lint bench bench-smoke soak clean install uninstall memsafe memsafe-asan-rust php php-test
 
 all: build
 
@@ -43,6 +49,14 @@ build:
 	$(CARGO) build --release
 	ln -sfn libfcgi.so $(RELEASE_DIR)/libfcgi.so.0
 	$(MAKE) -C c-examples
+	$(MAKE) --no-print-directory $(GLUE)
+
+# The object that hands a program's own fcgi_log to fcgi_set_logger (php/fcgi_log_glue.c; linked
+# into the relinked php-fpm, where PHP's weak-symbol override is lost).
+GLUE := $(RELEASE_DIR)/fcgi_log_glue.o
+$(GLUE): php/fcgi_log_glue.c include/fcgi.h
+	@mkdir -p $(@D)
+	$(CC) -O2 -fPIC -Wall -Wextra -Werror -Iinclude -c -o $@ $<
 
 # Not a test: nothing here passes or fails on timing (docs in BENCHMARKS.md).
 bench: build
@@ -80,10 +94,20 @@ demo: build
 	query --get-values "$$addr"; \
 	echo "==> demo OK"
 
+# make php comes first: tests/php.rs runs the relinked PHP (under CI=true it fails without it).
 test: build
+	$(MAKE) php
 	$(CARGO) test --release
 	$(MAKE) check-header
 	$(MAKE) bench-smoke
+	$(MAKE) php-test
+
+# PHP_DEB_VERSION (8.2.32-1~deb12u1) and PHP_JOBS (nproc) pass to php/build.sh.
+php: build
+	php/build.sh
+
+php-test: php
+	php/test.sh
 
 memsafe: build
 	$(CARGO) test --release --test memcheck --test asan --test fd_leak --test ffi_args

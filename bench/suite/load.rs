@@ -20,6 +20,11 @@ pub struct Load {
     pub expect: Option<&'static str>,
     pub expect_stdin_length: bool,
     pub timeout: f64,
+    /// Parameters added or overridden (`-p NAME=VALUE`), such as PHP's SCRIPT_FILENAME.
+    pub params: Vec<String>,
+    /// fcgi-bench's SCRIPT_URI (SCRIPT_NAME and REQUEST_URI), after the address; None for its
+    /// default, `/`.
+    pub uri: Option<String>,
 }
 
 impl Load {
@@ -35,6 +40,8 @@ impl Load {
             expect: None,
             expect_stdin_length: false,
             timeout: 10.0,
+            params: Vec::new(),
+            uri: None,
         }
     }
 
@@ -82,6 +89,9 @@ impl Load {
         if self.timeout != 10.0 {
             a.extend(["--timeout".to_string(), self.timeout.to_string()]);
         }
+        for p in &self.params {
+            a.extend(["-p".to_string(), p.clone()]);
+        }
         a
     }
 }
@@ -107,6 +117,8 @@ pub struct BenchResult {
     pub p99_us: f64,
     pub mb_in: f64,
     pub never_served: f64,
+    /// The kinds of error fcgi-bench counted, "protocol 3, timeout 1"; empty without errors.
+    pub error_kinds: String,
 }
 
 /// The number after `"key":` in a flat JSON object (fcgi-bench's output is machine-written).
@@ -127,6 +139,7 @@ pub fn bench(env: &Env, addr: &str, load: &Load) -> Result<BenchResult, String> 
         .arg("--json")
         .args(load.args())
         .arg(addr)
+        .args(load.uri.as_deref())
         .output()
         .map_err(|e| format!("fcgi-bench: {e}"))?;
     let json = String::from_utf8_lossy(&out.stdout);
@@ -146,7 +159,25 @@ pub fn bench(env: &Env, addr: &str, load: &Load) -> Result<BenchResult, String> 
         p99_us: get("p99")?,
         mb_in: get("mb_per_s_in")?,
         never_served: get("connections_never_served")?,
+        error_kinds: error_kinds(&json),
     })
+}
+
+/// The non-zero counts of fcgi-bench's `"error_kinds":{"connect":0,...}`, as "kind n, ...".
+fn error_kinds(json: &str) -> String {
+    let Some(at) = json.find("\"error_kinds\":{") else {
+        return String::new();
+    };
+    let rest = &json[at + "\"error_kinds\":{".len()..];
+    rest[..rest.find('}').unwrap_or(rest.len())]
+        .split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once(':')?;
+            let n: u64 = v.trim().parse().ok()?;
+            (n > 0).then(|| format!("{} {n}", k.trim().trim_matches('"')))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Opens up to `n` connections, sends one keep-alive request on each and reads its response,

@@ -4,8 +4,9 @@
 //! scenarios S1-S9, the thread-by-connection matrices, the application's CPU per request behind
 //! nginx (N, NN) and a connection sweep against the native API, the libfcgi API on
 //! fcgi-runtime, the same binary on Debian's libfcgi and the peers (tokio-fastcgi, Go's
-//! net/http/fcgi), and writes BENCHMARKS.md and bench/chart.svg. Not a test: nothing here passes
-//! or fails on timing.
+//! net/http/fcgi), then PHP's stock php-fpm against the one relinked on fcgi-runtime (P*, with
+//! `make php`'s builds), and writes BENCHMARKS.md and bench/chart.svg. Not a test: nothing here
+//! passes or fails on timing.
 
 mod app;
 mod behind_nginx;
@@ -15,6 +16,7 @@ mod matrix;
 mod measure;
 mod nginx;
 mod peers;
+mod php;
 mod procfs;
 mod report;
 mod scenarios;
@@ -32,14 +34,18 @@ usage: cargo bench --bench suite -- [OPTIONS]
   --rounds N      rounds per throughput scenario (default 5)
   --secs S        seconds per throughput run (default 3)
   --only LIST     comma-separated subset of S1,S2,S3,S3a,S3b,S3c,S4,S5,S6,S7,S8,S9,S9m,S9c,
-                  S9p,M,MN,N,NN,sweep; an entry ending in * selects every id it begins
+                  S9p,M,MN,N,NN,P1,P1c,P3,P3c,PN1,PNN1,PN3,PNN3,sweep; an entry ending in * selects every id it begins
                   (S3* = S3,S3a,S3b,S3c; S9* = the four system-call counts; N* = N,NN)
                   S3: 100 KiB in one write; S3a/S3b/S3c: a printf header, then 64 KiB,
                   8 KiB or 100-byte pieces; M: threads by keep-alive connections;
                   MN: threads by connections, one connection per request;
                   N/NN: the application's CPU per request behind nginx (wrk load, --secs
                   rounded to whole seconds), upstream keep-alive on/off; they need
-                  nginx-light and wrk, and are reported as not measured without them
+                  nginx-light and wrk, and are reported as not measured without them;
+                  PHP (P* = all eight; stock php-fpm against relinked, make php first):
+                  P1/P1c hello.php direct (fcgi-bench) with keep-alive / a connection per
+                  request, P3/P3c the same with a 100 KiB response, PN1/PNN1 and PN3/PNN3
+                  behind nginx (wrk), upstream keep-alive / a connection per request
   --matrix-threads LIST   threads of M and MN (default 1,2,4,8)
   --matrix-conns LIST     connections of M and MN (default 1,2,4,16,64 for M,
                           1,4,16,64 for MN)
@@ -236,6 +242,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     rows.append(&mut behind_nginx::run(&ctx, &want)?);
+    let php_rows = php::run(&ctx, &want)?;
     // S1..S9 by number (S3 before S3a), then M, MN, N, NN.
     rows.sort_by_key(|r| {
         let digit = r.id[1..].chars().next().filter(char::is_ascii_digit);
@@ -289,6 +296,7 @@ fn run(args: &Args) -> Result<(), String> {
         rows: &rows,
         syscalls: &syscall_table,
         matrices: &matrices,
+        php: &php_rows,
         sweep: &sweep,
         peer_failures: &peer_failures,
         chart: if sweep.is_empty() {

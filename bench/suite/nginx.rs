@@ -55,8 +55,9 @@ pub fn upstream_config(app_addr: &str, keep: bool) -> (String, String) {
     }
 }
 
-/// The whole nginx.conf: everything nginx writes goes to `dir`.
-fn conf(dir: &Path, port: u16, app_addr: &str, keep: bool) -> String {
+/// The whole nginx.conf: everything nginx writes goes to `dir`; `extra` is added to the
+/// location's directives.
+fn conf(dir: &Path, port: u16, app_addr: &str, keep: bool, extra: &str) -> String {
     let d = dir.display();
     let (upstream, pass) = upstream_config(app_addr, keep);
     format!(
@@ -88,7 +89,7 @@ http {{
         server_name localhost;
 
         location / {{
-{FASTCGI_PARAMS}            {pass}
+{FASTCGI_PARAMS}{extra}            {pass}
         }}
     }}
 }}
@@ -107,6 +108,17 @@ impl Nginx {
     /// Starts nginx in front of `app_addr` with its files in `dir` (emptied first) and waits
     /// until it accepts connections; a port taken in the meantime is retried with another.
     pub fn start(dir: &Path, app_addr: &str, keep: bool) -> Result<Nginx, String> {
+        Nginx::start_with(dir, app_addr, keep, "")
+    }
+
+    /// `start` with `extra` added to the location's directives (each line indented by 12
+    /// spaces and ended by a newline), such as the SCRIPT_FILENAME PHP needs.
+    pub fn start_with(
+        dir: &Path,
+        app_addr: &str,
+        keep: bool,
+        extra: &str,
+    ) -> Result<Nginx, String> {
         if let Some(why) = missing() {
             return Err(why);
         }
@@ -117,7 +129,7 @@ impl Nginx {
         let mut last = String::new();
         for _ in 0..5 {
             let port = crate::app::free_port();
-            std::fs::write(&conf_file, conf(dir, port, app_addr, keep))
+            std::fs::write(&conf_file, conf(dir, port, app_addr, keep, extra))
                 .map_err(|e| format!("{}: {e}", conf_file.display()))?;
             let mut prefix = dir.as_os_str().to_owned();
             prefix.push("/");

@@ -3,6 +3,7 @@
 use crate::app::{Variant, ALL, PEERS, VARIANTS};
 use crate::chart::SweepPoint;
 use crate::matrix::Matrix;
+use crate::php::{PhpRow, BUILDS};
 use crate::syscalls::SyscallRow;
 use std::fmt::Write;
 
@@ -51,6 +52,8 @@ pub struct Doc<'a> {
     pub rows: &'a [Row],
     pub syscalls: &'a [SyscallRow],
     pub matrices: &'a [Matrix],
+    /// The PHP scenarios (php.rs), a table of their own.
+    pub php: &'a [PhpRow],
     pub sweep: &'a [SweepPoint],
     pub chart: Option<&'a str>,
     /// Peers that could not be built, with the reason.
@@ -69,6 +72,9 @@ pub fn markdown(d: &Doc) -> String {
     }
     for m in d.matrices {
         matrix_table(&mut s, m);
+    }
+    if !d.php.is_empty() {
+        php_table(&mut s, d.php);
     }
     if !d.sweep.is_empty() {
         sweep_table(&mut s, d);
@@ -282,6 +288,53 @@ fn matrix_table(s: &mut String, m: &Matrix) {
     let _ = writeln!(s);
 }
 
+fn php_table(s: &mut String, rows: &[PhpRow]) {
+    let _ = writeln!(
+        s,
+        "## PHP: stock php-fpm against php-fpm relinked on fcgi-runtime\n"
+    );
+    let _ = writeln!(
+        s,
+        "PHP 8.2 from `make php` (docs/sapi.md, section 5): **stock** is target/php-stock/ with \
+         PHP's own FastCGI layer, **relinked** is target/php/, the same build with php-fpm \
+         linked on target/release/libfcgi.so. Both run the same configuration and the same \
+         scripts (bench/suite/php.rs): hello.php prints a line, big.php a 100 KiB body in one \
+         echo. Direct: fcgi-bench to php-fpm. Behind nginx: wrk to nginx to php-fpm. php-fpm \
+         restarts for every run; the builds alternate; FPM's CPU counts its master and its \
+         workers.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| | scenario | metric | stock | relinked | relinked / stock |\n|---|---|---|---:|---:|---:|"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.id,
+            r.title,
+            r.metric,
+            or_dash(&r.shown[0]),
+            or_dash(&r.shown[1]),
+            ratio(r.rps[1], r.rps[0])
+        );
+    }
+    let _ = writeln!(s);
+    for r in rows {
+        let _ = writeln!(s, "**{} {}**: `{}`\n", r.id, r.title, r.command);
+        if let Some(why) = &r.not_measured {
+            let _ = writeln!(s, "- **not measured**: {why}");
+        }
+        for b in BUILDS {
+            let det = &r.details[b as usize];
+            if !det.is_empty() {
+                let _ = writeln!(s, "- {}: {det}", b.name());
+            }
+        }
+        let _ = writeln!(s);
+    }
+}
+
 fn sweep_table(s: &mut String, d: &Doc) {
     let _ = writeln!(s, "## Requests/s and p99 latency against connections\n");
     let _ = writeln!(
@@ -324,11 +377,13 @@ fn reproduce(s: &mut String) {
          `make bench BENCH_ARGS=\"--rounds 3 --secs 2\"` shortens it; `cargo bench --bench suite -- --help` \
          lists the options (`--only S1,S3`, `--only M,MN` for the matrices with `--matrix-secs`, \
          `--matrix-rounds`, `--matrix-threads`, `--matrix-conns`; `--only N,NN` for the CPU per \
-         request behind nginx; `--peers none`, `--quick`, `--out FILE`). Without nginx or wrk, \
-         N and NN are reported as not measured, with the reason. The tokio-fastcgi peer is built \
+         request behind nginx; `--only 'P*'` for PHP, stock php-fpm against relinked, after \
+         `make php`; `--peers none`, `--quick`, `--out FILE`). Without nginx or wrk, \
+         N and NN are reported as not measured, with the reason, and so are the PHP scenarios \
+         without `make php`'s target/php and target/php-stock. The tokio-fastcgi peer is built \
          from crates.io on first use (network needed once), the Go peer with the system's `go`; \
          a peer that cannot be built is named at the top and left out. A full run takes about \
-         45 minutes (the two matrices about 25 of them, N and NN about 3) \
+         45 minutes (the two matrices about 25 of them, N and NN about 3, the PHP scenarios about 6) \
          and rewrites BENCHMARKS.md and bench/chart.svg. Single scenarios can be repeated by hand \
          with the commands above.\n"
     );
