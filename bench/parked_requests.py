@@ -7,7 +7,7 @@ HTTP clients send requests for SECONDS; one request in SLOW_EVERY sleeps SLOW_MS
 application, the others answer at once. A fast request that takes longer than SLOW_MS waited
 behind a slow one although the other process could have served it.
 
-    bench/parked_requests.py [--shed auto|0|1] [--secs 10] [--clients 8]
+    bench/parked_requests.py [--shed 0|1|auto] [--secs 10] [--clients 8]
 
 Prints the fast requests' count, p50, p99, max, and how many took longer than the slow script.
 Run from the repository root after `make build`; needs nginx (Debian's nginx-light).
@@ -47,7 +47,7 @@ def wait_port(port, secs=10):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shed", default="auto", help="FCGI_RUNTIME_SHED_IDLE for the workers")
+    ap.add_argument("--shed", default="1", help="FCGI_RUNTIME_SHED_IDLE for the workers")
     ap.add_argument("--secs", type=float, default=10)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--slow-ms", type=int, default=200)

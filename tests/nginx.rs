@@ -289,8 +289,9 @@ fn fnv1a64_matches_the_c_examples() {
 /// PHP's model behind nginx with upstream keep-alive: two single-threaded processes sharing
 /// one listening socket (`prefork -w 2`). nginx keeps up to 8 connections to them and sends a
 /// request on any idle one; a connection held by the process whose only thread runs a slow
-/// request would park the request behind it while the other process is idle. The busy process
-/// closes its idle connections when its thread takes the slow request (src/runtime/shed.rs),
+/// request would park the request behind it while the other process is idle. With
+/// `FCGI_RUNTIME_SHED_IDLE=1` the busy process closes its idle connections when its thread
+/// takes the slow request (src/runtime/shed.rs),
 /// so 8 concurrent fast requests sent while the slow one runs are all answered, by the other
 /// process, well before the slow one ends (curl gives each 8 s; the slow one takes 25 s).
 #[test]
@@ -304,6 +305,7 @@ fn a_busy_single_threaded_worker_parks_no_kept_alive_request() {
         |port| {
             let mut cmd = example_cmd("prefork", &["-w", "2"]);
             cmd.env("FCGI_ADDR", format!("127.0.0.1:{port}"))
+                .env("FCGI_RUNTIME_SHED_IDLE", "1")
                 .stdin(Stdio::null());
             cmd
         },

@@ -13,12 +13,15 @@
 //! The close races with a web server that picks the connection at that very moment: nginx
 //! then sees the connection close before any answer and sends the request again on another
 //! connection when it may (it counts no failure for a cached connection; GET and HEAD always,
-//! POST only with `fastcgi_next_upstream non_idempotent`). The window is the time between the
-//! last look for unread bytes and the close, a few microseconds.
+//! POST only with `fastcgi_next_upstream non_idempotent`). Under steady load the race is not
+//! rare: a worker takes a request exactly when the web server is placing the next ones, on the
+//! connections the worker just freed. PHP-FPM relinked, 4 workers behind nginx keep-alive under
+//! load: dozens of "upstream prematurely closed connection" per second and an occasional 502
+//! (tests/php.rs, fpm_reload_under_load_fails_no_request). So shedding is off by default.
 //!
-//! `FCGI_RUNTIME_SHED_IDLE`: `auto` (the default) sheds when the listening socket may be
-//! shared with sibling processes (this process did not create it: inherited from a spawner or
-//! from a parent that forked), `1` always, `0` never. A process with more than one
+//! `FCGI_RUNTIME_SHED_IDLE`: `0` (the default) never sheds; `1` sheds; `auto` sheds when the
+//! listening socket may be shared with sibling processes (this process did not create it:
+//! inherited from a spawner or from a parent that forked). A process with more than one
 //! application thread, or with an event loop, never sheds.
 
 use super::reactor::Reactor;
@@ -63,14 +66,14 @@ impl Shed {
         let v = std::env::var("FCGI_RUNTIME_SHED_IDLE").unwrap_or_default();
         let on = match v.trim() {
             "1" | "on" | "yes" => true,
-            "0" | "off" | "no" => false,
-            "" | "auto" => may_be_shared(fd),
+            "" | "0" | "off" | "no" => false,
+            "auto" => may_be_shared(fd),
             other => {
                 crate::fcgi_log!(
                     Warning,
-                    "FCGI_RUNTIME_SHED_IDLE={other} is not one of auto, 1, 0; using auto"
+                    "FCGI_RUNTIME_SHED_IDLE={other} is not one of 0, 1, auto; shedding stays off"
                 );
-                may_be_shared(fd)
+                false
             }
         };
         if on {
