@@ -139,15 +139,7 @@ fn one(
     let r = wrk::run(load, &nginx.url(), HELLO_EXPECT)?;
     let (app1, nginx1) = cpu()?;
     if let Some(why) = r.failure() {
-        let errors = nginx.errors();
-        return Ok(Err(if errors.is_empty() {
-            why
-        } else {
-            format!(
-                "{why}; nginx's error log ends: {}",
-                errors.replace('\n', " | ")
-            )
-        }));
+        return Ok(Err(nginx.failure(why)));
     }
     let per = |s: f64| s * 1e6 / r.requests as f64;
     Ok(Ok(Run {

@@ -187,6 +187,19 @@ impl Nginx {
         lines[lines.len().saturating_sub(5)..].join("\n")
     }
 
+    /// Why a load run failed, with nginx's last error lines on one line when there are any.
+    pub fn failure(&self, why: String) -> String {
+        let errors = self.errors();
+        if errors.is_empty() {
+            why
+        } else {
+            format!(
+                "{why}; nginx's error log ends: {}",
+                errors.replace('\n', " | ")
+            )
+        }
+    }
+
     /// One HTTP/1.0 GET of `/`: Ok when the status is 200 and the body contains `expect`,
     /// otherwise what came back (and nginx's last error lines).
     pub fn check(&self, expect: &str) -> Result<(), String> {

@@ -12,7 +12,7 @@
 use super::client_ip::IpText;
 use super::native_types::*;
 use super::panic::guard;
-use crate::protocol::record::rtype;
+use crate::protocol::record::{rtype, HEADER_LEN};
 use crate::runtime::config::{self, Limit};
 use crate::runtime::io::SendError;
 use crate::runtime::request::Request;
@@ -524,7 +524,7 @@ pub unsafe extern "C" fn fcgi_write(
         let Some(data) = (unsafe { bytes(str, len) }) else {
             return -1;
         };
-        if !r.inner.in_request() && (len as usize) < PHP_OUT_BUF - 8 {
+        if !r.inner.in_request() && (len as usize) < PHP_OUT_BUF - HEADER_LEN {
             // No request in progress: PHP's layer copies a small write into its output
             // buffer, returns `len`, and drops the bytes at the next request. PHP-FPM relies
             // on it: its log handler writes every log line to the last request's STDERR, and
