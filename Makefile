@@ -23,7 +23,7 @@
 #                       php-cgi and php-fpm relinked on the library (target/php/); php/build.sh,
 #                       docs/sapi.md ("PHP itself"); a second run reuses what is built
 #   make php-test       PHP's own FPM tests on both builds; fails when one passes on stock and not
-#                       relinked (php/test.sh); not yet part of make test (see the test target)
+#                       relinked (php/test.sh); part of make test
 #   make install        install the library, headers and pkg-config files (docs/install.md)
 #   make uninstall      remove what make install installed (same variables)
 #
@@ -95,13 +95,13 @@ demo: build
 	echo "==> demo OK"
 
 # make php comes first: tests/php.rs runs the relinked PHP (under CI=true it fails without it).
+# make php-test runs after cargo test: PHP's FPM tests listen on fixed ports from 9008.
 test: build
 	$(MAKE) php
 	$(CARGO) test --release
+	$(MAKE) php-test
 	$(MAKE) check-header
 	$(MAKE) bench-smoke
-# make php-test is not part of make test yet: one FPM test (bug77023-pm-dynamic-blocking-sigquit)
-# passes on stock PHP and fails on the relinked build (issue 20); it joins when that is fixed.
 
 # PHP_DEB_VERSION (8.2.32-1~deb12u1) and PHP_JOBS (nproc) pass to php/build.sh.
 php: build

@@ -289,15 +289,34 @@ fn fnv1a64_matches_the_c_examples() {
 /// PHP's model behind nginx with upstream keep-alive: two single-threaded processes sharing
 /// one listening socket (`prefork -w 2`). nginx keeps up to 8 connections to them and sends a
 /// request on any idle one; a connection held by the process whose only thread runs a slow
-/// request would park the request behind it while the other process is idle. With
-/// `FCGI_RUNTIME_SHED_IDLE=1` the busy process closes its idle connections when its thread
-/// takes the slow request (src/runtime/shed.rs),
+/// request would park the request behind it while the other process is idle. By default
+/// (`FCGI_RUNTIME_RELAY=auto`: the listening socket is shared) the busy process relays such a
+/// request to the listening socket, where the idle process takes it (src/runtime/relay.rs),
 /// so 8 concurrent fast requests sent while the slow one runs are all answered, by the other
-/// process, well before the slow one ends (curl gives each 8 s; the slow one takes 25 s).
+/// process, well before the slow one ends (curl gives each 8 s; the slow one takes 25 s), and
+/// nginx never meets a closed connection.
 #[test]
 fn a_busy_single_threaded_worker_parks_no_kept_alive_request() {
+    let fx = fast_requests_beside_a_slow_one("nginx-relay", &[]);
+    fx.check_error_log(&[]);
+}
+
+/// The same with the opt-in alternative, `FCGI_RUNTIME_SHED_IDLE=1` (src/runtime/shed.rs): the
+/// busy process closes its idle connections when its thread takes the slow request, and nginx
+/// opens new ones, which the idle process accepts.
+#[test]
+fn a_busy_single_threaded_worker_sheds_its_idle_connections_when_asked() {
+    fast_requests_beside_a_slow_one(
+        "nginx-shed",
+        &[("FCGI_RUNTIME_RELAY", "0"), ("FCGI_RUNTIME_SHED_IDLE", "1")],
+    );
+}
+
+/// Two `prefork` processes behind nginx keep-alive with `env`; 8 fast requests during a slow
+/// one must all be answered by the process that is not busy.
+fn fast_requests_beside_a_slow_one(name: &str, env: &[(&str, &str)]) -> Fixture {
     require(NGINX, "nginx-light");
-    let mut fx = Fixture::new("nginx-shed");
+    let mut fx = Fixture::new(name);
     fx.curl_max_time = CURL_MAX_TIME;
     let port = fx.start_on_free_port(
         "prefork",
@@ -305,7 +324,7 @@ fn a_busy_single_threaded_worker_parks_no_kept_alive_request() {
         |port| {
             let mut cmd = example_cmd("prefork", &["-w", "2"]);
             cmd.env("FCGI_ADDR", format!("127.0.0.1:{port}"))
-                .env("FCGI_RUNTIME_SHED_IDLE", "1")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null());
             cmd
         },
@@ -354,4 +373,5 @@ fn a_busy_single_threaded_worker_parks_no_kept_alive_request() {
         format!("fast requests answered by more than one process: {answered:?}")
     });
     drop(slow);
+    fx
 }

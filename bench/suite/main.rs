@@ -20,6 +20,7 @@ mod php;
 mod procfs;
 mod report;
 mod scenarios;
+mod splice;
 mod syscalls;
 mod wrk;
 
@@ -61,6 +62,11 @@ usage: cargo bench --bench suite -- [OPTIONS]
   --out FILE      where to write the report (default BENCHMARKS.md for a full run,
                   target/bench/BENCHMARKS.partial.md otherwise); the chart goes next to a
                   full run's report as bench/chart.svg
+  --into FILE     put this run's own sections into the report FILE (BENCHMARKS.md), each
+                  replacing the section of the same title or, if new, going before
+                  Reproduce, with a line naming this run; the rest of FILE stays. For
+                  runs whose scenarios have sections of their own (P*, S9*, M, MN): the
+                  Results table needs a full run
   -h, --help      this text";
 
 /// A comma-separated list of numbers.
@@ -94,6 +100,7 @@ struct Args {
     plan: Plan,
     only: Option<Vec<String>>,
     out: Option<PathBuf>,
+    into: Option<PathBuf>,
     quick: bool,
 }
 
@@ -116,6 +123,7 @@ fn parse() -> Result<Option<Args>, String> {
         },
         only: None,
         out: None,
+        into: None,
         quick: false,
     };
     // --quick sets defaults: any other option wins over it, wherever it stands.
@@ -154,6 +162,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--peers" => a.plan.peers = peer_list(&val()?)?,
             "--strict" => a.plan.strict = true,
             "--out" => a.out = Some(PathBuf::from(val()?)),
+            "--into" => a.into = Some(PathBuf::from(val()?)),
             "--quick" => {}
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -310,6 +319,23 @@ fn run(args: &Args) -> Result<(), String> {
     });
     std::fs::write(&out, &md).map_err(|e| format!("{}: {e}", out.display()))?;
     eprintln!("[bench] wrote {}", out.display());
+    if let Some(into) = &args.into {
+        if !rows.is_empty() {
+            return Err(format!(
+                "--into: this run has rows of the Results table ({}), which only a full run \
+                 writes",
+                rows.iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let old = std::fs::read_to_string(into).map_err(|e| format!("{}: {e}", into.display()))?;
+        let by = format!("This section: `{invocation}` on {date}.");
+        let merged = splice::splice(&old, &md, &by)?;
+        std::fs::write(into, merged).map_err(|e| format!("{}: {e}", into.display()))?;
+        eprintln!("[bench] put this run's sections into {}", into.display());
+    }
     if !sweep.is_empty() {
         eprintln!("[bench] wrote {}", chart_file.display());
     }

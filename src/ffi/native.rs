@@ -291,8 +291,11 @@ pub extern "C" fn fcgi_init_request(
         if listen_socket < 0 {
             return ptr::null_mut();
         }
+        let mut inner = Request::new(listen_socket);
+        // PHP's fcgi_close waits for the web server to close a connection it did not keep.
+        inner.wait_for_peer_close(true);
         Box::into_raw(Box::new(fcgi_request {
-            inner: Request::new(listen_socket),
+            inner,
             on_accept,
             on_read,
             on_close,

@@ -298,6 +298,11 @@ impl Engine {
         self.find(id).is_some()
     }
 
+    /// True when no record is partly received: the next input byte begins a record.
+    pub fn at_record_boundary(&self) -> bool {
+        self.stage == Stage::Header && self.header_have == 0
+    }
+
     /// True when no request is active and no record is partly received.
     pub fn is_idle(&self) -> bool {
         self.active.is_empty() && self.stage == Stage::Header && self.header_have == 0

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod nvpair;
 pub mod params;
 pub mod record;
+pub mod relay;
 
 pub use engine::{Admission, Engine, EngineConfig, ProtocolError, Sink};
 pub use params::ParamStore;

@@ -20,6 +20,7 @@ pub mod pool;
 mod pump;
 pub mod reactor;
 mod ready;
+mod relay;
 pub mod request;
 pub mod ring;
 pub mod server;

@@ -281,12 +281,8 @@ impl Reactor {
             let _ = self.epoll_of(&conn.owner).delete(fd);
         }
         let mut conn = conn;
-        conn.uncount();
-        if conn.armed.is_some() {
-            self.disarm(idx);
-        }
         conn.io.set_broken();
-        for s in conn.reqs {
+        for s in std::mem::take(&mut conn.reqs) {
             if s.phase == Phase::Taken {
                 s.shared.aborted.store(true, Ordering::Release);
                 if let Some(w) = &s.waiter {
@@ -295,6 +291,26 @@ impl Reactor {
             } else {
                 self.in_flight.fetch_sub(1, Ordering::AcqRel);
             }
+        }
+        self.release_slot(&mut conn, idx);
+    }
+
+    /// Takes the connection in `slot`, which has no request, out of the runtime without
+    /// closing it: out of its epoll and the table (the relay serves it for a while, then
+    /// hands it back with [`Reactor::adopt`]).
+    pub(super) fn detach_conn(&self, slot: &mut Option<Conn>, idx: u32) -> Option<Conn> {
+        let mut conn = self.conns.take(slot)?;
+        debug_assert!(conn.reqs.is_empty());
+        let _ = self.epoll_of(&conn.owner).delete(conn.io.fd());
+        self.release_slot(&mut conn, idx);
+        Some(conn)
+    }
+
+    /// What a connection leaving the table undoes: its worker's count, its timer, its slot.
+    fn release_slot(&self, conn: &mut Conn, idx: u32) {
+        conn.uncount();
+        if conn.armed.take().is_some() {
+            self.disarm(idx);
         }
         self.conns.not_fresh(idx);
         self.conns.release(idx);

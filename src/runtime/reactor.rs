@@ -47,6 +47,8 @@ pub struct Found<'a> {
     pub local: Option<&'a Worker>,
     /// Handled by an event loop's own work: it looks at the queue itself, no need to wake it.
     pub from_loop: bool,
+    /// Handled by the standby for a busy worker: input on an idle connection may be relayed.
+    pub standby: bool,
 }
 
 impl<'a> Found<'a> {
@@ -118,6 +120,8 @@ pub struct Reactor {
     accepted: AtomicU64,
     /// Whether idle connections close while the only thread is busy (shed.rs).
     pub(super) shed: super::shed::Shed,
+    /// Requests that would wait behind busy threads go to a sibling (relay.rs).
+    pub(super) relay: super::relay::Relay,
 }
 
 impl Reactor {
@@ -161,6 +165,7 @@ impl Reactor {
             fault_at: fault,
             accepted: AtomicU64::new(0),
             shed: super::shed::Shed::for_listener(listen_fd),
+            relay: super::relay::Relay::for_listener(listen_fd),
         })
     }
 
@@ -344,6 +349,9 @@ impl Reactor {
         if bits & (epoll::IN | closed) != 0 {
             conn.readable = true;
             conn.hup |= bits & closed != 0;
+            if found.standby && bits & closed == 0 && self.try_relay(&mut g, idx) {
+                return;
+            }
             self.pump(&mut g, idx, now, found);
         }
     }

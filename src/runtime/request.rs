@@ -41,6 +41,9 @@ pub struct Request {
     sb_entry: u8,
     /// A request object of an event loop (see `evloop.rs`): no call waits.
     nb: bool,
+    /// Letting go of a connection the web server did not keep waits for the web server to
+    /// close its end, as PHP's layer does (see [`Request::wait_for_peer_close`]).
+    close_waits_for_peer: bool,
 }
 
 /// What the non-blocking calls return when they would have to wait.
@@ -63,6 +66,7 @@ impl Request {
             app_status: 0,
             sb_entry: super::pool::hooks::NO_ENTRY,
             nb: false,
+            close_waits_for_peer: false,
         }
     }
 
@@ -73,6 +77,16 @@ impl Request {
         r.waiter = waiter;
         r.nb = true;
         r
+    }
+
+    /// PHP's `fcgi_close`: letting go of a connection the web server did not keep shuts it
+    /// down for writing and returns once the web server has closed its end (at most
+    /// [`LINGER`](super::conn::LINGER); PHP waits without a bound). The thread stays busy,
+    /// as a PHP worker does, until the web server has the whole response: a process manager
+    /// counting busy workers (FPM's `pm = dynamic`) sees what it expects. Not for a loop's
+    /// request objects, which never wait.
+    pub fn wait_for_peer_close(&mut self, on: bool) {
+        self.close_waits_for_peer = on && !self.nb;
     }
 
     /// True for a request object of an event loop.
@@ -506,6 +520,9 @@ impl Request {
             }
             s.retire(&t);
             s.settle(&t, true, force);
+            if !force && self.close_waits_for_peer {
+                Self::await_peer_close(&t);
+            }
             return true;
         }
         if force {
@@ -516,7 +533,22 @@ impl Request {
             }
             return s.close_connection(&t);
         }
+        if self.close_waits_for_peer {
+            Self::await_peer_close(&t);
+        }
         true
+    }
+
+    /// Waits until the output of a closing connection has left (within the write timeout),
+    /// shuts it down for writing and waits for the peer's end of input, an error or
+    /// [`LINGER`](super::conn::LINGER). The descriptor stays open meanwhile: `t` holds it,
+    /// whoever closes the connection.
+    fn await_peer_close(t: &Taken) {
+        t.io.shutdown_when_flushed();
+        // A connection the runtime has closed already had sent everything (or failed, and
+        // the poll returns at once).
+        t.io.drain(Server::app_policy().wait.unwrap_or_default());
+        super::sys::await_peer_shutdown(t.io.fd(), super::conn::LINGER);
     }
 }
 

@@ -573,7 +573,7 @@ impl Server {
         }
     }
 
-    fn standby_loop(&self) {
+    fn standby_loop(self: &Arc<Self>) {
         let mut watch = Watch::default();
         let mut buf = [const { MaybeUninit::<Event>::uninit() }; SWEEP];
         let mut seen: Vec<(Arc<Worker>, Seen)> = Vec::new();
@@ -608,11 +608,38 @@ impl Server {
             // Forget workers that went away.
             seen.retain(|(w, _)| Arc::strong_count(w) > 1);
             self.sweep(&self.r.orphans, &mut buf, false);
+            self.r.relay_queued();
+            self.start_relays();
             if watch.check(all_waiting) {
                 self.standby.park(|| self.r.any_busy());
                 continue;
             }
             self.standby.nap();
+        }
+    }
+
+    /// Starts a thread for each request the standby chose to relay (relay.rs). A thread that
+    /// cannot start hands its connection back.
+    fn start_relays(self: &Arc<Self>) {
+        for job in self.r.relay.take_jobs() {
+            let cell = Arc::new(parking_lot::Mutex::new(Some(job)));
+            let (s, mine) = (self.clone(), cell.clone());
+            let spawned = sys::spawn_signals_blocked(
+                std::thread::Builder::new().name("fcgi-relay".into()),
+                move || {
+                    super::log::mark_library_thread();
+                    if let Some(job) = mine.lock().take() {
+                        super::relay::run(&s.r, job);
+                    }
+                },
+            );
+            if let Err(e) = spawned {
+                crate::fcgi_log!(Warning, "cannot start a relay thread: {e}");
+                if let Some(job) = cell.lock().take() {
+                    self.r.relay.ended();
+                    self.r.adopt(job.conn, Vec::new());
+                }
+            }
         }
     }
 
@@ -629,6 +656,7 @@ impl Server {
             let n = evs.len();
             let mut found = Found {
                 from_loop,
+                standby: !from_loop,
                 ..Found::default()
             };
             self.r.dispatch(evs, Instant::now(), &mut found);

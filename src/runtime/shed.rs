@@ -1,5 +1,6 @@
-//! Idle connections a busy single-threaded process lets go (see docs/runtime-design.md,
-//! "A busy single-threaded process sheds its idle connections").
+//! Idle connections a busy single-threaded process lets go, on request (see
+//! docs/runtime-design.md, "A request that would wait behind a busy process is relayed"; the
+//! relay, relay.rs, is the default mechanism and races with nothing).
 //!
 //! A process with one application thread (PHP's model, any pre-fork pool of single-threaded
 //! workers) serves one request at a time. The web server keeps connections alive to it and
@@ -17,7 +18,8 @@
 //! rare: a worker takes a request exactly when the web server is placing the next ones, on the
 //! connections the worker just freed. PHP-FPM relinked, 4 workers behind nginx keep-alive under
 //! load: dozens of "upstream prematurely closed connection" per second and an occasional 502
-//! (tests/php.rs, fpm_reload_under_load_fails_no_request). So shedding is off by default.
+//! (tests/php.rs, fpm_reload_under_load_fails_no_request). So shedding is off by default, and
+//! the relay does the job without closing anything.
 //!
 //! `FCGI_RUNTIME_SHED_IDLE`: `0` (the default) never sheds; `1` sheds; `auto` sheds when the
 //! listening socket may be shared with sibling processes (this process did not create it:
@@ -45,7 +47,7 @@ pub fn note_own_listener(fd: RawFd) {
 }
 
 /// True when processes other than this one may accept on `fd`.
-fn may_be_shared(fd: RawFd) -> bool {
+pub(super) fn may_be_shared(fd: RawFd) -> bool {
     let pid = sys::pid();
     !OWN_LISTENERS
         .lock()

@@ -27,11 +27,11 @@ mod timerfd;
 
 pub use epoll::{Epoll, Event};
 pub use eventfd::{wake_raw, EventFd};
-pub use poll::{poll_one, poll_two};
+pub use poll::{await_peer_shutdown, poll_one, poll_two};
 pub use process::pid;
 pub use socket::{
-    accept, check_listening, has_unread_input, is_tcp, read, set_defer_accept, set_nodelay,
-    set_nonblocking, shutdown_write, writev,
+    accept, check_listening, connect_nonblocking, has_unread_input, is_tcp, local_addr, read,
+    set_defer_accept, set_nodelay, set_nonblocking, shutdown_write, take_error, writev, SockAddr,
 };
 pub use thread::spawn_signals_blocked;
 pub use timerfd::TimerFd;

@@ -35,3 +35,21 @@ pub fn poll_two(a: (RawFd, i16), b: (RawFd, i16), timeout_ms: i32) -> io::Result
     syscall!(poll(p.as_mut_ptr(), 2, timeout_ms))?;
     Ok((p[0].revents, p[1].revents))
 }
+
+/// Waits until the peer of socket `fd` has shut down its side (or the connection failed), at
+/// most `limit`. Data the peer sends meanwhile does not end the wait, and is left unread.
+pub fn await_peer_shutdown(fd: RawFd, limit: std::time::Duration) {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        match poll_one(fd, libc::POLLRDHUP, ms) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // Ready (the peer's end of input, a hang-up or an error), timed out, or failed.
+            _ => return,
+        }
+    }
+}

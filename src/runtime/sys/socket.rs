@@ -155,3 +155,77 @@ pub fn set_nodelay(fd: RawFd) {
         std::mem::size_of::<libc::c_int>() as libc::socklen_t,
     ));
 }
+
+/// A socket address as the kernel gives and takes it.
+#[derive(Clone, Copy)]
+pub struct SockAddr {
+    pub ss: libc::sockaddr_storage,
+    pub len: libc::socklen_t,
+}
+
+impl SockAddr {
+    /// The address family (`AF_INET`, `AF_INET6`, `AF_UNIX`, ...).
+    pub fn family(&self) -> libc::c_int {
+        self.ss.ss_family as libc::c_int
+    }
+}
+
+/// The address socket `fd` is bound to (getsockname(2)).
+pub fn local_addr(fd: RawFd) -> io::Result<SockAddr> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `ss`/`len` describe a writable buffer large enough for any socket address.
+    syscall!(getsockname(
+        fd,
+        (&mut ss as *mut libc::sockaddr_storage).cast(),
+        &mut len
+    ))?;
+    Ok(SockAddr { ss, len })
+}
+
+/// A non-blocking, close-on-exec stream socket connecting to `to`: `Ok` once connected or
+/// while the connection is in progress (EINPROGRESS; a Unix socket whose backlog is full gives
+/// EAGAIN, an error here).
+pub fn connect_nonblocking(to: &SockAddr) -> io::Result<OwnedFd> {
+    // SAFETY: socket takes no pointers.
+    let fd = syscall!(socket(
+        to.family(),
+        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        0
+    ))?;
+    // SAFETY: socket returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    loop {
+        // SAFETY: `to.ss`/`to.len` are an address getsockname filled in.
+        match syscall!(connect(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            (&to.ss as *const libc::sockaddr_storage).cast(),
+            to.len
+        )) {
+            Ok(_) => return Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => return Ok(fd),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The pending error of socket `fd` (SO_ERROR): how a non-blocking connect ended.
+pub fn take_error(fd: RawFd) -> io::Result<()> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a pointer to a c_int and its size.
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ERROR,
+        (&mut err as *mut libc::c_int).cast(),
+        &mut len
+    ))?;
+    if err == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(err))
+    }
+}
