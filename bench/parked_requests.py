@@ -13,8 +13,9 @@ that takes longer than SLOW_MS waited behind a slow one although the other proce
     bench/parked_requests.py [--app prefork|fpm|fpm-stock] [--mode relay|shed|off]
                              [--secs 10] [--clients 8]
 
-`--mode` sets the library's FCGI_RUNTIME_RELAY and FCGI_RUNTIME_SHED_IDLE (relay: the default
-of a process whose listening socket is shared; shed: closing idle connections; off: neither).
+`--mode` sets the library's FCGI_RUNTIME_RELAY and FCGI_RUNTIME_SHED_IDLE (relay: `auto`, the
+default, which relays in these single-threaded processes since their listening socket is
+shared; shed: closing idle connections; off: neither).
 Prints the fast requests' count, p50, p99, max, how many took longer than the slow script, the
 failed requests, and nginx's "upstream prematurely closed" lines. Run from the repository root
 after `make build`; needs nginx (Debian's nginx-light).
@@ -64,7 +65,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="parked-")
     app_port, http_port = free_port(), free_port()
     env = dict(os.environ, FCGI_ADDR=f"127.0.0.1:{app_port}",
-               FCGI_RUNTIME_RELAY="1" if a.mode == "relay" else "0",
+               FCGI_RUNTIME_RELAY="auto" if a.mode == "relay" else "0",
                FCGI_RUNTIME_SHED_IDLE="1" if a.mode == "shed" else "0",
                LD_LIBRARY_PATH=os.path.join(ROOT, "target/release"))
     script = os.path.join(tmp, "x.php")

@@ -17,9 +17,9 @@
 //! that would have waited, and a thread while one is relayed (at most [`MAX_RELAYS`] at once;
 //! beyond that a request waits as before).
 //!
-//! `FCGI_RUNTIME_RELAY`: `auto` (the default) relays when the listening socket may be shared
-//! with sibling processes (this process did not create it, see shed.rs); `1` always; `0`
-//! never. A relayed connection comes from the listening socket's own address (loopback for a
+//! `FCGI_RUNTIME_RELAY`: `auto` (the default) relays in a process with one application thread
+//! (PHP's model) whose listening socket may be shared with sibling processes (this process did
+//! not create it, see shed.rs); `1` in any process once all its threads are busy; `0` never. A relayed connection comes from the listening socket's own address (loopback for a
 //! wildcard one): when FCGI_WEB_SERVER_ADDRS does not allow that address, nothing is relayed.
 
 use super::addr::Peer;
@@ -66,6 +66,8 @@ pub enum Start {
 pub struct Relay {
     /// The listening socket's address to connect to; `None`: relaying is off.
     target: Option<(SockAddr, Peer)>,
+    /// Only while the process has a single application thread (`auto`).
+    single_thread_only: bool,
     active: AtomicUsize,
     jobs: Mutex<Vec<Job>>,
     /// Requests relayed since the start (for logs and tests).
@@ -76,6 +78,7 @@ impl Relay {
     /// The relay for listening socket `fd`, from `FCGI_RUNTIME_RELAY`.
     pub fn for_listener(fd: RawFd) -> Relay {
         let v = std::env::var("FCGI_RUNTIME_RELAY").unwrap_or_default();
+        let forced = matches!(v.trim(), "1" | "on" | "yes");
         let on = match v.trim() {
             "1" | "on" | "yes" => true,
             "0" | "off" | "no" => false,
@@ -90,6 +93,7 @@ impl Relay {
         };
         Relay {
             target: if on { target_of(fd) } else { None },
+            single_thread_only: !forced,
             active: AtomicUsize::new(0),
             jobs: Mutex::new(Vec::new()),
             relayed: AtomicU64::new(0),
@@ -134,6 +138,16 @@ fn target_of(fd: RawFd) -> Option<(SockAddr, Peer)> {
 }
 
 impl Reactor {
+    /// Whether this process relays now: relaying is on, no application thread waits, no event
+    /// loop serves, no drain, and (for `auto`) it has a single application thread.
+    fn relay_allowed(&self) -> bool {
+        self.relay.target.is_some()
+            && self.pollers.load(Ordering::SeqCst) == 0
+            && !self.has_loops()
+            && !self.draining.load(Ordering::Acquire)
+            && !(self.relay.single_thread_only && self.worker_count() != 1)
+    }
+
     /// The standby found input on the connection in `slot`: when it would wait behind a busy
     /// worker, the connection goes to the relay (a job for [`Reactor::take_relays`]). Returns
     /// true if it did.
@@ -158,9 +172,7 @@ impl Reactor {
             && conn.io.pending_len() == 0;
         if !owner_busy
             || !idle
-            || self.pollers.load(Ordering::SeqCst) != 0
-            || self.has_loops()
-            || self.draining.load(Ordering::Acquire)
+            || !self.relay_allowed()
             || self.is_failed()
             || !super::client_allowed(appears_as)
         {
@@ -194,12 +206,7 @@ impl Reactor {
     /// connections of busy workers (several became ready in one round of their thread, which
     /// took only the first) go to the relay too. The others stay queued, in order.
     pub(super) fn relay_queued(&self) {
-        if self.relay.target.is_none()
-            || self.ready.is_empty()
-            || self.pollers.load(Ordering::SeqCst) != 0
-            || self.has_loops()
-            || self.draining.load(Ordering::Acquire)
-        {
+        if self.ready.is_empty() || !self.relay_allowed() {
             return;
         }
         let mut stay = Vec::new();
