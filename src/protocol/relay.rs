@@ -3,9 +3,10 @@
 //! input, and which bytes of the other process's connection make up its response. Sans-IO:
 //! the caller reads and writes; this only scans whole records and copies them.
 //!
-//! The request goes over with KEEP_CONN cleared, so the process that serves it closes that
-//! connection after it: the relay carries exactly one request, and no connection it opens is
-//! left idle in another process.
+//! The request goes over as the web server sent it, KEEP_CONN included: the process that serves
+//! it treats the connection as the web server asked (a kept one is not closed under input that
+//! may still arrive, such as an ABORT_REQUEST, which would reset it and lose the response's
+//! end); the relay carries exactly one request and closes its connection after END_REQUEST.
 
 use super::record::{
     push_nv_pair, push_record, push_stream, push_stream_end, rtype, Header, Role, HEADER_LEN,
@@ -47,16 +48,17 @@ pub struct ReadSoFar<'a, P> {
 }
 
 impl<'a, P: Iterator<Item = (&'a [u8], &'a [u8])>> ReadSoFar<'a, P> {
-    /// Writes the request as records to `out` (BEGIN_REQUEST without KEEP_CONN, PARAMS, the
-    /// input so far) and returns the scan that carries on with the rest of its input, which
+    /// Writes the request as records to `out` (BEGIN_REQUEST with the web server's KEEP_CONN,
+    /// PARAMS, the input so far) and returns the scan that carries on with the rest of its input, which
     /// the web server's connection still holds.
     pub fn resend(self, out: &mut Vec<u8>) -> RequestScan {
         let r = (self.role as u16).to_be_bytes();
+        let flags = if self.keep { KEEP_CONN } else { 0 };
         push_record(
             out,
             rtype::BEGIN_REQUEST,
             self.id,
-            &[r[0], r[1], 0, 0, 0, 0, 0, 0],
+            &[r[0], r[1], flags, 0, 0, 0, 0, 0],
         );
         let mut pairs = Vec::new();
         for (name, value) in self.params {
@@ -77,6 +79,7 @@ impl<'a, P: Iterator<Item = (&'a [u8], &'a [u8])>> ReadSoFar<'a, P> {
         }
         RequestScan {
             id: Some(self.id),
+            next_begun: false,
             keep: self.keep,
             filter,
             stdin_done: self.stdin_eof,
@@ -89,6 +92,7 @@ impl<'a, P: Iterator<Item = (&'a [u8], &'a [u8])>> ReadSoFar<'a, P> {
 #[derive(Debug, Default)]
 pub struct RequestScan {
     id: Option<u16>,
+    next_begun: bool,
     keep: bool,
     filter: bool,
     stdin_done: bool,
@@ -96,18 +100,29 @@ pub struct RequestScan {
 }
 
 impl RequestScan {
-    /// Copies the whole records at the front of `buf` to `out` (BEGIN_REQUEST with KEEP_CONN
-    /// cleared) until the request's input is complete: its empty STDIN record, and for the
-    /// Filter role its empty DATA record too. Management records (request id 0) go over as
-    /// they are. Returns how many bytes of `buf` were taken; what follows the request's input
-    /// is left.
-    pub fn forward(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<usize, NotFastCgi> {
+    /// Takes the whole records at the front of `buf`: the request's own (its BEGIN_REQUEST,
+    /// its input, an ABORT_REQUEST) and management records (request id
+    /// 0) are copied to `out`, to go over; records of any other request (a web server that
+    /// multiplexes, or pipelines its next request) are set aside in `aside`, in their order,
+    /// for the connection's next owner. Returns how many bytes of `buf` were taken.
+    pub fn forward(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+        aside: &mut Vec<u8>,
+    ) -> Result<usize, NotFastCgi> {
         let mut at = 0;
-        while !self.input_complete() {
-            let Some((h, len)) = whole_record(&buf[at..])? else {
-                break;
-            };
+        while let Some((h, len)) = whole_record(&buf[at..])? {
             let rec = &buf[at..at + len];
+            // A BEGIN_REQUEST reusing this request's id starts the next request (the id is
+            // free again only once this one has ended): from there on everything is the next
+            // owner's.
+            self.next_begun |= h.rtype == rtype::BEGIN_REQUEST && self.id == Some(h.request_id);
+            if self.next_begun {
+                aside.extend_from_slice(rec);
+                at += len;
+                continue;
+            }
             match (h.rtype, self.id) {
                 (rtype::BEGIN_REQUEST, None) if h.request_id != MANAGEMENT_ID => {
                     if h.content_len < 8 {
@@ -118,9 +133,7 @@ impl RequestScan {
                     self.id = Some(h.request_id);
                     self.keep = body[2] & KEEP_CONN != 0;
                     self.filter = Role::from_u16(role) == Some(Role::Filter);
-                    out.extend_from_slice(&rec[..HEADER_LEN + 2]);
-                    out.push(body[2] & !KEEP_CONN);
-                    out.extend_from_slice(&rec[HEADER_LEN + 3..]);
+                    out.extend_from_slice(rec);
                 }
                 (_, _) if h.request_id == MANAGEMENT_ID => out.extend_from_slice(rec),
                 (_, Some(id)) if id == h.request_id => {
@@ -131,9 +144,8 @@ impl RequestScan {
                     }
                     out.extend_from_slice(rec);
                 }
-                // A second request before this one's input ended (multiplexing), or input
-                // before any BEGIN_REQUEST: not one request.
-                _ => return Err(NotFastCgi),
+                // Another request's record, or a stray one before any BEGIN_REQUEST.
+                _ => aside.extend_from_slice(rec),
             }
             at += len;
         }
@@ -203,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_goes_over_without_keep_conn_and_stops_at_its_input_end() {
+    fn a_request_goes_over_as_sent_and_the_next_one_is_set_aside() {
         let mut wire = Vec::new();
         push_record(&mut wire, rtype::GET_VALUES, 0, b"");
         begin(&mut wire, 1, 1, KEEP_CONN);
@@ -214,19 +226,18 @@ mod tests {
         let request_len = wire.len();
         begin(&mut wire, 1, 1, KEEP_CONN);
         let mut s = RequestScan::default();
-        let mut out = Vec::new();
+        let (mut out, mut aside) = (Vec::new(), Vec::new());
         // Byte by byte: only whole records are taken.
         let mut at = 0;
         for end in 1..=wire.len() {
-            at += s.forward(&wire[at..end], &mut out).unwrap();
+            at += s.forward(&wire[at..end], &mut out, &mut aside).unwrap();
         }
-        assert_eq!(at, request_len, "the next request is left");
+        assert_eq!(at, wire.len());
+        assert_eq!(aside, wire[request_len..], "the next request is set aside");
         assert!(s.input_complete());
         assert!(s.keep());
         assert_eq!(s.id(), Some(1));
-        let mut want = wire[..request_len].to_vec();
-        want[8 + 8 + 2] = 0; // the flags byte of BEGIN_REQUEST
-        assert_eq!(out, want);
+        assert_eq!(out, wire[..request_len]);
     }
 
     #[test]
@@ -236,34 +247,39 @@ mod tests {
         push_stream_end(&mut wire, rtype::PARAMS, 3);
         push_stream_end(&mut wire, rtype::STDIN, 3);
         let mut s = RequestScan::default();
-        let mut out = Vec::new();
-        assert_eq!(s.forward(&wire, &mut out), Ok(wire.len()));
+        let (mut out, mut aside) = (Vec::new(), Vec::new());
+        assert_eq!(s.forward(&wire, &mut out, &mut aside), Ok(wire.len()));
         assert!(!s.input_complete());
         assert!(!s.keep());
         let mut more = Vec::new();
         push_stream_end(&mut more, rtype::DATA, 3);
-        assert_eq!(s.forward(&more, &mut out), Ok(more.len()));
+        assert_eq!(s.forward(&more, &mut out, &mut aside), Ok(more.len()));
         assert!(s.input_complete());
+        assert!(aside.is_empty());
     }
 
     #[test]
-    fn multiplexed_or_garbled_input_is_refused() {
+    fn other_requests_are_set_aside_and_garbled_input_is_refused() {
         let mut wire = Vec::new();
         begin(&mut wire, 1, 1, KEEP_CONN);
-        begin(&mut wire, 2, 1, KEEP_CONN);
-        let mut out = Vec::new();
+        let mut second = Vec::new();
+        begin(&mut second, 2, 1, KEEP_CONN);
+        push_stream_end(&mut second, rtype::PARAMS, 2);
+        wire.extend_from_slice(&second);
+        push_stream_end(&mut wire, rtype::PARAMS, 1);
+        push_record(&mut wire, rtype::ABORT_REQUEST, 1, b"");
+        let (mut out, mut aside) = (Vec::new(), Vec::new());
+        let mut s = RequestScan::default();
+        assert_eq!(s.forward(&wire, &mut out, &mut aside), Ok(wire.len()));
+        assert_eq!(aside, second, "request 2's records, in order");
+        assert_eq!(s.id(), Some(1));
+        let mut want = Vec::new();
+        begin(&mut want, 1, 1, KEEP_CONN);
+        push_stream_end(&mut want, rtype::PARAMS, 1);
+        push_record(&mut want, rtype::ABORT_REQUEST, 1, b"");
+        assert_eq!(out, want, "request 1's records go over, its abort too");
         assert_eq!(
-            RequestScan::default().forward(&wire, &mut out),
-            Err(NotFastCgi)
-        );
-        assert_eq!(
-            RequestScan::default().forward(b"GET / HTTP/1.1\r\n", &mut out),
-            Err(NotFastCgi)
-        );
-        let mut stdin_first = Vec::new();
-        push_stream_end(&mut stdin_first, rtype::STDIN, 1);
-        assert_eq!(
-            RequestScan::default().forward(&stdin_first, &mut out),
+            RequestScan::default().forward(b"GET / HTTP/1.1\r\n", &mut out, &mut aside),
             Err(NotFastCgi)
         );
     }
@@ -284,7 +300,7 @@ mod tests {
         }
         .resend(&mut out);
         let mut want = Vec::new();
-        begin(&mut want, 9, 1, 0);
+        begin(&mut want, 9, 1, KEEP_CONN);
         let mut pairs = Vec::new();
         push_nv_pair(&mut pairs, b"A", b"1");
         push_nv_pair(&mut pairs, b"LONG", &[b'x'; 300]);
@@ -299,10 +315,11 @@ mod tests {
         push_stream_end(&mut rest, rtype::STDIN, 9);
         let len = rest.len();
         begin(&mut rest, 9, 1, KEEP_CONN);
-        let mut more = Vec::new();
-        assert_eq!(scan.forward(&rest, &mut more), Ok(len));
+        let (mut more, mut aside) = (Vec::new(), Vec::new());
+        assert_eq!(scan.forward(&rest, &mut more, &mut aside), Ok(rest.len()));
         assert!(scan.input_complete());
         assert_eq!(more, rest[..len]);
+        assert_eq!(aside, rest[len..]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! socket may wait idle. When the standby finds a request arriving on such a connection (an
 //! idle connection of a busy worker, in a process where no application thread waits), it
 //! takes the connection out of the runtime, connects to the listening socket itself, and a
-//! relay thread copies that one request over (KEEP_CONN cleared) and its response back. A
+//! relay thread copies that one request over, as sent, and its response back, then closes. A
 //! process with a waiting thread accepts the new connection: a sibling, or this process once
 //! its thread is free, whichever comes first. After END_REQUEST the web server's connection
 //! returns to the runtime as it was, kept alive.
@@ -111,6 +111,24 @@ impl Relay {
     }
 }
 
+/// True when nothing but the connection itself holds its socket: no application thread still
+/// has a request of it (one aborted by the web server is off the connection's list while its
+/// thread runs on, and may still write), and no deferred output waits for a flush. The relay
+/// writes to the socket directly, so it must be the only writer.
+fn sole_owner(conn: &Conn) -> bool {
+    Arc::strong_count(&conn.io) == 1
+}
+
+/// True when the bytes waiting on `fd` begin with a BEGIN_REQUEST header: a connection whose
+/// next input is anything else (a management record, a stray record of an ended request, or
+/// not FastCGI) is served where it is.
+fn begins_a_request(fd: RawFd) -> bool {
+    let mut h = [0u8; 8];
+    matches!(sys::peek(fd, &mut h), Ok(8))
+        && h[0] == crate::protocol::record::VERSION_1
+        && h[1] == crate::protocol::record::rtype::BEGIN_REQUEST
+}
+
 /// Where a relay connects for listening socket `fd`, and the peer it appears as there.
 fn target_of(fd: RawFd) -> Option<(SockAddr, Peer)> {
     let mut a = sys::local_addr(fd).ok()?;
@@ -169,12 +187,15 @@ impl Reactor {
             && !conn.hup
             && !conn.paused
             && conn.pending_in.is_empty()
-            && conn.io.pending_len() == 0;
+            && conn.io.pending_len() == 0
+            && sole_owner(conn);
         if !owner_busy
             || !idle
+            || !conn.engine.at_record_boundary()
             || !self.relay_allowed()
             || self.is_failed()
             || !super::client_allowed(appears_as)
+            || !begins_a_request(conn.io.fd())
         {
             return false;
         }
@@ -247,6 +268,7 @@ impl Reactor {
             || conn.read_closed
             || conn.hup
             || conn.io.pending_len() != 0
+            || !sole_owner(conn)
             || !conn.engine.at_record_boundary()
             || self.is_failed()
             || !super::client_allowed(appears_as)
@@ -378,7 +400,9 @@ pub fn relay_one(client: RawFd, up: RawFd, start: Start) -> Outcome {
             read_ahead,
         ),
     };
-    match req.forward(&cin, &mut to_up.buf) {
+    // Records of other requests (pipelined or multiplexed), kept for the connection's next owner.
+    let mut aside: Vec<u8> = Vec::new();
+    match req.forward(&cin, &mut to_up.buf, &mut aside) {
         Ok(n) => drop(cin.drain(..n)),
         Err(_) => return Outcome::Close,
     }
@@ -387,23 +411,30 @@ pub fn relay_one(client: RawFd, up: RawFd, start: Start) -> Outcome {
     let mut to_client = Pending::default();
     let mut connected = false;
     let mut client_eof = false;
+    // Writing to the serving process failed: nothing more goes over; its answer is read.
+    let mut up_write_failed = false;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         if resp.ended() && to_client.is_empty() {
             return if req.keep() && !client_eof {
-                Outcome::HandBack(cin)
+                aside.append(&mut cin);
+                Outcome::HandBack(aside)
             } else {
                 Outcome::Close
             };
         }
-        let read_client = connected && !req.input_complete() && cin.len() < BUFFERED;
+        // The web server is read until the response ends: its ABORT_REQUEST goes over too.
+        let read_client = connected
+            && !client_eof
+            && !resp.ended()
+            && cin.len() < BUFFERED
+            && aside.len() < BUFFERED
+            && to_up.len() < BUFFERED
+            && !up_write_failed;
         let read_up = connected && !resp.ended() && to_client.len() < BUFFERED;
         let mut ce = 0;
         if read_client {
-            ce |= libc::POLLIN;
-        }
-        if !client_eof {
-            ce |= libc::POLLRDHUP;
+            ce |= libc::POLLIN | libc::POLLRDHUP;
         }
         if !to_client.is_empty() {
             ce |= libc::POLLOUT;
@@ -412,7 +443,7 @@ pub fn relay_one(client: RawFd, up: RawFd, start: Start) -> Outcome {
         if read_up {
             ue |= libc::POLLIN;
         }
-        if !connected || !to_up.is_empty() {
+        if !connected || (!to_up.is_empty() && !up_write_failed) {
             ue |= libc::POLLOUT;
         }
         // A side with nothing wanted is left out of the poll (a negative descriptor): the
@@ -441,31 +472,29 @@ pub fn relay_one(client: RawFd, up: RawFd, start: Start) -> Outcome {
         }
         if read_client && cr & (libc::POLLIN | libc::POLLRDHUP) != 0 {
             match sys::read(client, &mut buf) {
+                // The web server closed its side: once the input was whole the response may
+                // still go out (as the runtime does), but the connection is not kept.
+                Ok(0) if req.input_complete() => client_eof = true,
                 Ok(0) => return Outcome::Close,
                 Ok(n) => cin.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return Outcome::Close,
             }
-            match req.forward(&cin, &mut to_up.buf) {
+            match req.forward(&cin, &mut to_up.buf, &mut aside) {
                 Ok(n) => drop(cin.drain(..n)),
                 Err(_) => return Outcome::Close,
             }
-        } else if cr & libc::POLLRDHUP != 0 {
-            // The web server closed its side once the input was whole: the response may still
-            // go out (as the runtime does), but the connection is not kept.
-            client_eof = true;
         }
         if cr & libc::POLLOUT != 0 && to_client.write_to(client).is_err() {
             return Outcome::Close;
         }
-        // The serving process's side.
+        // The serving process's side. It may close (even reset) the connection with input of
+        // the request unread, after an abort: its END_REQUEST is still read before the error.
         if ur & libc::POLLOUT != 0 && to_up.write_to(up).is_err() {
-            return Outcome::Close;
+            up_write_failed = true;
+            to_up = Pending::default();
         }
-        if ur & libc::POLLERR != 0 {
-            return Outcome::Close;
-        }
-        if read_up && ur & (libc::POLLIN | libc::POLLRDHUP | libc::POLLHUP) != 0 {
+        if read_up && ur & (libc::POLLIN | libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
             match sys::read(up, &mut buf) {
                 // It closed before END_REQUEST (it failed, or went away).
                 Ok(0) => return Outcome::Close,
@@ -519,6 +548,10 @@ impl Pending {
 /// The relay thread's body for `job`: relays, then hands the connection back or closes it.
 pub fn run(r: &Reactor, job: Job) {
     let Job { conn, up, start } = job;
+    crate::fcgi_log!(
+        Debug,
+        "relaying a request that would wait behind a busy thread through the listening socket"
+    );
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         relay_one(conn.io.fd(), up.as_raw_fd(), start)
     }));

@@ -30,7 +30,7 @@ pub use eventfd::{wake_raw, EventFd};
 pub use poll::{await_peer_shutdown, poll_one, poll_two};
 pub use process::pid;
 pub use socket::{
-    accept, check_listening, connect_nonblocking, has_unread_input, is_tcp, local_addr, read,
+    accept, check_listening, connect_nonblocking, has_unread_input, is_tcp, local_addr, peek, read,
     set_defer_accept, set_nodelay, set_nonblocking, shutdown_write, take_error, writev, SockAddr,
 };
 pub use thread::spawn_signals_blocked;

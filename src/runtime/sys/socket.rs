@@ -57,6 +57,19 @@ pub fn has_unread_input(fd: RawFd) -> bool {
     )
 }
 
+/// Copies up to `buf.len()` bytes waiting on socket `fd` without taking them (MSG_PEEK) and
+/// without waiting. Returns how many.
+pub fn peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable region of buf.len() bytes.
+    syscall!(recv(
+        fd,
+        buf.as_mut_ptr().cast(),
+        buf.len(),
+        libc::MSG_PEEK | libc::MSG_DONTWAIT
+    ))
+    .map(|n| n as usize)
+}
+
 /// Ok if `fd` is a listening socket. Otherwise the error accept(2) would give (EBADF,
 /// ENOTSOCK, or EINVAL for a socket that does not listen): polling such a descriptor for
 /// connections would wait forever (a pipe) or fail to register (a regular file).
