@@ -204,11 +204,7 @@ fn cgi_fcgi_as_client_receives_a_2_mb_response() {
             payload.len()
         )
     });
-    let alphabet = b"abcdefghijklmnopqrstuvwxyz";
-    let bad = payload
-        .iter()
-        .enumerate()
-        .position(|(i, &b)| b != alphabet[i % alphabet.len()]);
+    let bad = support::alphabet_mismatch(payload);
     fx.check(bad.is_none(), || {
         format!(
             "2 MB response: content differs at byte {}",

@@ -203,12 +203,7 @@ fn response_of_10_mib_arrives_intact() {
     fx.check(r.body.len() == TEN_MIB, || {
         format!("got {} bytes, want {TEN_MIB}", r.body.len())
     });
-    let alphabet = b"abcdefghijklmnopqrstuvwxyz";
-    let bad = r
-        .body
-        .iter()
-        .enumerate()
-        .position(|(i, &b)| b != alphabet[i % alphabet.len()]);
+    let bad = support::alphabet_mismatch(&r.body);
     fx.check(bad.is_none(), || {
         let at = bad.unwrap_or(0);
         format!(

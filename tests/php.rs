@@ -58,6 +58,16 @@ fn fpm_behind_nginx(php: &Php, tag: &str) -> Fixture {
     fx
 }
 
+/// The fixture with php-cgi (`children` workers, each recycled after `max_requests` requests;
+/// 0: never) behind nginx at `/cgi-keep/` and `/cgi-nokeep/`.
+fn cgi_behind_nginx(php: &Php, tag: &str, children: u32, max_requests: u32) -> Fixture {
+    let mut fx = Fixture::new(tag);
+    let www = write_scripts(&fx);
+    let port = start_cgi(&mut fx, php, "php-cgi", children, max_requests);
+    start_nginx(&mut fx, &www, &[("cgi", port)]);
+    fx
+}
+
 /// Checks every script of the fixture under `base` (`/fpm-keep`, ...), served by `sapi`.
 fn serve_everything(fx: &Fixture, base: &str, sapi: &str, nginx: bool) {
     // hello, then 20 on one client connection (and on one upstream connection with keep-alive).
@@ -129,12 +139,7 @@ fn serve_everything(fx: &Fixture, base: &str, sapi: &str, nginx: bool) {
 
     // A large response, byte by byte.
     let r = fx.get(&format!("{base}/big.php?bytes={BIG}"));
-    let alphabet = b"abcdefghijklmnopqrstuvwxyz";
-    let bad = r
-        .body
-        .iter()
-        .enumerate()
-        .position(|(i, &b)| b != alphabet[i % alphabet.len()]);
+    let bad = support::alphabet_mismatch(&r.body);
     fx.check(
         r.status == 200 && r.body.len() == BIG && bad.is_none(),
         || {
@@ -226,10 +231,7 @@ fn fpm_behind_nginx_serves_everything_with_and_without_keepalive() {
 #[test]
 fn cgi_behind_nginx_serves_everything_with_and_without_keepalive() {
     let Some(php) = Php::find() else { return };
-    let mut fx = Fixture::new("php-cgi-nginx");
-    let www = write_scripts(&fx);
-    let port = start_cgi(&mut fx, &php, "php-cgi", 2, 0);
-    start_nginx(&mut fx, &www, &[("cgi", port)]);
+    let fx = cgi_behind_nginx(&php, "php-cgi-nginx", 2, 0);
     for base in ["/cgi-keep", "/cgi-nokeep"] {
         serve_everything(&fx, base, "cgi-fcgi", true);
     }
@@ -442,10 +444,7 @@ fn client_loop(c: usize, port: u16, load: &Mutex<Load>, stop: &AtomicBool, serve
 #[test]
 fn cgi_max_requests_recycles_the_child_without_a_failed_request() {
     let Some(php) = Php::find() else { return };
-    let mut fx = Fixture::new("php-cgi-max");
-    let www = write_scripts(&fx);
-    let port = start_cgi(&mut fx, &php, "php-cgi", 1, 3);
-    start_nginx(&mut fx, &www, &[("cgi", port)]);
+    let fx = cgi_behind_nginx(&php, "php-cgi-max", 1, 3);
     for base in ["/cgi-keep", "/cgi-nokeep"] {
         let paths: Vec<String> = (0..12).map(|i| format!("{base}/hello.php?n={i}")).collect();
         let mut by_pid: BTreeMap<String, usize> = BTreeMap::new();

@@ -19,8 +19,9 @@
 //!
 //! `FCGI_RUNTIME_RELAY`: `auto` (the default) relays in a process with one application thread
 //! (PHP's model) whose listening socket may be shared with sibling processes (this process did
-//! not create it, see shed.rs); `1` in any process once all its threads are busy; `0` never. A relayed connection comes from the listening socket's own address (loopback for a
-//! wildcard one): when FCGI_WEB_SERVER_ADDRS does not allow that address, nothing is relayed.
+//! not create it, see shed.rs); `1` in any process once all its threads are busy; `0` never. A
+//! relayed connection comes from the listening socket's own address (loopback for a wildcard
+//! one): when FCGI_WEB_SERVER_ADDRS does not allow that address, nothing is relayed.
 
 use super::addr::Peer;
 use super::conn::Conn;
@@ -34,7 +35,7 @@ use parking_lot::Mutex;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,8 +71,6 @@ pub struct Relay {
     single_thread_only: bool,
     active: AtomicUsize,
     jobs: Mutex<Vec<Job>>,
-    /// Requests relayed since the start (for logs and tests).
-    pub relayed: AtomicU64,
 }
 
 impl Relay {
@@ -96,7 +95,6 @@ impl Relay {
             single_thread_only: !forced,
             active: AtomicUsize::new(0),
             jobs: Mutex::new(Vec::new()),
-            relayed: AtomicU64::new(0),
         }
     }
 
@@ -109,6 +107,13 @@ impl Relay {
     pub fn ended(&self) {
         self.active.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// True when the worker whose epoll holds `conn` is busy (its thread is not waiting).
+fn owner_busy(conn: &Conn) -> bool {
+    conn.owner
+        .as_ref()
+        .is_some_and(|w| !w.is_loop && !w.waiting.load(Ordering::SeqCst))
 }
 
 /// True when nothing but the connection itself holds its socket: no application thread still
@@ -156,6 +161,23 @@ fn target_of(fd: RawFd) -> Option<(SockAddr, Peer)> {
 }
 
 impl Reactor {
+    /// Counts a relay in (at most [`MAX_RELAYS`]) and opens its connection to the listening
+    /// socket; `None` (counted out again) when either fails.
+    fn open_relay(&self, target: &SockAddr) -> Option<OwnedFd> {
+        if self.relay.active.fetch_add(1, Ordering::AcqRel) >= MAX_RELAYS {
+            self.relay.ended();
+            return None;
+        }
+        match sys::connect_nonblocking(target) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                self.relay.ended();
+                crate::fcgi_log!(Debug, "cannot relay a request: connect: {e}");
+                None
+            }
+        }
+    }
+
     /// Whether this process relays now: relaying is on, no application thread waits, no event
     /// loop serves, no drain, and (for `auto`) it has a single application thread.
     fn relay_allowed(&self) -> bool {
@@ -176,10 +198,7 @@ impl Reactor {
         let Some(conn) = slot.as_ref() else {
             return false;
         };
-        let owner_busy = conn
-            .owner
-            .as_ref()
-            .is_some_and(|w| !w.is_loop && !w.waiting.load(Ordering::SeqCst));
+        let owner_busy = owner_busy(conn);
         let idle = conn.reqs.is_empty()
             && !conn.lingering
             && !conn.close_when_idle
@@ -199,17 +218,8 @@ impl Reactor {
         {
             return false;
         }
-        if self.relay.active.fetch_add(1, Ordering::AcqRel) >= MAX_RELAYS {
-            self.relay.ended();
+        let Some(up) = self.open_relay(target) else {
             return false;
-        }
-        let up = match sys::connect_nonblocking(target) {
-            Ok(fd) => fd,
-            Err(e) => {
-                self.relay.ended();
-                crate::fcgi_log!(Debug, "cannot relay a request: connect: {e}");
-                return false;
-            }
         };
         let Some(conn) = self.detach_conn(slot, idx) else {
             self.relay.ended();
@@ -253,10 +263,7 @@ impl Reactor {
         let Some(conn) = g.as_mut().filter(|c| c.gen == r.gen) else {
             return true;
         };
-        let owner_busy = conn
-            .owner
-            .as_ref()
-            .is_some_and(|w| !w.is_loop && !w.waiting.load(Ordering::SeqCst));
+        let owner_busy = owner_busy(conn);
         let alone = conn.reqs.len() == 1
             && conn.reqs[0].id == r.id
             && conn.reqs[0].phase == Phase::Ready
@@ -275,17 +282,8 @@ impl Reactor {
         {
             return false;
         }
-        if self.relay.active.fetch_add(1, Ordering::AcqRel) >= MAX_RELAYS {
-            self.relay.ended();
+        let Some(up) = self.open_relay(target) else {
             return false;
-        }
-        let up = match sys::connect_nonblocking(target) {
-            Ok(fd) => fd,
-            Err(e) => {
-                self.relay.ended();
-                crate::fcgi_log!(Debug, "cannot relay a request: connect: {e}");
-                return false;
-            }
         };
         let mut slot = conn.reqs.pop().expect("one request");
         let read_ahead = std::mem::take(&mut conn.pending_in);
@@ -557,13 +555,9 @@ pub fn run(r: &Reactor, job: Job) {
     }));
     drop(up);
     match outcome {
-        Ok(Outcome::HandBack(rest)) => {
-            r.relay.relayed.fetch_add(1, Ordering::Relaxed);
-            r.adopt(conn, rest);
-        }
-        Ok(Outcome::Close) => {
-            r.relay.relayed.fetch_add(1, Ordering::Relaxed);
-        }
+        Ok(Outcome::HandBack(rest)) => r.adopt(conn, rest),
+        // Dropping the connection closes it.
+        Ok(Outcome::Close) => {}
         Ok(Outcome::NotRelayed) => r.adopt(conn, Vec::new()),
         Err(_) => crate::fcgi_log!(
             Error,

@@ -3,15 +3,12 @@
 
 use crate::common;
 use crate::support::{
-    self, require, tcp_ready, tcp_sockets, unix_ready, Fixture, Lib, NGINX, START_TIMEOUT,
-    TCP_ESTABLISHED,
+    self, require, tcp_ready, tcp_sockets, unix_ready, Fixture, Lib, NGINX, TCP_ESTABLISHED,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
 
 /// Which API the application is written against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,16 +234,4 @@ fn app_cmd(face: Face, threads: &str, addr: &str) -> Command {
     cmd
 }
 
-/// Polls `cond` every 10 ms until it holds or [`START_TIMEOUT`] passes.
-pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
+pub use crate::support::wait_for;

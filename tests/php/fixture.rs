@@ -4,12 +4,10 @@
 //! `tests/support`, so the processes die with the test and the logs are printed on failure.
 
 use crate::common;
-use crate::support::{tcp_ready, Fixture, START_TIMEOUT};
+use crate::support::{tcp_ready, Fixture};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 /// The scripts every test serves, written into `<fixture>/www/`.
 const SCRIPTS: &[(&str, &str)] = &[
@@ -148,19 +146,7 @@ impl Php {
     }
 }
 
-/// Polls `cond` every 10 ms for at most [`START_TIMEOUT`]; says whether it became true.
-pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
+pub use crate::support::wait_for;
 
 /// `<fixture>/www` with [`SCRIPTS`] in it.
 pub fn write_scripts(fx: &Fixture) -> PathBuf {

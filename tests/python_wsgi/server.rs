@@ -5,13 +5,9 @@
 //! (`python3 -m fcgi_runtime --asgi module:app`, [`Wsgi::start_asgi`]).
 
 use crate::common;
-use crate::support::{
-    require, tcp_ready, unix_ready, wait_lib_mapped, Fixture, SPAWN_FCGI, START_TIMEOUT,
-};
+use crate::support::{require, tcp_ready, unix_ready, wait_lib_mapped, Fixture, SPAWN_FCGI};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 /// The process name of the WSGI server in the fixture (its logs: `wsgi.out`, `wsgi.err`).
 pub const SERVER: &str = "wsgi";
@@ -59,19 +55,7 @@ pub fn python(modules: &[&str]) -> Option<String> {
     None
 }
 
-/// Polls `cond` every 10 ms for at most [`START_TIMEOUT`].
-pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
+pub use crate::support::wait_for;
 
 /// Where the WSGI server listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

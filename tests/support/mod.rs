@@ -44,6 +44,29 @@ pub const DEBIAN_LIB: &str = "/usr/lib/x86_64-linux-gnu/libfcgi.so";
 
 /// How long a process may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Polls `cond` every 10 ms for at most [`START_TIMEOUT`]; says whether it became true.
+pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The first byte of `body` that breaks the repeated alphabet the test servers send for large
+/// responses (`abc...zabc...`), if any.
+pub fn alphabet_mismatch(body: &[u8]) -> Option<usize> {
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz";
+    body.iter()
+        .enumerate()
+        .position(|(i, &b)| b != alphabet[i % alphabet.len()])
+}
 /// How long one run of a short-lived tool (cgi-fcgi, curl) may take before the test fails.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Read/write timeout of the test's own sockets.

@@ -44,17 +44,7 @@ pub fn writev(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
 /// True when bytes the peer sent are waiting unread on `fd` (a peek that does not wait; the
 /// peer's end of input, or an error, count as nothing unread).
 pub fn has_unread_input(fd: RawFd) -> bool {
-    let mut b = 0u8;
-    // SAFETY: one writable byte.
-    matches!(
-        syscall!(recv(
-            fd,
-            (&mut b as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT
-        )),
-        Ok(n) if n > 0
-    )
+    matches!(peek(fd, &mut [0u8]), Ok(n) if n > 0)
 }
 
 /// Copies up to `buf.len()` bytes waiting on socket `fd` without taking them (MSG_PEEK) and
