@@ -292,8 +292,10 @@ pub extern "C" fn fcgi_init_request(
             return ptr::null_mut();
         }
         let mut inner = Request::new(listen_socket);
-        // PHP's fcgi_close waits for the web server to close a connection it did not keep.
-        inner.wait_for_peer_close(true);
+        // PHP's fcgi_close waits for the web server to close a connection it did not keep, and
+        // the hooks (FPM's scoreboard) see the thread busy until then. Without hooks nothing
+        // observes it, and the wait would only cost a poll and a wake-up per connection.
+        inner.wait_for_peer_close(on_accept.is_some() || on_read.is_some() || on_close.is_some());
         Box::into_raw(Box::new(fcgi_request {
             inner,
             on_accept,
