@@ -10,7 +10,8 @@
 #                       API), half against lf-echo (libfcgi API on the project's libfcgi.so.0,
 #                       via spawn-fcgi); fails on any error or server RSS/fd growth (docs/soak.md)
 #   make check-header   fail when include/fcgi.h differs from what the build generated
-#   make lint           rustfmt --check and clippy -D warnings on every target
+#   make lint           rustfmt --check, clippy -D warnings on every target, and the ownership
+#                       comments of include/fcgi.h (tools/check-header-docs.py)
 #   make memsafe        only the C-boundary memory-safety tests (valgrind, ASan/UBSan, fd leaks,
 #                       NULL/invalid arguments on every export); part of make test
 #   make memsafe-asan-rust  the ASan runs again, on the Rust library itself built with
@@ -27,7 +28,8 @@
 #   make install        install the library, headers and pkg-config files (docs/install.md)
 #   make uninstall      remove what make install installed (same variables)
 #
-# Variables: CARGO (cargo), DEMO_HOST (127.0.0.1), DEMO_PORT (first free port from 9123).
+# Variables: CARGO (cargo), PYTHON (python3, for make lint), DEMO_HOST (127.0.0.1), DEMO_PORT
+# (first free port from 9123).
 # Installation: PREFIX (/usr/local), DESTDIR (empty), LIBDIR ($(PREFIX)/lib),
 # INCLUDEDIR ($(PREFIX)/include), PKGCONFIGDIR ($(LIBDIR)/pkgconfig), BUILDLIBDIR (the
 # directory holding the built libfcgi.so and libfcgi.a: target/release, built if missing).
@@ -174,9 +176,16 @@ check-header:
 	fi; \
 	echo "check-header: include/fcgi.h is up to date"
 
+# tools/check-header-docs.py: every declaration of include/fcgi.h that takes or returns a
+# pointer or a callback states ownership and lifetime ("Ownership:" lines; the convention is at
+# the top of the header), and nothing follows the include guard. Its self-test first checks that
+# broken copies of the header are rejected.
+PYTHON ?= python3
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(PYTHON) tools/check-header-docs.py --self-test include/fcgi.h
+	$(PYTHON) tools/check-header-docs.py include/fcgi.h
 
 clean:
 	$(CARGO) clean

@@ -28,6 +28,8 @@ use std::sync::Once;
 
 /// The logger PHP's layer calls: a printf-like function. fcgi-runtime calls it with the
 /// format `"%s"` and one preformatted message.
+/// Ownership: the format and the message are borrowed, valid only during the call.
+/// Threads: see fcgi_set_logger.
 pub type fcgi_logger = Option<unsafe extern "C" fn(level: c_int, fmt: *const c_char, ...)>;
 
 /// A request object: one per application thread, reused request after request. Opaque.
@@ -167,6 +169,9 @@ pub extern "C" fn fcgi_shutdown() {
 /// FCGI_RUNTIME_SOCKET_MODE/_OWNER say otherwise). Returns the descriptor (close-on-exec), or
 /// -1 after logging the reason. Enters FastCGI mode and installs the handlers of fcgi_init;
 /// like PHP's, it initialises what fcgi_init does if that was not called (FCGI_MPXS_CONNS=0).
+/// Ownership: `path` is borrowed for the call (copied). The returned descriptor is the
+/// caller's: the library never closes it; keep it open as long as request objects or loops
+/// serve it.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_int {
     guard("fcgi_listen", -1, || {
@@ -227,6 +232,8 @@ fn strerror(errno: c_int) -> String {
 /// fcgi_listen and the umask's for the libfcgi face). `owner`: "user", "user:group" or
 /// ":group" (names or numeric ids), or NULL for the default (FCGI_RUNTIME_SOCKET_OWNER, else
 /// unchanged). Returns 0, or -1 (logged, nothing changed) for a bad mode or unknown name.
+/// Ownership: `owner` is borrowed for the call (resolved to ids, which are kept; the caller
+/// keeps ownership).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_socket_permissions(mode: c_int, owner: *const c_char) -> c_int {
     guard("fcgi_set_socket_permissions", -1, || {
@@ -262,6 +269,8 @@ pub unsafe extern "C" fn fcgi_set_socket_permissions(mode: c_int, owner: *const 
 /// and CIDR ranges. NULL does nothing. Invalid entries are logged and skipped; a list with no
 /// valid entry refuses every TCP client. While a list is set, non-TCP clients are refused.
 /// Overrides FCGI_WEB_SERVER_ADDRS. Applies to connections accepted afterwards.
+/// Ownership: `ip` is borrowed for the call: parsed, never modified (despite `char *`, PHP's
+/// prototype) and not kept.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_allowed_clients(ip: *mut c_char) {
     guard("fcgi_set_allowed_clients", (), || {
@@ -280,6 +289,13 @@ pub unsafe extern "C" fn fcgi_set_allowed_clients(ip: *mut c_char) {
 /// a request has been received, `on_close` when the request's connection is closed. No thread
 /// or poll exists until the first fcgi_accept_request, so a process may fork after this.
 /// Returns NULL on failure. Free with fcgi_destroy_request.
+/// Ownership: the caller owns the returned object until fcgi_destroy_request frees it. The
+/// hooks are stored as given and must stay callable as long as the object lives.
+/// `listen_socket` stays the caller's: the library never closes it (it makes it non-blocking
+/// when it starts serving it); keep it open as long as the object lives.
+/// Threads: each hook runs on the thread that calls fcgi_accept_request (all three),
+/// fcgi_finish_request or fcgi_close (`on_close`) with this object, inside that call;
+/// fcgi_destroy_request calls none. A hook must not call the library with this object.
 #[no_mangle]
 pub extern "C" fn fcgi_init_request(
     listen_socket: c_int,
@@ -312,6 +328,10 @@ pub extern "C" fn fcgi_init_request(
 /// Frees a request object, finishing its request first if one is in progress and waiting
 /// (at most the write timeout) until its output has left. The listening socket is not closed.
 /// NULL is ignored.
+/// Ownership: takes back `req` (from fcgi_init_request) and frees it: `req` and the pointers
+/// fcgi_getenv, fcgi_putenv and fcgi_request_client_ip returned for it are invalid afterwards.
+/// The pointer given to fcgi_set_request_data is not freed (it stays the caller's). A request
+/// object of an event loop is refused (logged, nothing freed): fcgi_loop_finish gives it back.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
     guard("fcgi_destroy_request", (), || {
@@ -337,6 +357,10 @@ pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
 /// request has arrived with all its PARAMS. Returns the descriptor of its connection (>= 0),
 /// or -1 on shutdown (fcgi_terminate, SIGTERM, SIGUSR1) or error. Thread-safe across request
 /// objects; a request object must not be used by two threads at once.
+/// Ownership: `req` is borrowed for the call. Finishing the previous request makes the pointers
+/// fcgi_getenv, fcgi_putenv and fcgi_request_client_ip returned for it invalid; the
+/// fcgi_set_request_data pointer is kept. The returned descriptor belongs to the library: do
+/// not close it; it is valid until the request is finished.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
     guard("fcgi_accept_request", -1, || {
@@ -381,6 +405,9 @@ pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
 /// `force_close` closes the connection at once, aborting any other request multiplexed on
 /// it. Returns 1 on success or when no request is in progress, 0 if the output could not be
 /// written.
+/// Ownership: `req` is borrowed for the call and stays the caller's (for the next
+/// fcgi_accept_request). Ending the request makes the pointers fcgi_getenv and fcgi_putenv
+/// returned for it invalid, as fcgi_close(req, _, 1) does.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_finish_request(req: *mut fcgi_request, force_close: c_int) -> c_int {
     guard("fcgi_finish_request", 0, || {
@@ -400,6 +427,7 @@ pub unsafe extern "C" fn fcgi_finish_request(req: *mut fcgi_request, force_close
 /// invalid); if `force` or the connection is not kept, the request is let go and its
 /// connection closed (at once with `force`, else after the output is sent). A kept
 /// connection without `force` is left as it is.
+/// Ownership: `req` is borrowed for the call; see `destroy` for the environment's pointers.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_close(req: *mut fcgi_request, force: c_int, destroy: c_int) {
     guard("fcgi_close", (), || {
@@ -414,6 +442,7 @@ pub unsafe extern "C" fn fcgi_close(req: *mut fcgi_request, force: c_int, destro
 }
 
 /// Returns 1 when the request object holds no request (or is NULL), else 0.
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_is_closed(req: *mut fcgi_request) -> c_int {
     // SAFETY: caller's contract.
@@ -425,6 +454,7 @@ pub unsafe extern "C" fn fcgi_is_closed(req: *mut fcgi_request) -> c_int {
 /// Sends the remaining output, the end of the output streams and END_REQUEST (with the status
 /// set by fcgi_set_app_status), once per request. Returns 1, or 0 if the output could not be
 /// written (the request was aborted or the connection failed).
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_end(req: *mut fcgi_request) -> c_int {
     guard("fcgi_end", 0, || {
@@ -437,6 +467,7 @@ pub unsafe extern "C" fn fcgi_end(req: *mut fcgi_request) -> c_int {
 }
 
 /// Sends buffered output; with `end` also ends the request as fcgi_end does. Returns 1 or 0.
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_flush(req: *mut fcgi_request, end: c_int) -> c_int {
     guard("fcgi_flush", 0, || {
@@ -472,6 +503,8 @@ fn read_stream(req: *mut fcgi_request, s: *mut c_char, len: c_int, which: Stream
 /// byte is there. Returns the count, 0 at the end of the body or if `len <= 0`, -1 if the
 /// request was aborted, its connection failed or the body was cut short (and for a NULL
 /// request, or a NULL `str` with `len > 0`).
+/// Ownership: `req` and `str` are borrowed for the call: at most `len` bytes are written into
+/// the caller's buffer, and no reference to it is kept.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_read(req: *mut fcgi_request, str: *mut c_char, len: c_int) -> c_int {
     guard("fcgi_read", -1, || {
@@ -481,6 +514,7 @@ pub unsafe extern "C" fn fcgi_read(req: *mut fcgi_request, str: *mut c_char, len
 
 /// Filter role: reads the DATA stream like fcgi_read, once STDIN has been read to its end
 /// (-1 before that, and -1 for a request of another role, which has no DATA stream).
+/// Ownership: as for fcgi_read: `req` and `str` are borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_read_data(
     req: *mut fcgi_request,
@@ -502,6 +536,9 @@ const PHP_OUT_BUF: usize = 8192;
 /// With no request in progress (before the first, after `fcgi_finish_request`), a write
 /// shorter than PHP's 8 KiB output buffer returns `len` and its bytes are dropped, as in PHP's
 /// layer; a longer one returns -1.
+/// Ownership: `req` and `str` are borrowed for the call: before fcgi_write returns, the bytes
+/// are copied (into the output buffer or the connection's write-behind buffer), written to the
+/// socket, or dropped as above; no reference to `str` is kept.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_write(
     req: *mut fcgi_request,
@@ -562,9 +599,11 @@ fn getenv(req: *mut fcgi_request, var: *const c_char, var_len: c_int) -> *mut c_
 }
 
 /// Returns the value of the request variable `var` (`var_len` bytes), or NULL. The value is
-/// NUL-terminated and may be modified in place; it stays valid until the next
-/// fcgi_accept_request or fcgi_close(.., destroy=1) on this request, even if fcgi_putenv
-/// replaces it.
+/// NUL-terminated and may be modified in place.
+/// Ownership: `var` is borrowed for the call. The value is owned by the request object (never
+/// free it) and stays valid, even if fcgi_putenv replaces it, until the next
+/// fcgi_accept_request, fcgi_finish_request, fcgi_close(req, _, 1) or fcgi_destroy_request on
+/// this request (for a request of an event loop: fcgi_loop_finish or fcgi_loop_free).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_getenv(
     req: *mut fcgi_request,
@@ -576,6 +615,8 @@ pub unsafe extern "C" fn fcgi_getenv(
 
 /// fcgi_getenv for the FCGI_GETENV macro. `hash_value` is ignored (so binaries built with
 /// PHP's hash macro work too).
+/// Ownership: as for fcgi_getenv: `var` is borrowed for the call; the value is owned by the
+/// request object and valid until the request is finished.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_quick_getenv(
     req: *mut fcgi_request,
@@ -612,8 +653,11 @@ fn putenv(
     r.inner.env.put(name, value).cast()
 }
 
-/// Sets the request variable `var` to a copy of the NUL-terminated `val` and returns the copy
-/// (valid as for fcgi_getenv); `val == NULL` deletes the variable and returns NULL.
+/// Sets the request variable `var` to a copy of the NUL-terminated `val` and returns the copy;
+/// `val == NULL` deletes the variable and returns NULL.
+/// Ownership: `var` and `val` are borrowed for the call (copied; neither is modified, despite
+/// `char *`, PHP's prototype). The returned copy is owned by the request object and valid as
+/// for fcgi_getenv (until the request is finished), as are the values it replaced.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_putenv(
     req: *mut fcgi_request,
@@ -627,6 +671,8 @@ pub unsafe extern "C" fn fcgi_putenv(
 }
 
 /// fcgi_putenv for the FCGI_PUTENV macro; `hash_value` is ignored.
+/// Ownership: as for fcgi_putenv: `var` and `val` are borrowed for the call and copied; the
+/// result is owned by the request object, valid as for fcgi_getenv.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_quick_putenv(
     req: *mut fcgi_request,
@@ -642,6 +688,7 @@ pub unsafe extern "C" fn fcgi_quick_putenv(
 }
 
 /// Returns 1 when a request's variables are loaded, else 0 (also for NULL).
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_has_env(req: *mut fcgi_request) -> c_int {
     // SAFETY: caller's contract.
@@ -658,6 +705,11 @@ pub unsafe extern "C" fn fcgi_has_env(req: *mut fcgi_request) -> c_int {
 /// after its deletion counts as created then. `var` is NUL-terminated and valid during the
 /// call; `val` is the stored value (as fcgi_getenv returns it). `array` is passed through
 /// (PHP passes a zval). Allocates nothing once the request object has seen its longest name.
+/// Ownership: `req`, `load_func` and `array` are borrowed for the call: `array` is passed
+/// through untouched (never dereferenced), and none of them is kept afterwards. For `var` and
+/// `val`, see fcgi_apply_func.
+/// Threads: `load_func` runs on the calling thread, before fcgi_loadenv returns; it must not
+/// call the library with this request object.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loadenv(
     req: *mut fcgi_request,
@@ -692,6 +744,8 @@ pub unsafe extern "C" fn fcgi_loadenv(
 /// Defines a management variable reported by GET_VALUES (the first definition of a name
 /// wins). FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS set the corresponding limits, so
 /// that what is reported is what is enforced.
+/// Ownership: `name` and `value` are borrowed for the call (copied, or parsed for the three
+/// names above; the caller keeps ownership). NULL for either is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_mgmt_var(
     name: *const c_char,
@@ -725,6 +779,8 @@ pub unsafe extern "C" fn fcgi_set_mgmt_var(
 }
 
 /// Kept for link compatibility with PHP's header; does nothing.
+/// Ownership: `ptr` is borrowed for the call and neither read nor freed (PHP's frees a
+/// management variable's value; the library's own copies live until fcgi_shutdown).
 #[no_mangle]
 pub extern "C" fn fcgi_free_mgmt_var_cb(ptr: *mut c_void) {
     let _ = ptr;
@@ -751,6 +807,7 @@ pub extern "C" fn fcgi_terminate() {
 
 /// Overrides whether the request's connection is kept after it (initially the server's
 /// KEEP_CONN flag).
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_set_keep(req: *mut fcgi_request, new_value: c_int) {
     guard("fcgi_request_set_keep", (), || {
@@ -761,9 +818,12 @@ pub unsafe extern "C" fn fcgi_request_set_keep(req: *mut fcgi_request, new_value
     })
 }
 
-/// The client address of the last request accepted by the calling thread (IPv4-mapped
-/// addresses shown as IPv4), or NULL for Unix-socket peers. Valid until that thread's next
-/// fcgi_accept_request.
+/// The client address of the last request accepted by the calling thread (fcgi_accept_request
+/// or fcgi_loop_accept; IPv4-mapped addresses shown as IPv4), or NULL for a Unix-socket peer
+/// and before the thread's first request from a TCP client.
+/// Ownership: the text is owned by the library (a buffer of the calling thread; never free it).
+/// It is valid until that thread's next fcgi_accept_request or fcgi_loop_accept (which may
+/// rewrite it in place), and not after the thread exits.
 #[no_mangle]
 pub extern "C" fn fcgi_get_last_client_ip() -> *const c_char {
     guard("fcgi_get_last_client_ip", ptr::null(), || {
@@ -771,11 +831,16 @@ pub extern "C" fn fcgi_get_last_client_ip() -> *const c_char {
     })
 }
 
-/// Sets the function that receives the library's log messages (called as
-/// `lg(level, "%s", message)` from the application's threads only: lines of the library's own
-/// thread go to stderr, since PHP-FPM's hook writes to the current request; it must not call
-/// back into the library). NULL restores the default: messages of level FCGI_NOTICE and above
-/// to stderr.
+/// Sets the function that receives the library's log messages, of every level (called as
+/// `lg(level, "%s", message)`). NULL restores the default: messages of level FCGI_NOTICE and
+/// above to stderr. Replaces a function set by fcgi_set_log_func, and the reverse.
+/// Ownership: `lg` is kept and must stay callable until a later fcgi_set_logger or
+/// fcgi_set_log_func replaces it; once that call returns, `lg` is no longer running or called.
+/// The format and the message are borrowed, valid only during each call.
+/// Threads: `lg` is called from the application's threads only, inside their calls into the
+/// library, possibly on several threads at once; lines of the library's own threads go to
+/// stderr as by default (PHP-FPM's hook writes to the current request). It must not call back
+/// into the library.
 #[no_mangle]
 pub extern "C" fn fcgi_set_logger(lg: fcgi_logger) {
     guard("fcgi_set_logger", (), || match lg {
@@ -793,6 +858,7 @@ pub extern "C" fn fcgi_set_logger(lg: fcgi_logger) {
 
 /// Returns 1 if the server aborted the current request (ABORT_REQUEST) or its connection
 /// failed; output is then discarded and END_REQUEST was sent by the library. Else 0.
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_is_aborted(req: *mut fcgi_request) -> c_int {
     // SAFETY: caller's contract.
@@ -802,6 +868,7 @@ pub unsafe extern "C" fn fcgi_is_aborted(req: *mut fcgi_request) -> c_int {
 }
 
 /// The FastCGI request id of the current request, or -1.
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_id(req: *mut fcgi_request) -> c_int {
     // SAFETY: caller's contract.
@@ -813,6 +880,7 @@ pub unsafe extern "C" fn fcgi_request_id(req: *mut fcgi_request) -> c_int {
 }
 
 /// The role of the current request (FCGI_RESPONDER, FCGI_AUTHORIZER, FCGI_FILTER), or -1.
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_role(req: *mut fcgi_request) -> c_int {
     // SAFETY: caller's contract.
@@ -824,6 +892,7 @@ pub unsafe extern "C" fn fcgi_request_role(req: *mut fcgi_request) -> c_int {
 }
 
 /// Sets the application status sent in END_REQUEST (the CGI exit status; 0 by default).
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_app_status(req: *mut fcgi_request, status: c_int) {
     guard("fcgi_set_app_status", (), || {
@@ -834,8 +903,10 @@ pub unsafe extern "C" fn fcgi_set_app_status(req: *mut fcgi_request, status: c_i
     })
 }
 
-/// The client address of the current request's connection, or NULL (Unix peer or no
-/// request). Valid until the next fcgi_accept_request on this request.
+/// The client address of the current request's connection, or NULL (Unix peer or no request).
+/// Ownership: the text is owned by the request object (never free it). It is valid until the
+/// next fcgi_accept_request on this request (for a request of an event loop: until
+/// fcgi_loop_finish), and not after the object is freed.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_client_ip(req: *mut fcgi_request) -> *const c_char {
     guard("fcgi_request_client_ip", ptr::null(), || {

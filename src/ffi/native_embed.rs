@@ -24,6 +24,8 @@ use std::os::raw::{c_char, c_int, c_long, c_void};
 /// Returns the number of bytes the whole block takes (0: no variables); when that is more
 /// than `size`, nothing is written: call again with a buffer at least that large. Returns -1
 /// when `req` is NULL, or `buf` is NULL with a non-zero `size`.
+/// Ownership: `req` and `buf` are borrowed for the call; what is written is the caller's copy,
+/// which stays valid after the request ends (unlike fcgi_getenv's pointers).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_getenv_all(
     req: *mut fcgi_request,
@@ -64,10 +66,14 @@ pub unsafe extern "C" fn fcgi_getenv_all(
     })
 }
 
-/// Sets the function that receives the library's log messages, with `arg` passed back on
-/// each call; possibly called from any thread, and it must not call back into the library.
-/// NULL restores the default (messages of level FCGI_NOTICE and above to stderr). Replaces a
-/// logger set by fcgi_set_logger, and the reverse.
+/// Sets the function that receives the library's log messages, of every level, with `arg`
+/// passed back on each call. NULL restores the default (messages of level FCGI_NOTICE and above
+/// to stderr). Replaces a function set by fcgi_set_logger, and the reverse.
+/// Ownership: `arg` stays the caller's: it is stored as given, never dereferenced or freed.
+/// `func` and `arg` must stay valid until a later fcgi_set_log_func or fcgi_set_logger replaces
+/// them; once that call returns, `func` is no longer running or called and `arg` may be freed.
+/// Threads: `func` may be called from any thread, the library's own included, and on several
+/// threads at once; it must not call back into the library.
 #[no_mangle]
 pub extern "C" fn fcgi_set_log_func(func: fcgi_log_func, arg: *mut c_void) {
     // The pointer travels into the logger closure as an address: the application owns it and

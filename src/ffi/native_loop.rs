@@ -49,6 +49,11 @@ unsafe fn lp<'a>(p: *mut fcgi_loop) -> Option<&'a mut fcgi_loop> {
 /// (fcgi_accept_request) may serve the same socket in the same process; they share the
 /// connections, limits and timers. Several loops may serve one socket (one per thread).
 /// Returns NULL on failure (logged). Free with fcgi_loop_free.
+/// Ownership: the caller owns the returned loop until fcgi_loop_free frees it. `listen_socket`
+/// stays the caller's: the library never closes it (it makes it non-blocking); keep it open as
+/// long as the loop lives.
+/// Threads: a loop has no lock: the loop and the request objects it hands out must be used by
+/// one thread at a time (one loop per thread).
 #[no_mangle]
 pub extern "C" fn fcgi_loop_new(listen_socket: c_int) -> *mut fcgi_loop {
     guard("fcgi_loop_new", ptr::null_mut(), || {
@@ -72,6 +77,10 @@ pub extern "C" fn fcgi_loop_new(listen_socket: c_int) -> *mut fcgi_loop {
 
 /// Frees a loop. Requests it still holds are ended first (their output and END_REQUEST are
 /// handed to the socket without waiting) and their objects freed. NULL is ignored.
+/// Ownership: takes back `evloop` and frees it with every request object it handed out: those
+/// pointers, and what fcgi_getenv and friends returned for them, are invalid afterwards. The
+/// pointers given to fcgi_set_request_data are not freed: collect them first. The listening
+/// socket stays open.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_free(evloop: *mut fcgi_loop) {
     guard("fcgi_loop_free", (), || {
@@ -96,6 +105,8 @@ pub unsafe extern "C" fn fcgi_loop_free(evloop: *mut fcgi_loop) {
 /// reader) for readability. When it is readable, call fcgi_loop_work, then fcgi_loop_accept
 /// and fcgi_loop_woken until they return NULL. Level-triggered: it stays readable until that
 /// work is done. -1 for NULL.
+/// Ownership: `evloop` is borrowed for the call. The descriptor belongs to the loop: never
+/// close it; it is valid until fcgi_loop_free.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_fd(evloop: *mut fcgi_loop) -> c_int {
     // SAFETY: caller's contract.
@@ -109,6 +120,7 @@ pub unsafe extern "C" fn fcgi_loop_fd(evloop: *mut fcgi_loop) -> c_int {
 /// PARAMS, write and linger timeouts). Returns the milliseconds after which it must be called
 /// again even if the descriptor stays quiet, or -1 for no such time (call it when the
 /// descriptor is readable). Call fcgi_loop_accept and fcgi_loop_woken afterwards.
+/// Ownership: `evloop` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_work(evloop: *mut fcgi_loop) -> c_int {
     // SAFETY: caller's contract.
@@ -123,6 +135,9 @@ pub unsafe extern "C" fn fcgi_loop_work(evloop: *mut fcgi_loop) -> c_int {
 /// fcgi_loop_finish, which gives the object back. Until then the loop reports the request as
 /// woken (fcgi_loop_woken) whenever its input arrives, room to write comes after
 /// FCGI_WOULD_BLOCK, or it is aborted.
+/// Ownership: `evloop` is borrowed for the call. The returned object is owned by the loop
+/// (never pass it to fcgi_destroy_request); the caller may use it until fcgi_loop_finish gives
+/// it back, or until fcgi_loop_free. Its request data (fcgi_set_request_data) starts as NULL.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_request {
     guard("fcgi_loop_accept", ptr::null_mut(), || {
@@ -168,6 +183,9 @@ pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_r
 /// write came after FCGI_WOULD_BLOCK, or the request was aborted (fcgi_is_aborted) or its
 /// connection failed. NULL when there is none. A request may be reported when nothing
 /// changed for it; retrying its call then says FCGI_WOULD_BLOCK again.
+/// Ownership: `evloop` is borrowed for the call. The returned object is one the caller holds
+/// (from fcgi_loop_accept, not yet given back), owned by the loop: valid until fcgi_loop_finish
+/// or fcgi_loop_free.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_woken(evloop: *mut fcgi_loop) -> *mut fcgi_request {
     guard("fcgi_loop_woken", ptr::null_mut(), || {
@@ -198,6 +216,8 @@ fn loop_req<'a>(p: *mut fcgi_request) -> Option<&'a mut fcgi_request> {
 /// (the request is reported by fcgi_loop_woken when some arrive), or -1 if the request was
 /// aborted, its connection failed or its body was cut short (also for a NULL or blocking
 /// request). fcgi_read and fcgi_read_data on a loop request behave the same way.
+/// Ownership: `req` and `buf` are borrowed for the call: at most `len` bytes are written into
+/// `buf`, and no reference to it is kept.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_read(
     req: *mut fcgi_request,
@@ -228,6 +248,9 @@ pub unsafe extern "C" fn fcgi_loop_read(
 /// comes; past the write timeout the connection is closed and the request aborted); -1 if the
 /// request was aborted or its connection failed; 0 for `len <= 0`. fcgi_write on a loop
 /// request behaves the same way.
+/// Ownership: `req` and `buf` are borrowed for the call: the bytes taken are copied (into the
+/// output or write-behind buffer) or written before it returns, and no reference to `buf` is
+/// kept; pass the bytes not taken again later.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_write(
     req: *mut fcgi_request,
@@ -278,6 +301,7 @@ pub(super) fn loop_write(
 /// fcgi_loop_woken when room comes; call again then), -1 if the request was aborted or its
 /// connection failed (also for a NULL or blocking request). fcgi_flush on a loop request
 /// sends without this check (it never waits either).
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_flush(req: *mut fcgi_request) -> c_int {
     guard("fcgi_loop_flush", -1, || {
@@ -303,6 +327,9 @@ pub unsafe extern "C" fn fcgi_loop_flush(req: *mut fcgi_request) -> c_int {
 /// Returns 0, or -1 when the output could not be delivered (the request was aborted or its
 /// connection failed; the object is given back all the same), and -1 for a NULL or blocking
 /// request.
+/// Ownership: gives `req` back to its loop: neither it nor the pointers fcgi_getenv and friends
+/// returned for it may be used afterwards (the loop hands the object out again for another
+/// request). Its request data is reset to NULL, not freed.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_finish(req: *mut fcgi_request) -> c_int {
     guard("fcgi_loop_finish", -1, || {
@@ -335,6 +362,7 @@ pub unsafe extern "C" fn fcgi_loop_finish(req: *mut fcgi_request) -> c_int {
 /// is still delivered to a web server that only half-closed. A loop request is reported by
 /// fcgi_loop_woken when this becomes true. Works on blocking requests too. 0 otherwise (and
 /// for NULL).
+/// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_peer_closed(req: *mut fcgi_request) -> c_int {
     guard("fcgi_peer_closed", 0, || {
@@ -343,9 +371,13 @@ pub unsafe extern "C" fn fcgi_peer_closed(req: *mut fcgi_request) -> c_int {
     })
 }
 
-/// Attaches the application's pointer to a request object (for example its state for a
-/// request of an event loop, found again when fcgi_loop_woken returns the request). A loop
-/// clears it when it hands the object out for a new request. NULL `req` is ignored.
+/// Attaches the application's pointer to a request object (for example its state for a request
+/// of an event loop, found again when fcgi_loop_woken returns the request). NULL `req` is
+/// ignored.
+/// Ownership: `data` stays the caller's: the library stores it as given, never dereferences or
+/// frees it (fcgi_destroy_request, fcgi_loop_finish and fcgi_loop_free do not free it). It is
+/// kept until replaced: a blocking request object keeps it from request to request; a loop
+/// resets it to NULL in fcgi_loop_finish and when fcgi_loop_accept hands the object out.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_request_data(req: *mut fcgi_request, data: *mut c_void) {
     guard("fcgi_set_request_data", (), || {
@@ -357,6 +389,8 @@ pub unsafe extern "C" fn fcgi_set_request_data(req: *mut fcgi_request, data: *mu
 }
 
 /// The pointer set by fcgi_set_request_data, or NULL.
+/// Ownership: `req` is borrowed for the call; the result is the caller's own pointer (see
+/// fcgi_set_request_data), not owned by the library.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_get_request_data(req: *mut fcgi_request) -> *mut c_void {
     guard("fcgi_get_request_data", ptr::null_mut(), || {

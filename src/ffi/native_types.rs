@@ -64,8 +64,13 @@ pub type fcgi_request_type = c_int;
 /// One of the FCGI_LIMIT_* values.
 pub type fcgi_limit = c_int;
 
-/// Called by fcgi_loadenv for each variable. `var` is NUL-terminated and valid only during
-/// the call; `val` is the NUL-terminated, writable value (valid as for fcgi_getenv).
+/// Called by fcgi_loadenv for each variable: its name, the name's length, its value, the
+/// value's length, and fcgi_loadenv's `array` as `arg`.
+/// Ownership: all borrowed. `var` (NUL-terminated) is valid only during the call; `val`
+/// (NUL-terminated, writable) is owned by the request object and valid as for fcgi_getenv;
+/// `arg` is passed through untouched.
+/// Threads: called on the thread inside fcgi_loadenv; it must not call the library with the
+/// same request object.
 pub type fcgi_apply_func = Option<
     unsafe extern "C" fn(
         var: *const c_char,
@@ -79,8 +84,14 @@ pub type fcgi_apply_func = Option<
 /// Receives a log message: its level (FCGI_DEBUG .. FCGI_ALERT), the text (not
 /// NUL-terminated; no trailing newline) and its length, and the `arg` given to
 /// fcgi_set_log_func.
+/// Ownership: `msg` is borrowed, valid only during the call (copy it to keep it); `arg` stays
+/// the application's.
+/// Threads: see fcgi_set_log_func (any thread, several at once; no calls into the library).
 pub type fcgi_log_func =
     Option<unsafe extern "C" fn(level: c_int, msg: *const c_char, len: usize, arg: *mut c_void)>;
 
 /// A hook of fcgi_init_request, called without arguments.
+/// Ownership: the request object keeps the function pointer (nothing to free); the function
+/// must stay callable as long as that object lives (until fcgi_destroy_request).
+/// Threads: see fcgi_init_request.
 pub type fcgi_hook = Option<unsafe extern "C" fn()>;

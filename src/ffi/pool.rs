@@ -39,6 +39,9 @@ unsafe fn text(s: *const c_char) -> Option<String> {
 /// PHP_FCGI_CHILDREN workers when that variable is a number above 0; max_requests from
 /// PHP_FCGI_MAX_REQUESTS (else 0: workers are not recycled). No socket, no process, no thread
 /// is created. Returns NULL on failure. Free with fcgi_pool_free.
+/// Ownership: the caller owns the returned pool until fcgi_pool_free frees it (after
+/// fcgi_pool_run, each worker holds its own copy, made by fork).
+/// Threads: a pool must not be used by two threads at once.
 #[no_mangle]
 pub extern "C" fn fcgi_pool_new() -> *mut fcgi_pool {
     guard("fcgi_pool_new", ptr::null_mut(), || {
@@ -61,6 +64,8 @@ pub extern "C" fn fcgi_pool_new() -> *mut fcgi_pool {
 /// longer is killed with SIGKILL, logged, and replaced).
 /// Returns 0, or -1 (logged, nothing changed) for an unknown name, a bad value, a NULL
 /// argument, or a pool that already ran. Settings are checked together by fcgi_pool_run.
+/// Ownership: `p`, `name` and `value` are borrowed for the call (the strings are copied; the
+/// caller keeps ownership).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_set(
     p: *mut fcgi_pool,
@@ -95,6 +100,8 @@ pub unsafe extern "C" fn fcgi_pool_set(
 /// fcgi_pool_run, as often as needed. Returns the socket's index (0, 1, ...), or -1 after
 /// logging the reason. Without any fcgi_pool_listen, fcgi_pool_run serves the sockets of
 /// systemd socket activation (LISTEN_FDS/LISTEN_PID), else fd 0 if it is a listening socket.
+/// Ownership: `p` and `addr` are borrowed for the call (`addr` is copied). The socket belongs
+/// to the pool until fcgi_pool_free (see fcgi_pool_socket).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_listen(
     p: *mut fcgi_pool,
@@ -125,6 +132,8 @@ pub unsafe extern "C" fn fcgi_pool_listen(
 /// listening socket, a second call, or a process that already has threads (the parent must
 /// be single-threaded: call it before the first fcgi_accept_request and before starting
 /// threads). The parent's signal dispositions are restored when it returns 0.
+/// Ownership: `p` is borrowed for the call; it stays the caller's in the parent, and each
+/// worker has its own copy (made by fork) until it frees it or exits.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_run(p: *mut fcgi_pool) -> c_int {
     guard("fcgi_pool_run", -1, || {
@@ -145,7 +154,10 @@ pub unsafe extern "C" fn fcgi_pool_run(p: *mut fcgi_pool) -> c_int {
 
 /// The listening descriptor at `index` (from fcgi_pool_listen, or the inherited sockets in
 /// their order once fcgi_pool_run has started), in the parent and in workers; -1 for a NULL
-/// pool or an index out of range. The descriptor belongs to the pool.
+/// pool or an index out of range.
+/// Ownership: `p` is borrowed for the call. The descriptor belongs to the pool (never close
+/// it): one fcgi_pool_listen opened is valid until fcgi_pool_free in the parent, and until the
+/// worker exits in a worker; an inherited one (systemd, fd 0) is never closed by the library.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_socket(p: *mut fcgi_pool, index: c_int) -> c_int {
     guard("fcgi_pool_socket", -1, || {
@@ -162,6 +174,7 @@ pub unsafe extern "C" fn fcgi_pool_socket(p: *mut fcgi_pool, index: c_int) -> c_
 
 /// In a worker, its index: 0 .. max_children-1 (a replacement takes the index of the worker
 /// it replaces). -1 in the parent, before fcgi_pool_run, and for NULL.
+/// Ownership: `p` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_worker_index(p: *mut fcgi_pool) -> c_int {
     guard("fcgi_pool_worker_index", -1, || {
@@ -175,6 +188,8 @@ pub unsafe extern "C" fn fcgi_pool_worker_index(p: *mut fcgi_pool) -> c_int {
 /// Frees a pool. In the parent (or before fcgi_pool_run) it also closes the sockets
 /// fcgi_pool_listen opened; in a worker the sockets stay open (request objects serve them).
 /// NULL is ignored.
+/// Ownership: takes back `p` (from fcgi_pool_new) and frees it: `p` is invalid afterwards, and
+/// so, in the parent, are the descriptors of the sockets fcgi_pool_listen opened.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_free(p: *mut fcgi_pool) {
     guard("fcgi_pool_free", (), || {
