@@ -33,6 +33,7 @@ use super::fcgx::*;
 use super::stream::*;
 use super::types::*;
 use crate::ffi::panic::guard;
+use crate::runtime::sys::{self, errno, set_errno};
 use std::os::raw::{c_char, c_int, c_long, c_void};
 use std::ptr::{self, null_mut};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,16 +83,6 @@ fn std_file(i: usize) -> *mut FCGI_FILE {
 
 fn is_std_file(fp: *mut FCGI_FILE) -> bool {
     (0..3).any(|i| ptr::eq(fp, std_file(i)))
-}
-
-fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns this thread's errno, always valid.
-    unsafe { *libc::__errno_location() = e };
-}
-
-fn errno() -> c_int {
-    // SAFETY: as in set_errno.
-    unsafe { *libc::__errno_location() }
 }
 
 /// What an `FCGI_FILE` currently wraps.
@@ -178,8 +169,7 @@ pub unsafe extern "C" fn FCGI_Accept() -> c_int {
         if !ACCEPT_CALLED.load(Ordering::Acquire) {
             IS_CGI.store(fcgx_is_cgi(), Ordering::Release);
             ACCEPT_CALLED.store(true, Ordering::Release);
-            // SAFETY: registers a plain extern "C" function.
-            unsafe { libc::atexit(finish_at_exit) };
+            sys::at_exit(finish_at_exit);
         } else if IS_CGI.load(Ordering::Acquire) {
             return EOF;
         }
