@@ -98,8 +98,8 @@ pub unsafe extern "C" fn fcgi_loop_free(evloop: *mut fcgi_loop) {
 /// work is done. -1 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_fd(evloop: *mut fcgi_loop) -> c_int {
-    // SAFETY: caller's contract.
     guard("fcgi_loop_fd", -1, || {
+        // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         unsafe { lp(evloop) }.map_or(-1, |l| l.inner.fd())
     })
 }
@@ -111,8 +111,8 @@ pub unsafe extern "C" fn fcgi_loop_fd(evloop: *mut fcgi_loop) -> c_int {
 /// descriptor is readable). Call fcgi_loop_accept and fcgi_loop_woken afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_work(evloop: *mut fcgi_loop) -> c_int {
-    // SAFETY: caller's contract.
     guard("fcgi_loop_work", -1, || {
+        // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         unsafe { lp(evloop) }.map_or(-1, |l| l.inner.work())
     })
 }
@@ -126,7 +126,7 @@ pub unsafe extern "C" fn fcgi_loop_work(evloop: *mut fcgi_loop) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_request {
     guard("fcgi_loop_accept", ptr::null_mut(), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         let Some(l) = (unsafe { lp(evloop) }) else {
             return ptr::null_mut();
         };
@@ -171,7 +171,7 @@ pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_r
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_woken(evloop: *mut fcgi_loop) -> *mut fcgi_request {
     guard("fcgi_loop_woken", ptr::null_mut(), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         let Some(l) = (unsafe { lp(evloop) }) else {
             return ptr::null_mut();
         };
@@ -338,7 +338,8 @@ pub unsafe extern "C" fn fcgi_loop_finish(req: *mut fcgi_request) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_peer_closed(req: *mut fcgi_request) -> c_int {
     guard("fcgi_peer_closed", 0, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }.is_some_and(|r| r.inner.peer_closed()) as c_int
     })
 }
@@ -349,7 +350,8 @@ pub unsafe extern "C" fn fcgi_peer_closed(req: *mut fcgi_request) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_request_data(req: *mut fcgi_request, data: *mut c_void) {
     guard("fcgi_set_request_data", (), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         if let Some(r) = unsafe { self::req(req) } {
             r.data = data;
         }
@@ -360,7 +362,8 @@ pub unsafe extern "C" fn fcgi_set_request_data(req: *mut fcgi_request, data: *mu
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_get_request_data(req: *mut fcgi_request) -> *mut c_void {
     guard("fcgi_get_request_data", ptr::null_mut(), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }.map_or(ptr::null_mut(), |r| r.data)
     })
 }

@@ -6,6 +6,7 @@
 //! program is drained with SIGTERM.
 //!
 //! With `-n` there is no pool: bind, drop privileges, exec the program in this process.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod args;
 mod privs;

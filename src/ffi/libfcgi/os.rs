@@ -1276,18 +1276,17 @@ pub(crate) mod tests {
         let listen = Fd(listen);
         // Close-on-exec on the original: dup2 onto fd 0 in the child clears it.
         assert!(cloexec(listen.0));
-        // SAFETY: fstat into a local struct.
+        // SAFETY: stat is plain old data, so a zeroed one is valid; fstat fills in the live
+        // local.
         let ino = unsafe {
             let mut st: libc::stat = mem::zeroed();
             assert_eq!(libc::fstat(listen.0, &mut st), 0);
             st.st_ino
         };
         let app = cstr(script.to_str().unwrap());
-        // SAFETY: a NUL-terminated path; the child execs it.
-        assert_eq!(
-            unsafe { OS_SpawnChild(app.as_ptr().cast_mut(), listen.0) },
-            0
-        );
+        // SAFETY: a NUL-terminated path, not written to; the child execs it.
+        let rc = unsafe { OS_SpawnChild(app.as_ptr().cast_mut(), listen.0) };
+        assert_eq!(rc, 0);
         let deadline = Instant::now() + Duration::from_secs(120);
         while !marker.exists() {
             assert!(Instant::now() < deadline, "the spawned program never ran");

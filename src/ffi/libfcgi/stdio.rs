@@ -368,7 +368,9 @@ pub unsafe extern "C" fn FCGI_fflush(fp: *mut FCGI_FILE) -> c_int {
         }
         // SAFETY: fp is valid (contract); its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fflush(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_FFlush(s) },
             Target::Neither => EOF,
         }
@@ -433,6 +435,8 @@ pub unsafe extern "C" fn FCGI_setvbuf(
     guard("FCGI_setvbuf", -1, || {
         // SAFETY: fp is NULL or valid; buf per setvbuf's contract.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `buf` is NULL or the caller's buffer of `size` bytes, as setvbuf(3) requires.
             Target::Stdio(s) => unsafe { libc::setvbuf(s, buf, bufmode, size) },
             _ => -1,
         }
@@ -445,6 +449,9 @@ pub unsafe extern "C" fn FCGI_setbuf(fp: *mut FCGI_FILE, buf: *mut c_char) {
     guard("FCGI_setbuf", (), || {
         // SAFETY: fp is NULL or valid; buf per setbuf's contract.
         if let Target::Stdio(s) = unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its
+            // contract); `buf` is NULL or the caller's buffer of BUFSIZ bytes, as setbuf(3)
+            // requires.
             unsafe { libc::setbuf(s, buf) }
         }
     })
@@ -456,6 +463,7 @@ pub unsafe extern "C" fn FCGI_fseek(fp: *mut FCGI_FILE, offset: c_long, whence: 
     guard("FCGI_fseek", -1, || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fseek(s, offset, whence) },
             _ => {
                 set_errno(libc::ESPIPE);
@@ -494,6 +502,7 @@ pub unsafe extern "C" fn FCGI_rewind(fp: *mut FCGI_FILE) {
     guard("FCGI_rewind", (), || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::rewind(s) },
             _ => set_errno(libc::ESPIPE),
         }
@@ -506,6 +515,8 @@ pub unsafe extern "C" fn FCGI_fgetpos(fp: *mut FCGI_FILE, pos: *mut libc::fpos_t
     guard("FCGI_fgetpos", -1, || {
         // SAFETY: fp is NULL or valid; pos per fgetpos's contract.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `pos` was checked non-NULL and points at the caller's fpos_t.
             Target::Stdio(s) if !pos.is_null() => unsafe { libc::fgetpos(s, pos) },
             Target::Stdio(_) => {
                 set_errno(libc::EINVAL);
@@ -525,6 +536,8 @@ pub unsafe extern "C" fn FCGI_fsetpos(fp: *mut FCGI_FILE, pos: *const libc::fpos
     guard("FCGI_fsetpos", -1, || {
         // SAFETY: fp is NULL or valid; pos per fsetpos's contract.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `pos` was checked non-NULL and points at an fpos_t from fgetpos.
             Target::Stdio(s) if !pos.is_null() => unsafe { libc::fsetpos(s, pos) },
             Target::Stdio(_) => {
                 set_errno(libc::EINVAL);
@@ -544,7 +557,9 @@ pub unsafe extern "C" fn FCGI_fgetc(fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_fgetc", EOF, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fgetc(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_GetChar(s) },
             Target::Neither => EOF,
         }
@@ -567,7 +582,9 @@ pub unsafe extern "C" fn FCGI_ungetc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_ungetc", EOF, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::ungetc(c, s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_UnGetChar(c, s) },
             Target::Neither => EOF,
         }
@@ -588,7 +605,11 @@ pub unsafe extern "C" fn FCGI_fgets(
         }
         // SAFETY: fp is NULL or valid; str has room for size bytes (contract).
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `str` was checked non-NULL and has room for `size` (> 0) bytes.
             Target::Stdio(s) => unsafe { libc::fgets(str, size, s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract);
+            // `str` as for the libc stream.
             Target::Fcgx(s) => unsafe { FCGX_GetLine(str, size, s) },
             Target::Neither => null_mut(),
         }
@@ -637,7 +658,9 @@ pub unsafe extern "C" fn FCGI_fputc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_fputc", EOF, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fputc(c, s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_PutChar(c, s) },
             Target::Neither => EOF,
         }
@@ -662,7 +685,11 @@ pub unsafe extern "C" fn FCGI_fputs(str: *const c_char, fp: *mut FCGI_FILE) -> c
         }
         // SAFETY: fp is NULL or valid; str NUL-terminated (contract).
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `str` was checked non-NULL and is NUL-terminated.
             Target::Stdio(s) => unsafe { libc::fputs(str, s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract);
+            // `str` as for the libc stream.
             Target::Fcgx(s) => unsafe { FCGX_PutS(str, s) },
             Target::Neither => EOF,
         }
@@ -679,6 +706,8 @@ pub unsafe extern "C" fn FCGI_puts(str: *const c_char) -> c_int {
         }
         // SAFETY: std_file points into _fcgi_sF; str NUL-terminated (contract).
         match unsafe { target(std_file(STDOUT)) } {
+            // SAFETY: `s` is the live libc stream of the std wrapper for stdout; `str` was checked
+            // non-NULL and is NUL-terminated (the caller's contract).
             Target::Stdio(s) => unsafe {
                 let n = libc::fputs(str, s);
                 if n < 0 {
@@ -687,6 +716,8 @@ pub unsafe extern "C" fn FCGI_puts(str: *const c_char) -> c_int {
                     libc::fputc(c_int::from(b'\n'), s)
                 }
             },
+            // SAFETY: `s` is the live FastCGI stream of the std wrapper for stdout; `str` as for
+            // the libc stream.
             Target::Fcgx(s) => unsafe {
                 let n = FCGX_PutS(str, s);
                 if n < 0 {
@@ -744,6 +775,9 @@ pub unsafe extern "C" fn FCGI_fread(
         };
         // SAFETY: fp is NULL or valid; ptr has room for size * nmemb bytes (contract).
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `ptr` was checked non-NULL and has room for `size * nmemb` bytes (checked not to
+            // overflow).
             Target::Stdio(s) => unsafe { libc::fread(ptr, size, nmemb, s) },
             Target::Fcgx(s) => {
                 let base = ptr.cast::<c_char>();
@@ -775,6 +809,8 @@ pub unsafe extern "C" fn FCGI_fwrite(
         };
         // SAFETY: fp is NULL or valid; ptr holds size * nmemb bytes (contract).
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `ptr` was checked non-NULL and holds `size * nmemb` bytes (checked not to overflow).
             Target::Stdio(s) => unsafe { libc::fwrite(ptr, size, nmemb, s) },
             Target::Fcgx(s) => {
                 let base = ptr.cast::<c_char>().cast_const();
@@ -796,7 +832,9 @@ pub unsafe extern "C" fn FCGI_feof(fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_feof", -1, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::feof(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_HasSeenEOF(s) },
             Target::Neither => -1,
         }
@@ -810,7 +848,9 @@ pub unsafe extern "C" fn FCGI_ferror(fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_ferror", -1, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::ferror(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_GetError(s) },
             Target::Neither => -1,
         }
@@ -823,7 +863,9 @@ pub unsafe extern "C" fn FCGI_clearerr(fp: *mut FCGI_FILE) {
     guard("FCGI_clearerr", (), || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::clearerr(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_ClearError(s) },
             Target::Neither => {}
         }
@@ -846,6 +888,7 @@ pub unsafe extern "C" fn FCGI_fileno(fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_fileno", -1, || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fileno(s) },
             _ => -1,
         }

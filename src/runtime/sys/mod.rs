@@ -9,6 +9,8 @@
 /// Calls a libc function and maps a negative result to the OS error.
 macro_rules! syscall {
     ($fn: ident ( $($arg: expr),* $(,)? ) ) => {{
+        // SAFETY: the macro only forwards the call; each use of `syscall!` has its own
+        // `// SAFETY:` line saying why that call's arguments are valid.
         #[allow(unused_unsafe)]
         let res = unsafe { libc::$fn($($arg, )*) };
         if res < 0 {
