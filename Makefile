@@ -10,8 +10,10 @@
 #                       API), half against lf-echo (libfcgi API on the project's libfcgi.so.0,
 #                       via spawn-fcgi); fails on any error or server RSS/fd growth (docs/soak.md)
 #   make check-header   fail when include/fcgi.h differs from what the build generated
-#   make lint           rustfmt --check, clippy -D warnings on every target, and the ownership
-#                       comments of include/fcgi.h (tools/check-header-docs.py)
+#   make lint           rustfmt --check and clippy -D warnings on every target (unsafe blocks need
+#                       a SAFETY comment); no libc call outside src/runtime/sys/ but those
+#                       tools/syscall-fence.allow lists (tools/check-syscall-fence.sh); the
+#                       ownership comments of include/fcgi.h (tools/check-header-docs.py)
 #   make memsafe        only the C-boundary memory-safety tests (valgrind, ASan/UBSan, fd leaks,
 #                       NULL/invalid arguments on every export); part of make test
 #   make memsafe-asan-rust  the ASan runs again, on the Rust library itself built with
@@ -184,6 +186,7 @@ PYTHON ?= python3
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	tools/check-syscall-fence.sh
 	$(PYTHON) tools/check-header-docs.py --self-test include/fcgi.h
 	$(PYTHON) tools/check-header-docs.py include/fcgi.h
 

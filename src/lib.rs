@@ -5,6 +5,7 @@
 //! - [`runtime`]: the mio reactor, listeners, limits, the hand-off to application threads;
 //! - `ffi`: the C ABI (PHP `fastcgi.h` mirror), the only place with `extern "C"`.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod client;
 pub mod ffi;

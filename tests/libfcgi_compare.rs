@@ -1315,7 +1315,9 @@ fn fixed_abort_answered_while_app_is_busy() {
         let fifo = dir.join(format!("hold-{:?}", app.lib));
         let _ = std::fs::remove_file(&fifo);
         let cpath = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) }, 0, "mkfifo");
+        // SAFETY: `cpath` is a NUL-terminated path that outlives the call.
+        let rc = unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) };
+        assert_eq!(rc, 0, "mkfifo");
         // Opened read-write by the test: the application's open() does not block, its read()
         // does until the test writes.
         let mut release = std::fs::OpenOptions::new()

@@ -68,11 +68,9 @@ impl Proc {
 
     /// Sends SIGTERM and waits (bounded) for a clean exit.
     fn terminate_and_expect_clean_exit(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
-            0
-        );
+        // SAFETY: kill(2) takes no pointers; the pid is our own child's (`Child::id`).
+        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0);
         let deadline = Instant::now() + IO_TIMEOUT;
         let status = loop {
             if let Some(st) = self.child.try_wait().unwrap() {

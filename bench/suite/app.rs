@@ -315,6 +315,7 @@ impl App {
     /// SIGTERM, then SIGKILL after two seconds.
     pub fn stop(&mut self) {
         let pid = self.pid() as i32;
+        // SAFETY: kill(2) takes no pointers; the pid is our own child's (`Child::id`).
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(2) {

@@ -7,6 +7,7 @@
 //! net/http/fcgi), then PHP's stock php-fpm against the one relinked on fcgi-runtime (P*, with
 //! `make php`'s builds), and writes BENCHMARKS.md and bench/chart.svg. Not a test: nothing here
 //! passes or fails on timing.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod app;
 mod behind_nginx;

@@ -239,6 +239,8 @@ impl Nginx {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
+        // SAFETY: kill(2) takes no pointers; the pid is our own child's, not yet waited for
+        // (try_wait above found it running).
         unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(2) {

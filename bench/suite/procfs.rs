@@ -33,6 +33,7 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     // There the state is field 3 of proc(5), so utime (14) and stime (15) are at 11 and 12.
     let f: Vec<&str> = s[s.rfind(')')? + 1..].split_whitespace().collect();
     let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf takes no pointers.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     (hz > 0).then(|| ticks as f64 / hz as f64)
 }
@@ -124,6 +125,7 @@ pub fn raise_nofile() -> u64 {
         rlim_cur: 0,
         rlim_max: 0,
     };
+    // SAFETY: `r` is a live rlimit that getrlimit fills in and setrlimit reads.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
             r.rlim_cur = r.rlim_max;

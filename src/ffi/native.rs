@@ -364,7 +364,8 @@ pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
     guard("fcgi_accept_request", -1, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
             return -1;
         };
@@ -411,7 +412,8 @@ pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_finish_request(req: *mut fcgi_request, force_close: c_int) -> c_int {
     guard("fcgi_finish_request", 0, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
             return 0;
         };
@@ -431,7 +433,8 @@ pub unsafe extern "C" fn fcgi_finish_request(req: *mut fcgi_request, force_close
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_close(req: *mut fcgi_request, force: c_int, destroy: c_int) {
     guard("fcgi_close", (), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
             return;
         };
@@ -445,8 +448,9 @@ pub unsafe extern "C" fn fcgi_close(req: *mut fcgi_request, force: c_int, destro
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_is_closed(req: *mut fcgi_request) -> c_int {
-    // SAFETY: caller's contract.
     guard("fcgi_is_closed", 1, || {
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }.is_none_or(|r| r.inner.current().is_none()) as c_int
     })
 }
@@ -458,7 +462,8 @@ pub unsafe extern "C" fn fcgi_is_closed(req: *mut fcgi_request) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_end(req: *mut fcgi_request) -> c_int {
     guard("fcgi_end", 0, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
             return 0;
         };
@@ -471,7 +476,8 @@ pub unsafe extern "C" fn fcgi_end(req: *mut fcgi_request) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_flush(req: *mut fcgi_request, end: c_int) -> c_int {
     guard("fcgi_flush", 0, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
             return 0;
         };
@@ -550,7 +556,8 @@ pub unsafe extern "C" fn fcgi_write(
         if len <= 0 {
             return 0;
         }
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
             return -1;
         };
@@ -691,8 +698,9 @@ pub unsafe extern "C" fn fcgi_quick_putenv(
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_has_env(req: *mut fcgi_request) -> c_int {
-    // SAFETY: caller's contract.
     guard("fcgi_has_env", 0, || {
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }.is_some_and(|r| r.inner.has_env()) as c_int
     })
 }
@@ -717,7 +725,8 @@ pub unsafe extern "C" fn fcgi_loadenv(
     array: *mut c_void,
 ) {
     guard("fcgi_loadenv", (), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         let (Some(r), Some(f)) = (unsafe { self::req(req) }, load_func) else {
             return;
         };
@@ -811,7 +820,8 @@ pub extern "C" fn fcgi_terminate() {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_set_keep(req: *mut fcgi_request, new_value: c_int) {
     guard("fcgi_request_set_keep", (), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         if let Some(r) = unsafe { self::req(req) } {
             r.inner.set_keep(new_value != 0);
         }
@@ -861,8 +871,9 @@ pub extern "C" fn fcgi_set_logger(lg: fcgi_logger) {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_is_aborted(req: *mut fcgi_request) -> c_int {
-    // SAFETY: caller's contract.
     guard("fcgi_is_aborted", 0, || {
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }.is_some_and(|r| r.inner.is_aborted()) as c_int
     })
 }
@@ -871,8 +882,9 @@ pub unsafe extern "C" fn fcgi_is_aborted(req: *mut fcgi_request) -> c_int {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_id(req: *mut fcgi_request) -> c_int {
-    // SAFETY: caller's contract.
     guard("fcgi_request_id", -1, || {
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }
             .and_then(|r| r.inner.id())
             .map_or(-1, c_int::from)
@@ -883,8 +895,9 @@ pub unsafe extern "C" fn fcgi_request_id(req: *mut fcgi_request) -> c_int {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_role(req: *mut fcgi_request) -> c_int {
-    // SAFETY: caller's contract.
     guard("fcgi_request_role", -1, || {
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }
             .and_then(|r| r.inner.role())
             .map_or(-1, |r| r as c_int)
@@ -896,7 +909,8 @@ pub unsafe extern "C" fn fcgi_request_role(req: *mut fcgi_request) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_app_status(req: *mut fcgi_request, status: c_int) {
     guard("fcgi_set_app_status", (), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         if let Some(r) = unsafe { self::req(req) } {
             r.inner.set_app_status(status as u32);
         }
@@ -910,7 +924,8 @@ pub unsafe extern "C" fn fcgi_set_app_status(req: *mut fcgi_request, status: c_i
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_client_ip(req: *mut fcgi_request) -> *const c_char {
     guard("fcgi_request_client_ip", ptr::null(), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }
             .filter(|r| r.inner.current().is_some())
             .map_or(ptr::null(), |r| r.client_ip.as_ptr())

@@ -33,7 +33,8 @@ pub unsafe extern "C" fn fcgi_getenv_all(
     size: usize,
 ) -> c_long {
     guard("fcgi_getenv_all", -1, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
             return -1;
         };

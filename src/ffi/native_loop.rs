@@ -109,8 +109,8 @@ pub unsafe extern "C" fn fcgi_loop_free(evloop: *mut fcgi_loop) {
 /// close it; it is valid until fcgi_loop_free.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_fd(evloop: *mut fcgi_loop) -> c_int {
-    // SAFETY: caller's contract.
     guard("fcgi_loop_fd", -1, || {
+        // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         unsafe { lp(evloop) }.map_or(-1, |l| l.inner.fd())
     })
 }
@@ -123,8 +123,8 @@ pub unsafe extern "C" fn fcgi_loop_fd(evloop: *mut fcgi_loop) -> c_int {
 /// Ownership: `evloop` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_work(evloop: *mut fcgi_loop) -> c_int {
-    // SAFETY: caller's contract.
     guard("fcgi_loop_work", -1, || {
+        // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         unsafe { lp(evloop) }.map_or(-1, |l| l.inner.work())
     })
 }
@@ -141,7 +141,7 @@ pub unsafe extern "C" fn fcgi_loop_work(evloop: *mut fcgi_loop) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_request {
     guard("fcgi_loop_accept", ptr::null_mut(), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         let Some(l) = (unsafe { lp(evloop) }) else {
             return ptr::null_mut();
         };
@@ -189,7 +189,7 @@ pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_r
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_woken(evloop: *mut fcgi_loop) -> *mut fcgi_request {
     guard("fcgi_loop_woken", ptr::null_mut(), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         let Some(l) = (unsafe { lp(evloop) }) else {
             return ptr::null_mut();
         };
@@ -366,7 +366,8 @@ pub unsafe extern "C" fn fcgi_loop_finish(req: *mut fcgi_request) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_peer_closed(req: *mut fcgi_request) -> c_int {
     guard("fcgi_peer_closed", 0, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }.is_some_and(|r| r.inner.peer_closed()) as c_int
     })
 }
@@ -381,7 +382,8 @@ pub unsafe extern "C" fn fcgi_peer_closed(req: *mut fcgi_request) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_request_data(req: *mut fcgi_request, data: *mut c_void) {
     guard("fcgi_set_request_data", (), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         if let Some(r) = unsafe { self::req(req) } {
             r.data = data;
         }
@@ -394,7 +396,8 @@ pub unsafe extern "C" fn fcgi_set_request_data(req: *mut fcgi_request, data: *mu
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_get_request_data(req: *mut fcgi_request) -> *mut c_void {
     guard("fcgi_get_request_data", ptr::null_mut(), || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
+        // `req` requires.
         unsafe { self::req(req) }.map_or(ptr::null_mut(), |r| r.data)
     })
 }

@@ -73,7 +73,8 @@ pub unsafe extern "C" fn fcgi_pool_set(
     value: *const c_char,
 ) -> c_int {
     guard("fcgi_pool_set", -1, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new (as `pool` requires)
+        // and NULL or NUL-terminated strings (as `text` requires).
         let (Some(p), Some(name), Some(value)) =
             (unsafe { pool(p) }, unsafe { text(name) }, unsafe {
                 text(value)
@@ -109,7 +110,8 @@ pub unsafe extern "C" fn fcgi_pool_listen(
     backlog: c_int,
 ) -> c_int {
     guard("fcgi_pool_listen", -1, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new (as `pool` requires)
+        // and NULL or a NUL-terminated string (as `text` requires).
         let (Some(p), Some(addr)) = (unsafe { pool(p) }, unsafe { text(addr) }) else {
             return -1;
         };
@@ -137,7 +139,7 @@ pub unsafe extern "C" fn fcgi_pool_listen(
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_run(p: *mut fcgi_pool) -> c_int {
     guard("fcgi_pool_run", -1, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new, as `pool` requires.
         let Some(p) = (unsafe { pool(p) }) else {
             return -1;
         };
@@ -161,7 +163,7 @@ pub unsafe extern "C" fn fcgi_pool_run(p: *mut fcgi_pool) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_socket(p: *mut fcgi_pool, index: c_int) -> c_int {
     guard("fcgi_pool_socket", -1, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new, as `pool` requires.
         let Some(p) = (unsafe { pool(p) }) else {
             return -1;
         };
@@ -178,7 +180,7 @@ pub unsafe extern "C" fn fcgi_pool_socket(p: *mut fcgi_pool, index: c_int) -> c_
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_worker_index(p: *mut fcgi_pool) -> c_int {
     guard("fcgi_pool_worker_index", -1, || {
-        // SAFETY: caller's contract.
+        // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new, as `pool` requires.
         unsafe { pool(p) }
             .and_then(|p| p.inner.worker_index())
             .map_or(-1, |i| i as c_int)

@@ -16,21 +16,15 @@
 //! port (`0`, `70000`) is an error rather than a file named like a number, and a text starting
 //! with `[` must be a well-formed bracketed IPv6 address with a port.
 
+use super::sys::{self, SockAddr, SUN_PATH_LEN};
 use std::io::{self, Read, Write};
-use std::mem;
-use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream,
-    ToSocketAddrs,
-};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-/// Room for a path in `sockaddr_un.sun_path`, including the terminating NUL.
-const SUN_PATH_LEN: usize = 108;
 
 /// Where to listen (or connect): a TCP socket address or a Unix socket path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,7 +123,7 @@ fn parse_addr(s: &str, empty_host: IpAddr) -> Result<ListenAddr, AddrError> {
 }
 
 /// A non-zero port written with ASCII digits only.
-fn parse_port(s: &str) -> Option<u16> {
+pub(crate) fn parse_port(s: &str) -> Option<u16> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -176,121 +170,6 @@ fn unix_path(s: &str) -> Result<PathBuf, AddrError> {
     Ok(PathBuf::from(s))
 }
 
-/// The result of a libc call returning -1 on error, as an `io::Result`.
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// Sets an integer socket option.
-fn set_int_opt(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    v: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `fd` is an open socket; the option value points at a live c_int of the given size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&v as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
-/// Creates a blocking, close-on-exec stream socket of `domain`.
-fn new_socket(domain: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: plain system call with constant arguments.
-    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Converts a socket address to its C form.
-pub(super) fn sockaddr_of(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (AF_UNSPEC) value.
-    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
-            let sin = unsafe {
-                &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-            mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
-            let sin6 = unsafe {
-                &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_scope_id = a.scope_id();
-            mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
-/// Converts a C socket address to a `SocketAddr` (IPv4 and IPv6 only).
-fn socket_addr_from(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match ss.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in; storage is large enough.
-            let sin =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6; storage is large enough.
-            let sin6 =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
-/// Builds a `sockaddr_un` for `path` (which must fit `sun_path`).
-fn sockaddr_un_of(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.len() >= SUN_PATH_LEN || bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path too long or contains NUL",
-        ));
-    }
-    // SAFETY: sockaddr_un is plain old data; all-zero is valid and NUL-terminates the path.
-    let mut sun: libc::sockaddr_un = unsafe { mem::zeroed() };
-    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, &src) in sun.sun_path.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
-    let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    Ok((sun, len as libc::socklen_t))
-}
-
 /// Opens a listening socket for `addr`: close-on-exec, blocking, `listen(backlog)`.
 ///
 /// TCP sockets get `SO_REUSEADDR`; an unspecified IPv6 address (`[::]`) gets `IPV6_V6ONLY=0` so it
@@ -304,6 +183,25 @@ pub fn listen(addr: &ListenAddr, backlog: i32) -> io::Result<OwnedFd> {
 /// [`listen`], with `SO_REUSEPORT` on a TCP socket when `reuseport` (a pool's setting: another
 /// instance may bind the same address during a blue/green switch).
 pub fn listen_with(addr: &ListenAddr, backlog: i32, reuseport: bool) -> io::Result<OwnedFd> {
+    listen_steps(addr, backlog, reuseport, Some(0o777)).map_err(|(_, e)| e)
+}
+
+/// A failed step of opening a listening socket (`"socket"`, `"SO_REUSEADDR"`, `"bind"`,
+/// `"listen"`, ...), and its error.
+pub(crate) type StepError = (&'static str, io::Error);
+
+/// [`listen_with`] for every face, telling which step failed. `unix_mode` is the mode a Unix
+/// socket file gets when nothing is configured (`sockperm`): 0777 for the native API (PHP's),
+/// `None` (the umask's) for the libfcgi face. The socket file's owner and mode are set before
+/// listen(2), so that no client connects to a file that is not yet as configured; if either
+/// step fails, the file is removed.
+pub(crate) fn listen_steps(
+    addr: &ListenAddr,
+    backlog: i32,
+    reuseport: bool,
+    unix_mode: Option<u32>,
+) -> Result<OwnedFd, StepError> {
+    let step = |name: &'static str| move |e: io::Error| (name, e);
     let fd = match addr {
         ListenAddr::Tcp(sa) => {
             let domain = if sa.is_ipv4() {
@@ -311,81 +209,58 @@ pub fn listen_with(addr: &ListenAddr, backlog: i32, reuseport: bool) -> io::Resu
             } else {
                 libc::AF_INET6
             };
-            let fd = new_socket(domain)?;
-            set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+            let fd = sys::socket(domain, libc::SOCK_STREAM).map_err(step("socket"))?;
+            let raw = fd.as_raw_fd();
+            sys::set_int_option(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+                .map_err(step("SO_REUSEADDR"))?;
             if reuseport {
-                set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+                sys::set_int_option(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+                    .map_err(step("SO_REUSEPORT"))?;
             }
             if let SocketAddr::V6(a) = sa {
                 if a.ip().is_unspecified() {
-                    set_int_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
+                    sys::set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)
+                        .map_err(step("IPV6_V6ONLY"))?;
                 }
             }
-            let (ss, len) = sockaddr_of(sa);
-            // SAFETY: `ss` is a valid sockaddr of `len` bytes for this socket's family.
-            cvt(unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&ss as *const libc::sockaddr_storage).cast(),
-                    len,
-                )
-            })?;
+            sys::bind(raw, &SockAddr::from_std(sa)).map_err(step("bind"))?;
+            sys::listen(raw, backlog).map_err(step("listen"))?;
             fd
         }
         ListenAddr::Unix(path) => {
-            let (sun, len) = sockaddr_un_of(path)?;
+            let bytes = path.as_os_str().as_bytes();
+            let sa = SockAddr::unix(bytes).ok_or_else(|| {
+                let code = if bytes.len() >= SUN_PATH_LEN {
+                    libc::ENAMETOOLONG
+                } else {
+                    libc::EINVAL // a NUL byte
+                };
+                ("path", io::Error::from_raw_os_error(code))
+            })?;
             if let Ok(md) = std::fs::symlink_metadata(path) {
                 if md.file_type().is_socket() {
-                    std::fs::remove_file(path)?;
+                    std::fs::remove_file(path).map_err(step("unlink"))?;
                 }
             }
-            let fd = new_socket(libc::AF_UNIX)?;
-            // SAFETY: `sun` is a valid sockaddr_un of `len` bytes.
-            cvt(unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sun as *const libc::sockaddr_un).cast(),
-                    len,
-                )
-            })?;
-            if let Err(e) = super::sockperm::apply(path, Some(0o777)) {
+            let fd = sys::socket(libc::AF_UNIX, libc::SOCK_STREAM).map_err(step("socket"))?;
+            sys::bind(fd.as_raw_fd(), &sa).map_err(step("bind"))?;
+            let fail = |what: &'static str, e: io::Error| {
                 let _ = std::fs::remove_file(path);
-                return Err(e);
-            }
+                (what, e)
+            };
+            super::sockperm::apply(path, unix_mode).map_err(|e| fail("socket permissions", e))?;
+            sys::listen(fd.as_raw_fd(), backlog).map_err(|e| fail("listen", e))?;
             fd
         }
     };
-    // SAFETY: `fd` is a bound socket.
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
     super::shed::note_own_listener(fd.as_raw_fd());
     Ok(fd)
-}
-
-/// Runs getpeername on `fd`; `Err` carries errno.
-fn getpeername(fd: RawFd) -> Result<libc::sockaddr_storage, i32> {
-    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
-    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: `ss`/`len` describe a writable buffer large enough for any socket address; an
-    // invalid `fd` only makes the call fail.
-    let r = unsafe {
-        libc::getpeername(
-            fd,
-            (&mut ss as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
-    };
-    if r == -1 {
-        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    } else {
-        Ok(ss)
-    }
 }
 
 /// True when `fd` is a socket with no peer, i.e. `getpeername` fails with `ENOTCONN`: how PHP and
 /// libfcgi decide that fd 0 is a listening socket inherited from a web server (FastCGI mode).
 pub fn fd_is_listening_socket(fd: RawFd) -> bool {
-    matches!(getpeername(fd), Err(e) if e == libc::ENOTCONN)
+    matches!(sys::peer_addr(fd), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
 }
 
 /// The peer of a connected socket, as far as access control cares.
@@ -427,8 +302,8 @@ impl std::fmt::Display for Peer {
 
 /// Finds the peer of a connected socket with `getpeername`.
 pub fn peer_of(fd: RawFd) -> Peer {
-    match getpeername(fd) {
-        Ok(ss) => peer_from(&ss),
+    match sys::peer_addr(fd) {
+        Ok(a) => peer_from(&a.ss),
         Err(_) => Peer::Other,
     }
 }
@@ -438,7 +313,7 @@ pub fn peer_from(ss: &libc::sockaddr_storage) -> Peer {
     if ss.ss_family as libc::c_int == libc::AF_UNIX {
         return Peer::Unix;
     }
-    socket_addr_from(ss).map_or(Peer::Other, Peer::Tcp)
+    sys::socket_addr_of(ss).map_or(Peer::Other, Peer::Tcp)
 }
 
 /// A connected client stream over TCP or a Unix socket.

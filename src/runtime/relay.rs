@@ -148,8 +148,7 @@ fn target_of(fd: RawFd) -> Option<(SockAddr, Peer)> {
                 IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
                 ip => ip,
             };
-            let (ss, len) = super::addr::sockaddr_of(&SocketAddr::new(ip, sa.port()));
-            a = SockAddr { ss, len };
+            a = SockAddr::from_std(&SocketAddr::new(ip, sa.port()));
             Some((a, Peer::Tcp(SocketAddr::new(ip, 0))))
         }
         // An unnamed Unix socket cannot be connected to.

@@ -79,8 +79,8 @@ impl Server {
         }
         static AT_EXIT: std::sync::Once = std::sync::Once::new();
         AT_EXIT.call_once(|| {
-            // SAFETY: registers a function that only takes locks without waiting and writes.
-            unsafe { libc::atexit(Server::flush_at_exit) };
+            // A function that only takes locks without waiting and writes.
+            super::sys::at_exit(Server::flush_at_exit);
         });
         let s = Arc::new(Server::new(listen_fd)?);
         super::register_wake_fd(s.r.wake_fd());

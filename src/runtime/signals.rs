@@ -2,6 +2,7 @@
 //! FastCGI mode and `fcgi_listen`). SIGTERM and SIGUSR1 request shutdown and wake blocked
 //! accepts; SIGPIPE, if left at its default, is ignored (sockets use MSG_NOSIGNAL anyway).
 
+use super::sys::signal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
@@ -22,21 +23,14 @@ pub fn signalled() -> bool {
 extern "C" fn on_sigpipe(_sig: libc::c_int) {}
 
 fn install_if_default(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) {
-    // SAFETY: sigaction with zeroed structs and a valid handler address; no SA_RESTART, so a
-    // blocking call sees EINTR as with PHP.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
-            || old.sa_sigaction != libc::SIG_DFL
-        {
-            return;
-        }
-        let mut act: libc::sigaction = std::mem::zeroed();
-        act.sa_sigaction = handler as usize;
-        libc::sigemptyset(&mut act.sa_mask);
-        act.sa_flags = 0;
-        libc::sigaction(sig, &act, std::ptr::null_mut());
+    match signal::action(sig) {
+        Ok(old) if old.sa_sigaction == libc::SIG_DFL => {}
+        _ => return,
     }
+    // No SA_RESTART, so a blocking call sees EINTR as with PHP.
+    // SAFETY: `handler` is one of this module's: on_shutdown_signal only stores atomics and
+    // writes to eventfds (`terminate`), on_sigpipe does nothing; both async-signal-safe.
+    let _ = unsafe { signal::set_action(sig, handler as libc::sighandler_t, 0) };
 }
 
 /// Installs the handlers once per process.

@@ -78,30 +78,14 @@ fn user_id(name: &str) -> Option<u32> {
     if let Ok(n) = name.parse::<u32>() {
         return Some(n);
     }
-    let c = CString::new(name).ok()?;
-    // SAFETY: passwd is plain data; the buffer outlives the call; result points into them.
-    unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 16384];
-        let mut res: *mut libc::passwd = std::ptr::null_mut();
-        let r = libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut res);
-        (r == 0 && !res.is_null()).then_some(pw.pw_uid)
-    }
+    super::sys::user_id(&CString::new(name).ok()?)
 }
 
 fn group_id(name: &str) -> Option<u32> {
     if let Ok(n) = name.parse::<u32>() {
         return Some(n);
     }
-    let c = CString::new(name).ok()?;
-    // SAFETY: group is plain data; the buffer outlives the call; result points into them.
-    unsafe {
-        let mut gr: libc::group = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 16384];
-        let mut res: *mut libc::group = std::ptr::null_mut();
-        let r = libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr(), buf.len(), &mut res);
-        (r == 0 && !res.is_null()).then_some(gr.gr_gid)
-    }
+    super::sys::group_id(&CString::new(name).ok()?)
 }
 
 /// Sets the mode and owner from the API; `None` leaves that setting to the environment and
@@ -146,19 +130,11 @@ fn effective(default_mode: Option<u32>) -> io::Result<(Option<u32>, Option<Owner
 pub fn apply(path: &Path, default_mode: Option<u32>) -> io::Result<()> {
     let (mode, owner) = effective(default_mode)?;
     if let Some(o) = owner {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: a NUL-terminated path; -1 (as id_t) leaves an id unchanged.
-        let r = unsafe {
-            libc::chown(
-                c.as_ptr(),
-                o.uid.unwrap_or(u32::MAX),
-                o.gid.unwrap_or(u32::MAX),
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
+        if path.as_os_str().as_bytes().contains(&0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
+        // chown(2); `None` (-1) leaves an id unchanged.
+        std::os::unix::fs::chown(path, o.uid, o.gid)?;
     }
     if let Some(m) = mode {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(m))?;

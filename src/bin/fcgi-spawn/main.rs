@@ -6,6 +6,7 @@
 //! program is drained with SIGTERM.
 //!
 //! With `-n` there is no pool: bind, drop privileges, exec the program in this process.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod args;
 mod privs;
@@ -196,8 +197,8 @@ fn bind_socket(
                 eprintln!(
                     "fcgi-spawn: LISTEN_FDS: only the first socket is served; closing fd {fd}"
                 );
-                // SAFETY: a descriptor systemd passed to this process, unused.
-                unsafe { libc::close(fd) };
+                // A descriptor systemd passed to this process, unused.
+                let _ = fcgi::runtime::sys::close(fd);
             }
             socket::onto_fd0(first).unwrap_or_else(|e| fail(e));
         } else if !fcgi::runtime::addr::fd_is_listening_socket(0) {

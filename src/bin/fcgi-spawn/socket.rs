@@ -4,12 +4,11 @@
 //! and chmod (-M, else 0660 as far as the umask allows).
 
 use fcgi::runtime::addr::{self, ListenAddr};
-use std::ffi::CString;
-use std::io;
+use fcgi::runtime::sys::{self, SockAddr};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -71,69 +70,25 @@ pub fn unix(
         Ok(_) => return Err(format!("{path} exists and is not a socket")),
         Err(_) => {}
     }
-    // SAFETY: socket(2) returns a new descriptor or -1.
-    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(format!(
-            "cannot create a socket: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: `raw` is a new descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: sockaddr_un is plain data; all-zero is valid.
-    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in sun.sun_path.iter_mut().zip(p.as_os_str().as_bytes()) {
-        *d = *s as libc::c_char;
-    }
-    let len =
-        (std::mem::size_of::<libc::sa_family_t>() + p.as_os_str().len() + 1) as libc::socklen_t;
-    // SAFETY: `sun` is a valid sockaddr_un of at least `len` bytes.
-    if unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sun as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    } != 0
-    {
-        return Err(format!(
-            "bind {path} failed: {}",
-            io::Error::last_os_error()
-        ));
-    }
+    // Shorter than sun_path (checked above); a NUL cannot come from a command line.
+    let sa = SockAddr::unix(p.as_os_str().as_bytes()).ok_or("NUL in the socket path")?;
+    let fd = sys::socket(libc::AF_UNIX, libc::SOCK_STREAM)
+        .map_err(|e| format!("cannot create a socket: {e}"))?;
+    sys::bind(fd.as_raw_fd(), &sa).map_err(|e| format!("bind {path} failed: {e}"))?;
     let fail = |what: String| -> String {
         let _ = std::fs::remove_file(p);
         what
     };
-    let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| "NUL in the socket path")?;
     if owner.0.is_some() || owner.1.is_some() {
-        let uid = owner.0.unwrap_or(u32::MAX);
-        let gid = owner.1.unwrap_or(u32::MAX);
-        // SAFETY: chown on a NUL-terminated path; -1 leaves an id unchanged.
-        if unsafe { libc::chown(c.as_ptr(), uid, gid) } != 0 {
-            return Err(fail(format!(
-                "couldn't chown socket {path}: {}",
-                io::Error::last_os_error()
-            )));
-        }
+        // chown(2); `None` (-1) leaves an id unchanged.
+        std::os::unix::fs::chown(p, owner.0, owner.1)
+            .map_err(|e| fail(format!("couldn't chown socket {path}: {e}")))?;
     }
     let mode = mode.unwrap_or_else(|| 0o660 & !umask());
-    // SAFETY: chmod on a NUL-terminated path.
-    if unsafe { libc::chmod(c.as_ptr(), mode as libc::mode_t) } != 0 {
-        return Err(fail(format!(
-            "couldn't chmod socket {path}: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: listen on the bound socket.
-    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } != 0 {
-        return Err(fail(format!(
-            "listen on {path} failed: {}",
-            io::Error::last_os_error()
-        )));
-    }
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| fail(format!("couldn't chmod socket {path}: {e}")))?;
+    sys::listen(fd.as_raw_fd(), backlog)
+        .map_err(|e| fail(format!("listen on {path} failed: {e}")))?;
     let md = std::fs::symlink_metadata(p).map_err(|e| fail(format!("stat {path}: {e}")))?;
     Ok((
         fd,
@@ -158,17 +113,12 @@ fn umask() -> u32 {
 /// listening socket.
 pub fn onto_fd0(fd: RawFd) -> Result<(), String> {
     if fd != 0 {
-        // SAFETY: dup2 onto fd 0; the old fd 0 (stdin) is replaced, as spawn-fcgi does.
-        if unsafe { libc::dup2(fd, 0) } < 0 {
-            return Err(format!(
-                "cannot move the socket to fd 0: {}",
-                io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: `fd` is a descriptor this process owns and no longer uses.
-        unsafe { libc::close(fd) };
+        // The old fd 0 (stdin) is replaced, as spawn-fcgi does.
+        sys::dup2(fd, 0).map_err(|e| format!("cannot move the socket to fd 0: {e}"))?;
+        // A descriptor this process owns and no longer uses.
+        let _ = sys::close(fd);
     }
-    // SAFETY: fcntl on fd 0: clear close-on-exec.
-    unsafe { libc::fcntl(0, libc::F_SETFD, 0) };
+    // dup2 leaves fd 0 inheritable; clearing close-on-exec covers fd == 0 too.
+    let _ = sys::set_cloexec(0, false);
     Ok(())
 }

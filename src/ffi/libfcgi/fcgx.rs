@@ -521,6 +521,9 @@ pub unsafe extern "C" fn FCGX_SetExitStatus(status: c_int, stream: *mut FCGX_Str
         if let Some(Backing::Request { owner, .. }) = unsafe { (s.data as *mut Backing).as_mut() } {
             // SAFETY: the state owns the stream; its FCGX_Request is the caller's.
             if let Some(st) = unsafe { owner.as_mut() } {
+                // SAFETY: `st.fcgx` is NULL or the FCGX_Request that FCGX_Accept_r attached
+                // this state to, which the caller keeps alive while it uses the request's
+                // streams (it is set back to NULL when the state is detached).
                 if let Some(r) = unsafe { st.fcgx.as_mut() } {
                     r.appStatus = status;
                 }

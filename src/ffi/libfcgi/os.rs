@@ -31,18 +31,16 @@
 
 use crate::ffi::panic::guard;
 use crate::runtime::acl::AllowList;
-use crate::runtime::addr::{self, ListenAddr, Peer};
+use crate::runtime::addr::{self, parse_port, ListenAddr, Peer};
+use crate::runtime::sys;
 use parking_lot::Mutex;
 use std::ffi::CStr;
 use std::io;
-use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{IntoRawFd, RawFd};
 use std::os::raw::{c_char, c_int, c_void};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
@@ -65,20 +63,22 @@ static KEEPER_POLL_TIMEOUT: AtomicI32 = AtomicI32::new(DEFAULT_POLL_TIMEOUT_MS);
 /// OS_LibInit's flag.
 static INITIALIZED: Mutex<bool> = Mutex::new(false);
 
-/// The calling thread's errno.
-pub(crate) fn errno() -> c_int {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-/// Sets the calling thread's errno.
-pub(crate) fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns the calling thread's errno slot, always valid.
-    unsafe { *libc::__errno_location() = e };
-}
+pub(crate) use sys::{errno, set_errno};
 
 /// The errno an `io::Error` stands for (EINVAL for errors made up by Rust code).
 fn errno_of(e: &io::Error) -> c_int {
     e.raw_os_error().unwrap_or(libc::EINVAL)
+}
+
+/// A C result: the value, or -1 with errno set from the error.
+fn c_result<T: Into<c_int>>(r: io::Result<T>) -> c_int {
+    match r {
+        Ok(v) => v.into(),
+        Err(e) => {
+            set_errno(errno_of(&e));
+            -1
+        }
+    }
 }
 
 /// Logs to the library log (stderr by default) without disturbing errno.
@@ -187,14 +187,6 @@ fn parse_address(s: &str) -> Result<ListenAddr, String> {
     Ok(ListenAddr::Unix(PathBuf::from(s)))
 }
 
-/// A non-zero port written with ASCII digits only.
-fn parse_port(s: &str) -> Option<u16> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<u16>().ok().filter(|&p| p != 0)
-}
-
 /// The address argument as a Rust string (invalid UTF-8 is replaced).
 ///
 /// # Safety
@@ -205,152 +197,6 @@ unsafe fn c_str(p: *const c_char) -> Option<String> {
     }
     // SAFETY: per the function's contract.
     Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
-}
-
-/// -1 from a libc call as an `io::Error`.
-fn cvt(r: c_int) -> io::Result<c_int> {
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// A new close-on-exec stream socket of `domain`.
-fn new_socket(domain: c_int) -> io::Result<OwnedFd> {
-    // SAFETY: plain system call with constant arguments.
-    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: a new descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Sets an integer socket option.
-fn set_opt(fd: &OwnedFd, level: c_int, name: c_int, v: c_int) -> io::Result<()> {
-    // SAFETY: the value points at a live c_int of the given size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&v as *const c_int).cast(),
-            mem::size_of::<c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
-/// A failed step of creating a listening socket, and its error.
-type StepError = (&'static str, io::Error);
-
-/// Attaches the name of a step to its error.
-fn step<T>(name: &'static str, r: io::Result<T>) -> Result<T, StepError> {
-    r.map_err(|e| (name, e))
-}
-
-/// Binds `fd` to the C socket address `sa` of `len` bytes and listens.
-fn bind_listen(
-    fd: &OwnedFd,
-    sa: *const libc::sockaddr,
-    len: usize,
-    backlog: c_int,
-) -> Result<(), StepError> {
-    bind_only(fd, sa, len)?;
-    listen_only(fd, backlog)
-}
-
-fn bind_only(fd: &OwnedFd, sa: *const libc::sockaddr, len: usize) -> Result<(), StepError> {
-    // SAFETY: the callers pass a valid socket address of `len` bytes for the socket's family.
-    step(
-        "bind",
-        cvt(unsafe { libc::bind(fd.as_raw_fd(), sa, len as libc::socklen_t) }),
-    )?;
-    Ok(())
-}
-
-fn listen_only(fd: &OwnedFd, backlog: c_int) -> Result<(), StepError> {
-    // SAFETY: listen on a bound socket.
-    step(
-        "listen",
-        cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }),
-    )?;
-    crate::runtime::shed::note_own_listener(fd.as_raw_fd());
-    Ok(())
-}
-
-/// A listening TCP socket: SO_REUSEADDR, dual-stack for `[::]`.
-fn listen_tcp(sa: SocketAddr, backlog: c_int) -> Result<OwnedFd, StepError> {
-    match sa {
-        SocketAddr::V4(a) => {
-            let fd = step("socket", new_socket(libc::AF_INET))?;
-            step(
-                "SO_REUSEADDR",
-                set_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1),
-            )?;
-            // SAFETY: sockaddr_in is plain old data; all-zero is valid.
-            let mut sin: libc::sockaddr_in = unsafe { mem::zeroed() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-            let p = (&sin as *const libc::sockaddr_in).cast();
-            bind_listen(&fd, p, mem::size_of_val(&sin), backlog)?;
-            Ok(fd)
-        }
-        SocketAddr::V6(a) => {
-            let fd = step("socket", new_socket(libc::AF_INET6))?;
-            step(
-                "SO_REUSEADDR",
-                set_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1),
-            )?;
-            if a.ip().is_unspecified() {
-                step(
-                    "IPV6_V6ONLY",
-                    set_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0),
-                )?;
-            }
-            // SAFETY: sockaddr_in6 is plain old data; all-zero is valid.
-            let mut sin6: libc::sockaddr_in6 = unsafe { mem::zeroed() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            sin6.sin6_scope_id = a.scope_id();
-            let p = (&sin6 as *const libc::sockaddr_in6).cast();
-            bind_listen(&fd, p, mem::size_of_val(&sin6), backlog)?;
-            Ok(fd)
-        }
-    }
-}
-
-/// A listening Unix socket at `path`; a stale socket file there is removed first, any other
-/// file is left alone (bind then fails with EADDRINUSE). The mode comes from the umask.
-fn listen_unix(path: &Path, backlog: c_int) -> Result<OwnedFd, StepError> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain old data; all-zero is valid and NUL-terminates the path.
-    let mut sun: libc::sockaddr_un = unsafe { mem::zeroed() };
-    if bytes.len() >= sun.sun_path.len() || bytes.contains(&0) {
-        return Err(("path", io::Error::from_raw_os_error(libc::ENAMETOOLONG)));
-    }
-    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, &src) in sun.sun_path.iter_mut().zip(bytes) {
-        *dst = src as c_char;
-    }
-    if let Ok(md) = std::fs::symlink_metadata(path) {
-        if md.file_type().is_socket() {
-            step("unlink", std::fs::remove_file(path))?;
-        }
-    }
-    let fd = step("socket", new_socket(libc::AF_UNIX))?;
-    let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    bind_only(&fd, (&sun as *const libc::sockaddr_un).cast(), len)?;
-    // Mode and owner before listen: once a client can connect, the file is as configured.
-    if let Err(e) = crate::runtime::sockperm::apply(path, None) {
-        let _ = std::fs::remove_file(path);
-        return Err(("socket permissions", e));
-    }
-    if let Err(e) = listen_only(&fd, backlog) {
-        let _ = std::fs::remove_file(path);
-        return Err(e);
-    }
-    Ok(fd)
 }
 
 /// Creates a listening socket for `bindPath` (see the module documentation for the syntax)
@@ -383,11 +229,9 @@ pub unsafe extern "C" fn OS_CreateLocalIpcFd(bindPath: *const c_char, backlog: c
                 return -1;
             }
         };
-        let r = match &parsed {
-            ListenAddr::Tcp(sa) => listen_tcp(*sa, backlog),
-            ListenAddr::Unix(p) => listen_unix(p, backlog),
-        };
-        match r {
+        // The runtime's listener, with libfcgi's defaults: no SO_REUSEPORT, and a Unix
+        // socket's mode from the umask unless configured.
+        match addr::listen_steps(&parsed, backlog, false, None) {
             Ok(fd) => fd.into_raw_fd(),
             Err((what, e)) => {
                 report(format_args!("OS_CreateLocalIpcFd('{s}'): {what}: {e}"));
@@ -443,41 +287,30 @@ pub unsafe extern "C" fn OS_FcgiConnect(bindPath: *mut c_char) -> c_int {
 // ---------------------------------------------------------------------------------------------
 // Reading, writing, closing
 
-/// One read(2) of at most `len` bytes (capped at INT_MAX), retried on EINTR.
+/// One read(2) of at most `len` bytes (capped at INT_MAX), retried on EINTR. Returns the
+/// count, or -1 with errno as read(2) set it.
 ///
 /// # Safety
-/// `buf` is valid for writes of `len` bytes (or the kernel reports EFAULT).
+/// `buf` is valid for writes of `len` bytes.
 pub(crate) unsafe fn read_fd(fd: c_int, buf: *mut u8, len: usize) -> c_int {
     let len = len.min(c_int::MAX as usize);
-    loop {
-        // SAFETY: per the function's contract.
-        let r = unsafe { libc::read(fd, buf.cast(), len) };
-        if r < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        return r as c_int;
-    }
+    // SAFETY: per the function's contract; `len` only shrank.
+    let r = unsafe { sys::read_raw(fd, buf, len) };
+    // The count is at most `len`, which fits a c_int.
+    c_result(r.map(|n| n as c_int))
 }
 
 /// One send(2) with MSG_NOSIGNAL, or write(2) when `fd` is not a socket, of at most `len`
-/// bytes (capped at INT_MAX), retried on EINTR.
+/// bytes (capped at INT_MAX), retried on EINTR. Returns the count, or -1 with errno as the
+/// failing call set it.
 ///
 /// # Safety
-/// `buf` is valid for reads of `len` bytes (or the kernel reports EFAULT).
+/// `buf` is valid for reads of `len` bytes.
 pub(crate) unsafe fn write_fd(fd: c_int, buf: *const u8, len: usize) -> c_int {
     let len = len.min(c_int::MAX as usize);
-    loop {
-        // SAFETY: per the function's contract.
-        let mut r = unsafe { libc::send(fd, buf.cast(), len, libc::MSG_NOSIGNAL) };
-        if r < 0 && errno() == libc::ENOTSOCK {
-            // SAFETY: per the function's contract.
-            r = unsafe { libc::write(fd, buf.cast(), len) };
-        }
-        if r < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        return r as c_int;
-    }
+    // SAFETY: per the function's contract; `len` only shrank.
+    let r = unsafe { sys::send_raw(fd, buf, len) };
+    c_result(r.map(|n| n as c_int))
 }
 
 /// Reads at most `len` bytes: one read(2), retried when a signal interrupts it (libfcgi is not,
@@ -504,18 +337,11 @@ fn drain(fd: c_int, timeout_ms: c_int) -> usize {
     let mut total = 0;
     let mut trash = [0u8; 1024];
     loop {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-        if r < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        if r <= 0 {
-            return total;
+        match sys::poll_one(fd, libc::POLLIN, timeout_ms) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // An error, or the time ran out (no event).
+            Err(_) | Ok(0) => return total,
+            Ok(_) => {}
         }
         // SAFETY: `trash` is a local buffer of its length.
         let n = unsafe { read_fd(fd, trash.as_mut_ptr(), trash.len()) };
@@ -538,12 +364,10 @@ pub extern "C" fn OS_Close(fd: c_int, shutdown: c_int) -> c_int {
             return 0;
         }
         os_async::cancel_fd(fd);
-        // SAFETY: shutdown has no memory-safety preconditions.
-        if shutdown != 0 && unsafe { libc::shutdown(fd, libc::SHUT_WR) } == 0 {
+        if shutdown != 0 && sys::shutdown(fd, libc::SHUT_WR).is_ok() {
             drain(fd, CLOSE_POLL_TIMEOUT.load(Ordering::Relaxed));
         }
-        // SAFETY: the caller gives up `fd`.
-        unsafe { libc::close(fd) }
+        c_result(sys::close(fd).map(|()| 0))
     })
 }
 
@@ -559,8 +383,7 @@ pub extern "C" fn OS_IpcClose(ipcFd: c_int, shutdown: c_int) -> c_int {
 pub extern "C" fn OS_CloseRead(fd: c_int) -> c_int {
     guard("OS_CloseRead", -1, || {
         os_async::cancel(fd, os_async::Dir::Read);
-        // SAFETY: shutdown has no memory-safety preconditions.
-        unsafe { libc::shutdown(fd, libc::SHUT_RD) }
+        c_result(sys::shutdown(fd, libc::SHUT_RD).map(|()| 0))
     })
 }
 
@@ -569,20 +392,8 @@ pub extern "C" fn OS_CloseRead(fd: c_int) -> c_int {
 #[no_mangle]
 pub extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
     guard("OS_SetFlags", (), || {
-        // SAFETY: fcntl on an integer descriptor has no memory-safety preconditions.
-        let r = unsafe {
-            let v = libc::fcntl(fd, libc::F_GETFL, 0);
-            if v < 0 {
-                v
-            } else {
-                libc::fcntl(fd, libc::F_SETFL, v | flags)
-            }
-        };
-        if r < 0 {
-            report(format_args!(
-                "OS_SetFlags({fd}, {flags:#x}): {}",
-                io::Error::last_os_error()
-            ));
+        if let Err(e) = sys::add_status_flags(fd, flags) {
+            report(format_args!("OS_SetFlags({fd}, {flags:#x}): {e}"));
         }
     })
 }
@@ -611,30 +422,9 @@ pub unsafe extern "C" fn OS_SpawnChild(execPath: *mut c_char, listenFd: c_int) -
             set_errno(libc::EINVAL);
             return -1;
         }
-        let argv: [*const c_char; 2] = [execPath, std::ptr::null()];
-        // SAFETY: fork; the child only makes async-signal-safe calls (close, dup2, fcntl,
-        // execv, _exit) on values prepared before the fork, as required in a threaded process.
-        unsafe {
-            let pid = libc::fork();
-            if pid < 0 {
-                return -1;
-            }
-            if pid == 0 {
-                if listenFd != 0 {
-                    libc::close(0);
-                    libc::dup2(listenFd, 0);
-                    libc::close(listenFd);
-                } else {
-                    // Already fd 0: only drop close-on-exec.
-                    libc::fcntl(0, libc::F_SETFD, 0);
-                }
-                libc::close(1);
-                libc::close(2);
-                libc::execv(execPath, argv.as_ptr());
-                libc::_exit(*libc::__errno_location());
-            }
-        }
-        0
+        // SAFETY: checked non-NULL above; the caller passes a NUL-terminated path.
+        let path = unsafe { CStr::from_ptr(execPath) };
+        c_result(sys::spawn_on_fd0(path, listenFd).map(|_| 0))
     })
 }
 
@@ -675,11 +465,11 @@ fn accept_wake_fd() -> RawFd {
             return fd;
         }
     }
-    // SAFETY: eventfd has no memory-safety preconditions.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if fd < 0 {
+    let Ok(efd) = sys::EventFd::new() else {
         return -1;
-    }
+    };
+    // Never closed: the runtime keeps writing to it on shutdown.
+    let fd = efd.into_raw_fd();
     crate::runtime::register_wake_fd(fd);
     *w = Some((pid, fd));
     fd
@@ -706,52 +496,33 @@ fn accept_one(listen: c_int, fail_on_intr: bool) -> Result<RawFd, c_int> {
         if crate::runtime::in_shutdown() {
             return Err(libc::EINTR);
         }
-        let mut p = [
-            libc::pollfd {
-                fd: listen,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: a valid array of two pollfds (a negative fd is ignored by poll).
-        let r = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            let e = errno();
-            if e == libc::EINTR && !fail_on_intr {
-                continue;
-            }
-            return Err(e);
-        }
-        if p[1].revents != 0 {
+        // A negative `wake` (no eventfd) is ignored by poll.
+        let (listen_ev, wake_ev) =
+            match sys::poll_two((listen, libc::POLLIN), (wake, libc::POLLIN), -1) {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = errno_of(&e);
+                    if e == libc::EINTR && !fail_on_intr {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+        if wake_ev != 0 {
             if crate::runtime::in_shutdown() {
                 return Err(libc::EINTR);
             }
-            // A stale wake-up (the flag was cleared since): consume it.
+            // A stale wake-up (the flag was cleared since): consume it (non-blocking eventfd).
             let mut b = [0u8; 8];
-            // SAFETY: reads 8 bytes into a local buffer from our non-blocking eventfd.
-            unsafe { libc::read(wake, b.as_mut_ptr().cast(), 8) };
+            let _ = sys::read(wake, &mut b);
         }
-        if p[0].revents == 0 {
+        if listen_ev == 0 {
             continue;
         }
-        // SAFETY: NULL address pointers are allowed by accept4.
-        let fd = unsafe {
-            libc::accept4(
-                listen,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
+        let e = match sys::accept_blocking(listen) {
+            Ok(fd) => return Ok(fd.into_raw_fd()),
+            Err(e) => errno_of(&e),
         };
-        if fd >= 0 {
-            return Ok(fd);
-        }
-        let e = errno();
         match e {
             libc::EINTR if !fail_on_intr => {}
             // Another process took the connection, or the listener is non-blocking.
@@ -767,17 +538,13 @@ fn accept_one(listen: c_int, fail_on_intr: bool) -> Result<RawFd, c_int> {
 fn unix_client_speaks(fd: RawFd) -> bool {
     let t = KEEPER_POLL_TIMEOUT.load(Ordering::Relaxed);
     loop {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, t) };
-        if r < 0 && errno() == libc::EINTR && !crate::runtime::in_shutdown() {
-            continue;
+        match sys::poll_one(fd, libc::POLLIN, t) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && !crate::runtime::in_shutdown() => {
+                continue
+            }
+            Err(_) => return false,
+            Ok(revents) => return revents & libc::POLLIN != 0,
         }
-        return r > 0 && p.revents & libc::POLLIN != 0;
     }
 }
 
@@ -833,8 +600,8 @@ pub unsafe extern "C" fn OS_Accept(
             if keep {
                 return fd;
             }
-            // SAFETY: the refused connection is ours to close.
-            unsafe { libc::close(fd) };
+            // The refused connection is ours to close.
+            let _ = sys::close(fd);
         }
     })
 }
@@ -845,8 +612,10 @@ pub(crate) mod tests {
     use super::*;
     use std::ffi::CString;
     use std::io::{Read, Write};
+    use std::mem;
     use std::net::{Shutdown, TcpListener};
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     use std::os::unix::net::UnixListener;
     use std::os::unix::thread::JoinHandleExt;
     use std::process::{Command, Stdio};
@@ -1170,19 +939,14 @@ pub(crate) mod tests {
     #[test]
     fn connect_failures() {
         // A bound socket that does not listen refuses connections.
-        let s = new_socket(libc::AF_INET).unwrap();
-        // SAFETY: sockaddr_in is plain old data; all-zero is valid.
-        let mut sin: libc::sockaddr_in = unsafe { mem::zeroed() };
-        sin.sin_family = libc::AF_INET as libc::sa_family_t;
-        sin.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-        let mut len = mem::size_of_val(&sin) as libc::socklen_t;
-        // SAFETY: a valid sockaddr_in of `len` bytes, then getsockname into it.
-        unsafe {
-            let p = (&mut sin as *mut libc::sockaddr_in).cast();
-            assert_eq!(libc::bind(s.as_raw_fd(), p, len), 0);
-            assert_eq!(libc::getsockname(s.as_raw_fd(), p, &mut len), 0);
-        }
-        let port = u16::from_be(sin.sin_port);
+        let s = sys::socket(libc::AF_INET, libc::SOCK_STREAM).unwrap();
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        sys::bind(s.as_raw_fd(), &sys::SockAddr::from_std(&any_port)).unwrap();
+        let port = sys::local_addr(s.as_raw_fd())
+            .unwrap()
+            .to_std()
+            .unwrap()
+            .port();
         assert_eq!(connect(&format!("127.0.0.1:{port}")), -1);
         assert_eq!(errno(), libc::ECONNREFUSED);
         assert_eq!(connect("/nonexistent-fcgi-dir/s.sock"), -1);
@@ -1512,18 +1276,17 @@ pub(crate) mod tests {
         let listen = Fd(listen);
         // Close-on-exec on the original: dup2 onto fd 0 in the child clears it.
         assert!(cloexec(listen.0));
-        // SAFETY: fstat into a local struct.
+        // SAFETY: stat is plain old data, so a zeroed one is valid; fstat fills in the live
+        // local.
         let ino = unsafe {
             let mut st: libc::stat = mem::zeroed();
             assert_eq!(libc::fstat(listen.0, &mut st), 0);
             st.st_ino
         };
         let app = cstr(script.to_str().unwrap());
-        // SAFETY: a NUL-terminated path; the child execs it.
-        assert_eq!(
-            unsafe { OS_SpawnChild(app.as_ptr().cast_mut(), listen.0) },
-            0
-        );
+        // SAFETY: a NUL-terminated path, not written to; the child execs it.
+        let rc = unsafe { OS_SpawnChild(app.as_ptr().cast_mut(), listen.0) };
+        assert_eq!(rc, 0);
         let deadline = Instant::now() + Duration::from_secs(120);
         while !marker.exists() {
             assert!(Instant::now() < deadline, "the spawned program never ran");

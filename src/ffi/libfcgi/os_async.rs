@@ -221,19 +221,13 @@ pub unsafe extern "C" fn OS_DoIo(tmo: *mut libc::timeval) -> c_int {
             })
             .collect();
         let ts = timespec_of(tmo);
-        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
-        // SAFETY: `pfds` is a valid array of pfds.len() pollfds; `ts_ptr` is NULL or points at
-        // a live timespec; a NULL signal mask leaves the mask alone (plain poll semantics).
-        let r = unsafe {
-            libc::ppoll(
-                pfds.as_mut_ptr(),
-                pfds.len() as libc::nfds_t,
-                ts_ptr,
-                std::ptr::null(),
-            )
-        };
-        if r < 0 {
-            return if super::errno() == libc::EINTR { 0 } else { -1 };
+        if let Err(e) = crate::runtime::sys::ppoll(&mut pfds, ts.as_ref()) {
+            let e = e.raw_os_error().unwrap_or(libc::EINVAL);
+            if e == libc::EINTR {
+                return 0;
+            }
+            super::set_errno(e);
+            return -1;
         }
         for (p, &(fd, rseq, wseq)) in pfds.iter().zip(&snap) {
             if let Some(seq) = rseq {

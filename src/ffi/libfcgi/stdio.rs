@@ -33,6 +33,7 @@ use super::fcgx::*;
 use super::stream::*;
 use super::types::*;
 use crate::ffi::panic::guard;
+use crate::runtime::sys::{self, errno, set_errno};
 use std::os::raw::{c_char, c_int, c_long, c_void};
 use std::ptr::{self, null_mut};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,16 +83,6 @@ fn std_file(i: usize) -> *mut FCGI_FILE {
 
 fn is_std_file(fp: *mut FCGI_FILE) -> bool {
     (0..3).any(|i| ptr::eq(fp, std_file(i)))
-}
-
-fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns this thread's errno, always valid.
-    unsafe { *libc::__errno_location() = e };
-}
-
-fn errno() -> c_int {
-    // SAFETY: as in set_errno.
-    unsafe { *libc::__errno_location() }
 }
 
 /// What an `FCGI_FILE` currently wraps.
@@ -178,8 +169,7 @@ pub unsafe extern "C" fn FCGI_Accept() -> c_int {
         if !ACCEPT_CALLED.load(Ordering::Acquire) {
             IS_CGI.store(fcgx_is_cgi(), Ordering::Release);
             ACCEPT_CALLED.store(true, Ordering::Release);
-            // SAFETY: registers a plain extern "C" function.
-            unsafe { libc::atexit(finish_at_exit) };
+            sys::at_exit(finish_at_exit);
         } else if IS_CGI.load(Ordering::Acquire) {
             return EOF;
         }
@@ -378,7 +368,9 @@ pub unsafe extern "C" fn FCGI_fflush(fp: *mut FCGI_FILE) -> c_int {
         }
         // SAFETY: fp is valid (contract); its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fflush(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_FFlush(s) },
             Target::Neither => EOF,
         }
@@ -443,6 +435,8 @@ pub unsafe extern "C" fn FCGI_setvbuf(
     guard("FCGI_setvbuf", -1, || {
         // SAFETY: fp is NULL or valid; buf per setvbuf's contract.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `buf` is NULL or the caller's buffer of `size` bytes, as setvbuf(3) requires.
             Target::Stdio(s) => unsafe { libc::setvbuf(s, buf, bufmode, size) },
             _ => -1,
         }
@@ -455,6 +449,9 @@ pub unsafe extern "C" fn FCGI_setbuf(fp: *mut FCGI_FILE, buf: *mut c_char) {
     guard("FCGI_setbuf", (), || {
         // SAFETY: fp is NULL or valid; buf per setbuf's contract.
         if let Target::Stdio(s) = unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its
+            // contract); `buf` is NULL or the caller's buffer of BUFSIZ bytes, as setbuf(3)
+            // requires.
             unsafe { libc::setbuf(s, buf) }
         }
     })
@@ -466,6 +463,7 @@ pub unsafe extern "C" fn FCGI_fseek(fp: *mut FCGI_FILE, offset: c_long, whence: 
     guard("FCGI_fseek", -1, || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fseek(s, offset, whence) },
             _ => {
                 set_errno(libc::ESPIPE);
@@ -504,6 +502,7 @@ pub unsafe extern "C" fn FCGI_rewind(fp: *mut FCGI_FILE) {
     guard("FCGI_rewind", (), || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::rewind(s) },
             _ => set_errno(libc::ESPIPE),
         }
@@ -516,6 +515,8 @@ pub unsafe extern "C" fn FCGI_fgetpos(fp: *mut FCGI_FILE, pos: *mut libc::fpos_t
     guard("FCGI_fgetpos", -1, || {
         // SAFETY: fp is NULL or valid; pos per fgetpos's contract.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `pos` was checked non-NULL and points at the caller's fpos_t.
             Target::Stdio(s) if !pos.is_null() => unsafe { libc::fgetpos(s, pos) },
             Target::Stdio(_) => {
                 set_errno(libc::EINVAL);
@@ -535,6 +536,8 @@ pub unsafe extern "C" fn FCGI_fsetpos(fp: *mut FCGI_FILE, pos: *const libc::fpos
     guard("FCGI_fsetpos", -1, || {
         // SAFETY: fp is NULL or valid; pos per fsetpos's contract.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `pos` was checked non-NULL and points at an fpos_t from fgetpos.
             Target::Stdio(s) if !pos.is_null() => unsafe { libc::fsetpos(s, pos) },
             Target::Stdio(_) => {
                 set_errno(libc::EINVAL);
@@ -554,7 +557,9 @@ pub unsafe extern "C" fn FCGI_fgetc(fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_fgetc", EOF, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fgetc(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_GetChar(s) },
             Target::Neither => EOF,
         }
@@ -577,7 +582,9 @@ pub unsafe extern "C" fn FCGI_ungetc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_ungetc", EOF, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::ungetc(c, s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_UnGetChar(c, s) },
             Target::Neither => EOF,
         }
@@ -598,7 +605,11 @@ pub unsafe extern "C" fn FCGI_fgets(
         }
         // SAFETY: fp is NULL or valid; str has room for size bytes (contract).
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `str` was checked non-NULL and has room for `size` (> 0) bytes.
             Target::Stdio(s) => unsafe { libc::fgets(str, size, s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract);
+            // `str` as for the libc stream.
             Target::Fcgx(s) => unsafe { FCGX_GetLine(str, size, s) },
             Target::Neither => null_mut(),
         }
@@ -647,7 +658,9 @@ pub unsafe extern "C" fn FCGI_fputc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_fputc", EOF, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fputc(c, s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_PutChar(c, s) },
             Target::Neither => EOF,
         }
@@ -672,7 +685,11 @@ pub unsafe extern "C" fn FCGI_fputs(str: *const c_char, fp: *mut FCGI_FILE) -> c
         }
         // SAFETY: fp is NULL or valid; str NUL-terminated (contract).
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `str` was checked non-NULL and is NUL-terminated.
             Target::Stdio(s) => unsafe { libc::fputs(str, s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract);
+            // `str` as for the libc stream.
             Target::Fcgx(s) => unsafe { FCGX_PutS(str, s) },
             Target::Neither => EOF,
         }
@@ -689,6 +706,8 @@ pub unsafe extern "C" fn FCGI_puts(str: *const c_char) -> c_int {
         }
         // SAFETY: std_file points into _fcgi_sF; str NUL-terminated (contract).
         match unsafe { target(std_file(STDOUT)) } {
+            // SAFETY: `s` is the live libc stream of the std wrapper for stdout; `str` was checked
+            // non-NULL and is NUL-terminated (the caller's contract).
             Target::Stdio(s) => unsafe {
                 let n = libc::fputs(str, s);
                 if n < 0 {
@@ -697,6 +716,8 @@ pub unsafe extern "C" fn FCGI_puts(str: *const c_char) -> c_int {
                     libc::fputc(c_int::from(b'\n'), s)
                 }
             },
+            // SAFETY: `s` is the live FastCGI stream of the std wrapper for stdout; `str` as for
+            // the libc stream.
             Target::Fcgx(s) => unsafe {
                 let n = FCGX_PutS(str, s);
                 if n < 0 {
@@ -754,6 +775,9 @@ pub unsafe extern "C" fn FCGI_fread(
         };
         // SAFETY: fp is NULL or valid; ptr has room for size * nmemb bytes (contract).
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `ptr` was checked non-NULL and has room for `size * nmemb` bytes (checked not to
+            // overflow).
             Target::Stdio(s) => unsafe { libc::fread(ptr, size, nmemb, s) },
             Target::Fcgx(s) => {
                 let base = ptr.cast::<c_char>();
@@ -785,6 +809,8 @@ pub unsafe extern "C" fn FCGI_fwrite(
         };
         // SAFETY: fp is NULL or valid; ptr holds size * nmemb bytes (contract).
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
+            // `ptr` was checked non-NULL and holds `size * nmemb` bytes (checked not to overflow).
             Target::Stdio(s) => unsafe { libc::fwrite(ptr, size, nmemb, s) },
             Target::Fcgx(s) => {
                 let base = ptr.cast::<c_char>().cast_const();
@@ -806,7 +832,9 @@ pub unsafe extern "C" fn FCGI_feof(fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_feof", -1, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::feof(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_HasSeenEOF(s) },
             Target::Neither => -1,
         }
@@ -820,7 +848,9 @@ pub unsafe extern "C" fn FCGI_ferror(fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_ferror", -1, || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::ferror(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_GetError(s) },
             Target::Neither => -1,
         }
@@ -833,7 +863,9 @@ pub unsafe extern "C" fn FCGI_clearerr(fp: *mut FCGI_FILE) {
     guard("FCGI_clearerr", (), || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::clearerr(s) },
+            // SAFETY: `s` is the live FastCGI stream the caller's FCGI_FILE wraps (its contract).
             Target::Fcgx(s) => unsafe { FCGX_ClearError(s) },
             Target::Neither => {}
         }
@@ -856,6 +888,7 @@ pub unsafe extern "C" fn FCGI_fileno(fp: *mut FCGI_FILE) -> c_int {
     guard("FCGI_fileno", -1, || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
+            // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
             Target::Stdio(s) => unsafe { libc::fileno(s) },
             _ => -1,
         }

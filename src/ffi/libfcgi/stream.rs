@@ -20,6 +20,7 @@ use crate::ffi::panic::guard;
 use crate::protocol::record::{padding_for, rtype, Header, HEADER_LEN};
 use crate::runtime::io::SendError;
 use crate::runtime::server::Stream;
+use crate::runtime::sys;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 
@@ -615,31 +616,16 @@ impl FdWriter {
 /// on failure.
 fn write_all(fd: c_int, mut data: &[u8]) -> Result<(), c_int> {
     while !data.is_empty() {
-        // SAFETY: data is a valid slice; send with MSG_NOSIGNAL never raises SIGPIPE.
-        let mut n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
-        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTSOCK) {
-            // SAFETY: as above, for a descriptor that is not a socket.
-            n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        }
-        if n >= 0 {
-            data = &data[n as usize..];
-            continue;
-        }
-        match std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-        {
-            libc::EINTR => {}
-            libc::EAGAIN => {
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, -1) };
-            }
-            e => return Err(e),
+        // send(MSG_NOSIGNAL) never raises SIGPIPE; write(2) for a descriptor that is not a
+        // socket; EINTR is retried inside.
+        match sys::send(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(e) => match e.raw_os_error().unwrap_or(libc::EIO) {
+                libc::EAGAIN => {
+                    let _ = sys::poll_one(fd, libc::POLLOUT, -1);
+                }
+                e => return Err(e),
+            },
         }
     }
     Ok(())

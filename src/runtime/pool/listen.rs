@@ -2,7 +2,7 @@
 //! (`LISTEN_FDS`/`LISTEN_PID`, as sd_listen_fds reads them), or inherited on fd 0 (spawn-fcgi,
 //! web servers, systemd's StandardInput=socket).
 
-use crate::runtime::addr;
+use crate::runtime::{addr, sys};
 use std::os::fd::{OwnedFd, RawFd};
 
 /// First descriptor systemd passes (SD_LISTEN_FDS_START).
@@ -44,8 +44,7 @@ pub fn from_systemd() -> Vec<RawFd> {
                 );
                 return false;
             }
-            // SAFETY: fcntl on a descriptor this process was given; no memory is involved.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            let _ = sys::set_cloexec(fd, true);
             true
         })
         .collect()
@@ -72,17 +71,6 @@ pub fn inherited() -> Result<Vec<RawFd>, String> {
 /// TCP_INFO (for a listener the kernel reports them as `tcpi_unacked` and `tcpi_sacked`).
 /// `None` for other sockets.
 pub fn queue(fd: RawFd) -> Option<(u32, u32)> {
-    // SAFETY: getsockopt into a zeroed tcp_info of the size given.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    (r == 0 && info.tcpi_state == 10).then_some((info.tcpi_unacked, info.tcpi_sacked))
+    let info = sys::tcp_info(fd).ok()?;
+    (info.tcpi_state == 10).then_some((info.tcpi_unacked, info.tcpi_sacked))
 }

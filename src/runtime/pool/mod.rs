@@ -124,12 +124,9 @@ impl Pool {
         signals::reset_for_exec();
         let mut env = Vec::new();
         if seat.board_fd >= 0 {
-            // SAFETY: fcntl on the scoreboard's memfd, which this process holds.
-            if unsafe { libc::fcntl(seat.board_fd, libc::F_SETFD, 0) } != 0 {
-                return Err(format!(
-                    "pool: cannot pass the scoreboard: {}",
-                    std::io::Error::last_os_error()
-                ));
+            // The scoreboard's memfd, which this process holds, made inheritable.
+            if let Err(e) = crate::runtime::sys::set_cloexec(seat.board_fd, false) {
+                return Err(format!("pool: cannot pass the scoreboard: {e}"));
             }
             env.push((
                 hooks::ENV.to_string(),
@@ -147,8 +144,8 @@ impl Pool {
         }
         for (fd, owned) in self.sockets.drain(..) {
             if owned {
-                // SAFETY: a descriptor this pool opened and nobody else closes.
-                unsafe { libc::close(fd) };
+                // A descriptor this pool opened and nobody else closes.
+                let _ = crate::runtime::sys::close(fd);
             }
         }
     }

@@ -9,8 +9,9 @@
 //! per-request entries (start, method, URI) are strings and use a seqlock: the writer makes
 //! `seq` odd, writes, makes it even; a reader retries while it is odd or changed.
 
+use crate::runtime::sys::{self, clock_ms};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u32 = 0x4643_5342; // "FCSB"
@@ -225,16 +226,6 @@ pub fn unix_ms() -> u64 {
     clock_ms(libc::CLOCK_REALTIME)
 }
 
-fn clock_ms(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
-
 /// Bytes of a scoreboard of `slots` slots.
 pub fn size_for(slots: usize) -> usize {
     std::mem::size_of::<Header>() + slots * std::mem::size_of::<Slot>()
@@ -245,47 +236,16 @@ impl Scoreboard {
     /// `exec_fd` hands it to a program) when `memfd` is set.
     pub fn new(slots: usize, memfd: bool) -> io::Result<Scoreboard> {
         let len = size_for(slots);
-        let mut fd = -1;
-        if memfd {
-            // SAFETY: memfd_create with a NUL-terminated name.
-            fd = unsafe { libc::memfd_create(c"fcgi-scoreboard".as_ptr(), libc::MFD_CLOEXEC) };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: ftruncate on the memfd just created.
-            if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
-                let e = io::Error::last_os_error();
-                // SAFETY: closes the memfd created above.
-                unsafe { libc::close(fd) };
-                return Err(e);
-            }
-        }
-        let flags = if memfd {
-            libc::MAP_SHARED
+        let file = if memfd {
+            Some(sys::memfd(c"fcgi-scoreboard", len)?)
         } else {
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS
+            None
         };
-        // SAFETY: a new shared mapping of a memfd of `len` bytes, or an anonymous one.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            let e = io::Error::last_os_error();
-            if fd >= 0 {
-                // SAFETY: closes the memfd created above.
-                unsafe { libc::close(fd) };
-            }
-            return Err(e);
-        }
+        // On failure `file` is dropped: the memfd is closed.
+        let p = sys::map_shared(len, file.as_ref().map(AsRawFd::as_raw_fd))?;
+        let fd = file.map_or(-1, IntoRawFd::into_raw_fd);
         let sb = Scoreboard {
-            base: p.cast(),
+            base: p,
             len,
             slots,
             fd,
@@ -303,31 +263,14 @@ impl Scoreboard {
     /// Maps the scoreboard of an inherited memfd (an exec'd worker), checking its header.
     pub fn attach_fd(fd: RawFd) -> io::Result<Scoreboard> {
         let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-        // SAFETY: fstat into a zeroed struct.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &mut st) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let len = st.st_size as usize;
+        let len = sys::file_size(fd)? as usize;
         if len < std::mem::size_of::<Header>() {
             return Err(bad("too small for a scoreboard"));
         }
-        // SAFETY: maps `len` bytes of a descriptor; fstat said it has them.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        // `len` bytes of the memfd, which fstat said it has.
+        let p = sys::map_shared(len, Some(fd))?;
         let mut sb = Scoreboard {
-            base: p.cast(),
+            base: p,
             len,
             slots: 0,
             fd,
@@ -387,13 +330,16 @@ impl Scoreboard {
 
 impl Drop for Scoreboard {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`/`attach_fd`. In a worker the hooks
-        // keep pointers into it, so a worker keeps it (`keep_mapped`).
+        // In a worker the hooks keep pointers into the mapping, so a worker keeps it
+        // (`keep_mapped`).
         if self.owned {
-            unsafe { libc::munmap(self.base.cast(), self.len) };
+            // SAFETY: exactly the mapping (`base`, `len`) that `new`/`attach_fd` made, unmapped
+            // once (its owner's drop); the only pointers that outlive the owner are the worker
+            // hooks', and a worker calls `keep_mapped` first.
+            unsafe { sys::unmap(self.base.cast(), self.len) };
             if self.own_fd {
-                // SAFETY: the memfd `new` created, closed once.
-                unsafe { libc::close(self.fd) };
+                // The memfd `new` created, closed once.
+                let _ = sys::close(self.fd);
             }
         }
     }

@@ -2,6 +2,7 @@
 //! read by its poll loop; a worker's SIGQUIT starts its drain and SIGUSR1 asks it to reopen its
 //! log files. Handlers only store atomics and write(2): async-signal-safe.
 
+use crate::runtime::sys::{self, signal};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -22,17 +23,13 @@ static PIPE_W: AtomicI32 = AtomicI32::new(-1);
 static REOPEN: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_parent_signal(sig: libc::c_int) {
-    // SAFETY: errno is thread-local; saved and restored around write(2), which is
-    // async-signal-safe and writes one byte from a local.
-    unsafe {
-        let e = *libc::__errno_location();
-        let b = sig as u8;
-        let fd = PIPE_W.load(Ordering::Relaxed);
-        if fd >= 0 {
-            libc::write(fd, (&b as *const u8).cast(), 1);
-        }
-        *libc::__errno_location() = e;
+    // errno is saved and restored around write(2) (async-signal-safe, one byte).
+    let e = sys::errno();
+    let fd = PIPE_W.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let _ = sys::write(fd, &[sig as u8]);
     }
+    sys::set_errno(e);
 }
 
 extern "C" fn on_worker_quit(_sig: libc::c_int) {
@@ -56,20 +53,17 @@ pub fn reopen_requests() -> u64 {
 /// The dispositions the parent replaced, restored in workers and when the pool stops.
 pub struct Saved(Vec<(libc::c_int, libc::sigaction)>);
 
-fn set(sig: libc::c_int, handler: usize, flags: libc::c_int) -> io::Result<libc::sigaction> {
-    // SAFETY: sigaction with zeroed structs and a handler address of an extern "C" fn (or
-    // SIG_DFL/SIG_IGN).
-    unsafe {
-        let mut act: libc::sigaction = std::mem::zeroed();
-        act.sa_sigaction = handler;
-        libc::sigemptyset(&mut act.sa_mask);
-        act.sa_flags = flags;
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(sig, &act, &mut old) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(old)
-    }
+/// Sets the disposition of `sig` to one of this module's handlers, or the default (`None`);
+/// returns the one it replaced.
+fn set(
+    sig: libc::c_int,
+    handler: Option<extern "C" fn(libc::c_int)>,
+    flags: libc::c_int,
+) -> io::Result<libc::sigaction> {
+    let handler = handler.map_or(libc::SIG_DFL, |h| h as libc::sighandler_t);
+    // SAFETY: SIG_DFL, or a handler of this module, each async-signal-safe: they only store
+    // atomics and write(2) (to the self-pipe, or to eventfds through `begin_drain`).
+    unsafe { signal::set_action(sig, handler, flags) }
 }
 
 /// Installs the parent's handlers, writing to `pipe_w` (non-blocking).
@@ -83,7 +77,7 @@ pub fn install_parent(pipe_w: RawFd) -> io::Result<Saved> {
             } else {
                 0
             };
-        match set(sig, on_parent_signal as *const () as usize, flags) {
+        match set(sig, Some(on_parent_signal), flags) {
             Ok(old) => saved.push((sig, old)),
             Err(e) => {
                 restore(&Saved(saved));
@@ -97,8 +91,9 @@ pub fn install_parent(pipe_w: RawFd) -> io::Result<Saved> {
 /// Puts back what `install_parent` replaced.
 pub fn restore(saved: &Saved) {
     for (sig, old) in &saved.0 {
-        // SAFETY: re-installs a disposition sigaction returned.
-        unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
+        // SAFETY: `old` is the disposition sigaction returned when `install_parent` replaced
+        // it (`Saved` is only built there).
+        let _ = unsafe { signal::restore_action(*sig, old) };
     }
     PIPE_W.store(-1, Ordering::Relaxed);
 }
@@ -108,12 +103,8 @@ pub fn restore(saved: &Saved) {
 /// the application left the default.
 pub fn install_worker(saved: &Saved) {
     restore(saved);
-    let _ = set(libc::SIGQUIT, on_worker_quit as *const () as usize, 0);
-    let _ = set(
-        libc::SIGUSR1,
-        on_worker_reopen as *const () as usize,
-        libc::SA_RESTART,
-    );
+    let _ = set(libc::SIGQUIT, Some(on_worker_quit), 0);
+    let _ = set(libc::SIGUSR1, Some(on_worker_reopen), libc::SA_RESTART);
     crate::runtime::signals::install();
 }
 
@@ -121,12 +112,8 @@ pub fn install_worker(saved: &Saved) {
 /// drains and SIGUSR1 reopens the slow log, as in a forked worker (they replace what the
 /// libfcgi face installed for them: in a pool these signals are the pool's).
 pub fn install_exec_worker() {
-    let _ = set(libc::SIGQUIT, on_worker_quit as *const () as usize, 0);
-    let _ = set(
-        libc::SIGUSR1,
-        on_worker_reopen as *const () as usize,
-        libc::SA_RESTART,
-    );
+    let _ = set(libc::SIGQUIT, Some(on_worker_quit), 0);
+    let _ = set(libc::SIGUSR1, Some(on_worker_reopen), libc::SA_RESTART);
 }
 
 /// In a forked worker about to exec a program: every signal back to its default disposition
@@ -136,30 +123,17 @@ pub fn reset_for_exec() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        let _ = set(sig, libc::SIG_DFL, 0);
+        let _ = set(sig, None, 0);
     }
-    // SAFETY: an empty set built by sigemptyset.
-    unsafe {
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-    }
+    signal::set_mask(&signal::empty_set());
 }
 
 /// Blocks every signal; returns the previous mask (to restore after a fork).
 pub fn block_all() -> libc::sigset_t {
-    // SAFETY: sigprocmask with sets initialised by sigfillset/zeroed.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        old
-    }
+    signal::block_all()
 }
 
 /// Restores a mask from `block_all`.
 pub fn set_mask(mask: &libc::sigset_t) {
-    // SAFETY: a mask obtained from pthread_sigmask.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+    signal::set_mask(mask);
 }

@@ -5,8 +5,10 @@
 //! with its full duration. SIGUSR1 reopens the file (log rotation): the handlers only count
 //! the signal, and the next line reopens.
 
+use crate::runtime::sys;
 use parking_lot::Mutex;
-use std::os::fd::RawFd;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 struct File {
     path: String,
@@ -19,22 +21,17 @@ static FILE: Mutex<Option<File>> = Mutex::new(None);
 
 /// Opens (or reopens) `path` for appending; `Err` is a message for the log.
 fn open(path: &str) -> Result<RawFd, String> {
-    let c = std::ffi::CString::new(path).map_err(|_| format!("slowlog '{path}': NUL in path"))?;
-    // SAFETY: open(2) with a NUL-terminated path.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
-            0o640,
-        )
-    };
-    if fd < 0 {
-        return Err(format!(
-            "cannot open the slowlog '{path}': {}",
-            std::io::Error::last_os_error()
-        ));
+    if path.contains('\0') {
+        return Err(format!("slowlog '{path}': NUL in path"));
     }
-    Ok(fd)
+    // O_WRONLY | O_APPEND | O_CREAT, mode 0640; the standard library adds O_CLOEXEC.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+        .map(IntoRawFd::into_raw_fd)
+        .map_err(|e| format!("cannot open the slowlog '{path}': {e}"))
 }
 
 /// Uses `path` for the slow log of this process (empty: the runtime's log). Opening it here
@@ -42,8 +39,8 @@ fn open(path: &str) -> Result<RawFd, String> {
 pub fn configure(path: &str) -> Result<(), String> {
     let mut g = FILE.lock();
     if let Some(f) = g.take() {
-        // SAFETY: the descriptor this module opened.
-        unsafe { libc::close(f.fd) };
+        // The descriptor this module opened.
+        let _ = sys::close(f.fd);
     }
     if path.is_empty() {
         return Ok(());
@@ -68,8 +65,8 @@ fn reopen(f: &mut File) {
     f.generation = super::signals::reopen_requests();
     match open(&f.path) {
         Ok(fd) => {
-            // SAFETY: the old descriptor this module opened, replaced by the new one.
-            unsafe { libc::close(f.fd) };
+            // The old descriptor this module opened, replaced by the new one.
+            let _ = sys::close(f.fd);
             f.fd = fd;
         }
         Err(e) => crate::fcgi_log!(Error, "{e} (keeping the old descriptor)"),
@@ -90,9 +87,9 @@ pub fn write(line: &str) {
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line.as_bytes());
     buf.push(b'\n');
-    // SAFETY: write(2) from a local buffer to the log's descriptor; a short or failed write
-    // loses the line, which a log may do.
-    unsafe { libc::write(f.fd, buf.as_ptr().cast(), buf.len()) };
+    // One write(2), so that lines of several processes do not interleave; a short or failed
+    // write loses the line, which a log may do.
+    let _ = sys::write(f.fd, &buf);
 }
 
 /// `2026-11-22T10:04:05.123Z` for a Unix time in milliseconds.

@@ -6,6 +6,7 @@ use super::config::{Mode, Settings};
 use super::scoreboard::{self, Scoreboard};
 use super::signals::{self, Saved};
 use super::{hooks, Role};
+use crate::runtime::sys;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -81,14 +82,8 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
         .map_err(|e| format!("pool: cannot map the scoreboard: {e}"))?;
     publish_settings(&board, cfg);
     super::slowlog::configure(&cfg.slowlog).map_err(|e| format!("pool: {e}"))?;
-    let mut pipe = [-1; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-        return Err(format!(
-            "pool: cannot create the signal pipe: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
+    let pipe = sys::pipe(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .map_err(|e| format!("pool: cannot create the signal pipe: {e}"))?;
     let saved = match signals::install_parent(pipe[1]) {
         Ok(s) => s,
         Err(e) => {
@@ -164,23 +159,21 @@ fn publish_settings(board: &Scoreboard, cfg: &Settings) {
 
 fn close_pipe(p: &[RawFd; 2]) {
     for &fd in p {
-        // SAFETY: descriptors of the pool's own pipe, closed once.
-        unsafe { libc::close(fd) };
+        // Descriptors of the pool's own pipe, closed once.
+        let _ = sys::close(fd);
     }
 }
 
 fn kill(pid: libc::pid_t, sig: libc::c_int) {
-    // SAFETY: kill(2) to a worker this parent forked and has not reaped yet.
-    unsafe { libc::kill(pid, sig) };
+    // A worker this parent forked and has not reaped yet.
+    let _ = sys::kill(pid, sig);
 }
 
 /// Resident set size of `pid` in bytes (/proc/PID/statm).
 fn rss_bytes(pid: libc::pid_t) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    Some(pages * page)
+    Some(pages * sys::page_size())
 }
 
 /// Threads of `pid` blocked in accept(2) or accept4(2).
@@ -231,12 +224,12 @@ impl Sup<'_> {
     fn read_signals(&mut self) -> Option<Role> {
         let mut buf = [0u8; 64];
         loop {
-            // SAFETY: reads into a local buffer from the pool's non-blocking pipe.
-            let n = unsafe { libc::read(self.pipe[0], buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return None;
-            }
-            for &b in &buf[..n as usize] {
+            // The pool's non-blocking pipe: EAGAIN once it is empty.
+            let n = match sys::read(self.pipe[0], &mut buf) {
+                Ok(n) if n > 0 => n,
+                _ => return None,
+            };
+            for &b in &buf[..n] {
                 if let Some(role) = self.on_signal(b as libc::c_int) {
                     return Some(role);
                 }
@@ -552,8 +545,8 @@ impl Sup<'_> {
                 revents: 0,
             })
             .collect();
-        // SAFETY: poll over a local array of pollfds, not waiting.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 0) };
+        // Not waiting.
+        let n = sys::poll(&mut pfds, 0).unwrap_or(0);
         n > 0 && pfds.iter().any(|p| p.revents & libc::POLLIN != 0)
     }
 
@@ -647,8 +640,8 @@ impl Sup<'_> {
                 continue;
             }
             for tid in threads_in_accept(w.pid) {
-                // SAFETY: tgkill to a thread of a child this parent has not reaped.
-                unsafe { libc::syscall(libc::SYS_tgkill, w.pid, tid, libc::SIGTERM) };
+                // A thread of a child this parent has not reaped.
+                let _ = sys::tgkill(w.pid, tid, libc::SIGTERM);
             }
         }
     }
@@ -683,14 +676,7 @@ impl Sup<'_> {
                 revents: 0,
             }));
         }
-        // SAFETY: poll over a local array of pollfds.
-        unsafe {
-            libc::poll(
-                pfds.as_mut_ptr(),
-                pfds.len() as libc::nfds_t,
-                TICK.as_millis() as libc::c_int,
-            )
-        };
+        let _ = sys::poll(&mut pfds, TICK.as_millis() as libc::c_int);
     }
 
     /// Collects exited workers, logs them and frees their slots; a worker that died without
@@ -700,9 +686,8 @@ impl Sup<'_> {
         let mut k = 0;
         while k < self.workers.len() {
             let pid = self.workers[k].pid;
-            let mut status = 0;
-            // SAFETY: waitpid on a child of this process, writing into a local.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            // A child of this process; -1 (an error) as waitpid(2) returns it.
+            let (r, status) = sys::waitpid_nohang(pid).unwrap_or((-1, 0));
             if r != pid {
                 k += 1;
                 continue;
@@ -799,21 +784,20 @@ impl Sup<'_> {
         let mask = signals::block_all();
         // SAFETY: the parent is single-threaded (checked before the pool started), so the
         // child may run any code.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
+        let forked = unsafe { sys::fork() };
+        if let Ok(0) = forked {
             self.become_worker(slot, index, parent, &mask);
             return Some(Role::Worker(index));
         }
         signals::set_mask(&mask);
-        if pid < 0 {
-            s.state.store(scoreboard::FREE, Ordering::Release);
-            crate::fcgi_log!(
-                Error,
-                "pool: fork failed: {}",
-                std::io::Error::last_os_error()
-            );
-            return None;
-        }
+        let pid = match forked {
+            Ok(pid) => pid,
+            Err(e) => {
+                s.state.store(scoreboard::FREE, Ordering::Release);
+                crate::fcgi_log!(Error, "pool: fork failed: {e}");
+                return None;
+            }
+        };
         s.pid.store(pid, Ordering::Relaxed);
         self.workers.push(Worker {
             pid,
@@ -838,16 +822,15 @@ impl Sup<'_> {
     ) {
         close_pipe(&self.pipe);
         signals::install_worker(&self.saved);
-        // SAFETY: prctl(PR_SET_PDEATHSIG) with a signal number: the worker gets SIGTERM if the
-        // parent dies (then checks it did not die before this call).
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
-        // SAFETY: getppid has no preconditions.
-        if unsafe { libc::getppid() } != parent {
+        // The worker gets SIGTERM if the parent dies (then checks it did not die before this
+        // call).
+        let _ = sys::set_parent_death_signal(libc::SIGTERM);
+        if sys::parent_pid() != parent {
             crate::runtime::terminate();
         }
         let me = self.board.slot(slot);
-        // SAFETY: getpid has no preconditions.
-        me.pid.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+        me.pid
+            .store(std::process::id() as libc::pid_t, Ordering::Relaxed);
         if !self.cfg.exec {
             // An exec'd program attaches by itself, if it runs on this library.
             hooks::attach(self.board.header(), me);

@@ -1,7 +1,7 @@
 //! eventfd(2): a counter descriptor that wakes a poll from any thread or a signal handler.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// A non-blocking, close-on-exec eventfd.
 pub struct EventFd(OwnedFd);
@@ -16,6 +16,12 @@ impl EventFd {
 
     pub fn fd(&self) -> RawFd {
         self.0.as_raw_fd()
+    }
+
+    /// Gives the descriptor up: it stays open for the rest of the process (a wake-up target
+    /// registered with the runtime).
+    pub fn into_raw_fd(self) -> RawFd {
+        self.0.into_raw_fd()
     }
 
     /// Adds 1 to the counter: the descriptor becomes readable, and every epoll holding it

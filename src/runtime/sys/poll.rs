@@ -36,6 +36,33 @@ pub fn poll_two(a: (RawFd, i16), b: (RawFd, i16), timeout_ms: i32) -> io::Result
     Ok((p[0].revents, p[1].revents))
 }
 
+/// poll(2) on `fds`, up to `timeout_ms` (-1: forever). Returns how many descriptors have
+/// events (0: timed out).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a live array of fds.len() pollfds.
+    syscall!(poll(
+        fds.as_mut_ptr(),
+        fds.len() as libc::nfds_t,
+        timeout_ms
+    ))
+    .map(|n| n as usize)
+}
+
+/// ppoll(2) on `fds` with `timeout` (`None`: wait until one is ready) and the signal mask left
+/// alone. Returns how many descriptors have events (0: timed out).
+pub fn ppoll(fds: &mut [libc::pollfd], timeout: Option<&libc::timespec>) -> io::Result<usize> {
+    let ts = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a live array of fds.len() pollfds; `ts` is NULL or points at a live
+    // timespec; a NULL signal mask leaves the mask alone (plain poll semantics).
+    syscall!(ppoll(
+        fds.as_mut_ptr(),
+        fds.len() as libc::nfds_t,
+        ts,
+        std::ptr::null()
+    ))
+    .map(|n| n as usize)
+}
+
 /// Waits until the peer of socket `fd` has shut down its side (or the connection failed), at
 /// most `limit`. Data the peer sends meanwhile does not end the wait, and is left unread.
 pub fn await_peer_shutdown(fd: RawFd, limit: std::time::Duration) {
