@@ -5,6 +5,7 @@
 mod accept;
 pub mod acl;
 pub mod addr;
+pub mod api;
 pub mod config;
 pub mod conn;
 mod conns;
@@ -32,6 +33,10 @@ pub mod sys;
 mod timers;
 pub mod waiter;
 mod worker;
+
+#[cfg(feature = "tokio")]
+pub use api::{AsyncRequest, AsyncServer};
+pub use api::{Request, Role, Server};
 
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
