@@ -42,6 +42,8 @@
 //! until the process exits, even after its [`Server`] is dropped: the runtime keeps serving
 //! the connections it holds.
 
+#![deny(missing_docs)]
+
 mod request;
 mod server;
 #[cfg(feature = "tokio")]

@@ -14,9 +14,15 @@ use std::sync::Arc;
 pub(crate) const BACKLOG: i32 = 1024;
 
 /// Opens a listening socket: `host:port`, `[v6]:port`, `:port`, `port` or a Unix socket path.
+/// An address that parses as a socket address (`127.0.0.1:0`, `[::1]:9000`) is TCP, port 0
+/// included (a free port); other forms follow PHP's `fcgi_listen` syntax (see
+/// [`addr::parse_listen`]), where a text like `name:0` would be a Unix socket path.
 pub(crate) fn listen(address: &str) -> io::Result<OwnedFd> {
-    let a = addr::parse_listen(address)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let a = match address.parse::<SocketAddr>() {
+        Ok(sa) => addr::ListenAddr::Tcp(sa),
+        Err(_) => addr::parse_listen(address)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+    };
     addr::listen(&a, BACKLOG)
 }
 
@@ -89,6 +95,9 @@ impl Drop for Listener {
 /// What a server and its requests share: the socket and the request objects not in use.
 pub(crate) struct Shared {
     listener: Listener,
+    /// Boxed: an object moves between this list and a `Request` as a pointer, and a `Request`
+    /// stays small to move around.
+    #[allow(clippy::vec_box)]
     spare: Mutex<Vec<Box<Inner>>>,
 }
 
@@ -255,7 +264,7 @@ impl Server {
             let err = match run {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e.to_string()),
-                Err(p) => Some(panic_text(&p)),
+                Err(p) => Some(panic_text(&*p)),
             };
             if let Some(e) = err {
                 if !req.is_aborted() {
