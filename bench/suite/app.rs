@@ -21,19 +21,31 @@ pub enum Variant {
     Tokio,
     /// bench/peers/go-hello: Go's net/http/fcgi (hello and big only).
     Go,
+    /// fcgi-runtime's safe Rust API, async face on tokio: the `hello_async` example (hello
+    /// only).
+    RustAsync,
+    /// fcgi-runtime's safe Rust API, blocking face: the `hello` example (hello only).
+    RustBlocking,
 }
 
 /// The three builds of the C programs, measured in every scenario.
 pub const VARIANTS: [Variant; 3] = [Variant::Native, Variant::Ours, Variant::Debian];
 /// The other FastCGI libraries, measured in the hello and matrix scenarios.
-pub const PEERS: [Variant; 2] = [Variant::Tokio, Variant::Go];
+pub const PEERS: [Variant; 4] = [
+    Variant::Tokio,
+    Variant::Go,
+    Variant::RustAsync,
+    Variant::RustBlocking,
+];
 /// Every variant, in the order of the report's columns (`Variant::index`).
-pub const ALL: [Variant; 5] = [
+pub const ALL: [Variant; 7] = [
     Variant::Native,
     Variant::Ours,
     Variant::Debian,
     Variant::Tokio,
     Variant::Go,
+    Variant::RustAsync,
+    Variant::RustBlocking,
 ];
 
 impl Variant {
@@ -45,6 +57,8 @@ impl Variant {
             Variant::Debian => "debian",
             Variant::Tokio => "tokio",
             Variant::Go => "go",
+            Variant::RustAsync => "rust-async",
+            Variant::RustBlocking => "rust-blocking",
         }
     }
 
@@ -56,6 +70,8 @@ impl Variant {
             Variant::Debian => "libfcgi",
             Variant::Tokio => "tokio-fastcgi",
             Variant::Go => "Go",
+            Variant::RustAsync => "Rust API async",
+            Variant::RustBlocking => "Rust API blocking",
         }
     }
 
@@ -71,6 +87,16 @@ impl Variant {
 
     pub fn is_peer(self) -> bool {
         PEERS.contains(&self)
+    }
+
+    /// The safe Rust API's examples: one argument (the address), threads from HELLO_THREADS.
+    pub fn is_rust_example(self) -> bool {
+        matches!(self, Variant::RustAsync | Variant::RustBlocking)
+    }
+
+    /// Whether the variant's program answers MODE (the Rust examples know hello only).
+    pub fn supports(self, mode: &str) -> bool {
+        !self.is_rust_example() || mode == "hello"
     }
 }
 
@@ -200,8 +226,13 @@ impl App {
         let prog = match variant {
             Variant::Native => &env.native_app,
             Variant::Ours | Variant::Debian => &env.lf_app,
-            Variant::Tokio | Variant::Go => env.peers.binary(variant)?,
+            Variant::Tokio | Variant::Go | Variant::RustAsync | Variant::RustBlocking => {
+                env.peers.binary(variant)?
+            }
         };
+        if !variant.supports(mode) {
+            return Err(format!("{} answers hello only, not {mode}", variant.name()));
+        }
         let mut cmd = match wrap {
             Wrapper::None | Wrapper::MallocCount(_) => Command::new(prog),
             Wrapper::Callgrind(log) => {
@@ -221,12 +252,14 @@ impl App {
                 c
             }
         };
-        cmd.arg(format!("127.0.0.1:{port}"))
-            .arg(threads.to_string())
-            .arg(mode)
-            .arg(max.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+        cmd.arg(format!("127.0.0.1:{port}"));
+        if variant.is_rust_example() {
+            // `hello ADDRESS`: one argument, as a user runs it; MAX is the C programs' only.
+            cmd.env("HELLO_THREADS", threads.to_string());
+        } else {
+            cmd.arg(threads.to_string()).arg(mode).arg(max.to_string());
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
         match variant {
             Variant::Native | Variant::Ours => cmd.env("LD_LIBRARY_PATH", &env.release),
             _ => cmd.env_remove("LD_LIBRARY_PATH"),

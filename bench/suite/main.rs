@@ -54,7 +54,9 @@ usage: cargo bench --bench suite -- [OPTIONS]
   --matrix-secs S         seconds per run of a matrix point (default 2)
   --matrix-rounds N       alternated rounds per matrix point (default 3)
   --peers LIST    peers run beside the C programs in the hello, S3 and matrix scenarios:
-                  tokio,go (default) or none; built on first use
+                  tokio,go,rust-async,rust-blocking (default) or none; built on first use
+                  (rust-async and rust-blocking: the safe Rust API's hello_async and hello
+                  examples, hello scenarios only)
   --quick         1 round of 1 s (matrix too), a 64 MiB upload, 1,000 idle connections,
                   4 sweep points, matrix threads 1,4 by connections 1,4,64
   --strict        fail if fcgi-runtime fails a request or leaves a connection unserved
@@ -92,7 +94,9 @@ fn peer_list(v: &str) -> Result<Vec<Variant>, String> {
             PEERS
                 .into_iter()
                 .find(|p| p.name() == x.trim())
-                .ok_or_else(|| format!("--peers: {x} is not one of tokio, go, none"))
+                .ok_or_else(|| {
+                    format!("--peers: {x} is not one of tokio, go, rust-async, rust-blocking, none")
+                })
         })
         .collect()
 }

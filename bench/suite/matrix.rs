@@ -66,7 +66,7 @@ pub fn run(ctx: &Ctx, keep: bool) -> Result<Matrix, String> {
     } else {
         &p.matrix_conns_nokeep
     };
-    let variants = ctx.with_peers()?;
+    let variants = ctx.with_peers("hello")?;
     let load = |c| Load {
         keep,
         expect: Some(HELLO_EXPECT),

@@ -34,11 +34,12 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// The three C variants, then each peer of the plan that builds (built on first use). A
-    /// peer that does not build is left out; the report names it (Peers::failures).
-    pub fn with_peers(&self) -> Result<Vec<Variant>, String> {
+    /// The three C variants, then each peer of the plan that answers `mode` and builds (built
+    /// on first use). A peer that does not build is left out; the report names it
+    /// (Peers::failures).
+    pub fn with_peers(&self, mode: &str) -> Result<Vec<Variant>, String> {
         let mut v = VARIANTS.to_vec();
-        for &p in &self.plan.peers {
+        for &p in self.plan.peers.iter().filter(|p| p.supports(mode)) {
             match self.env.peers.binary(p) {
                 Ok(_) => v.push(p),
                 Err(e) if self.plan.strict => return Err(format!("{} peer: {e}", p.column())),

@@ -6,6 +6,10 @@
 //! - Go's net/http/fcgi (bench/peers/go-hello, the standard library only): `go build` with
 //!   Debian's golang-go, GOCACHE and GOPATH under target/, GOPROXY=off.
 //!
+//! - fcgi-runtime's own safe Rust API: the `hello` and `hello_async` examples of the runtime
+//!   package (`cargo build --release -p fcgi-runtime --features tokio --example ..`, into a
+//!   target directory of their own, so the running `cargo bench` holds no lock on it).
+//!
 //! A peer that cannot be built (no network for crates.io, no `go`) is reported, not fatal,
 //! unless the run is --strict.
 
@@ -22,6 +26,10 @@ pub struct Peers {
     dir: PathBuf,
     tokio: OnceCell<Result<PathBuf, String>>,
     go: OnceCell<Result<PathBuf, String>>,
+    /// The directory holding both Rust API examples, and their programs.
+    rust: OnceCell<Result<PathBuf, String>>,
+    rust_async: OnceCell<PathBuf>,
+    rust_blocking: OnceCell<PathBuf>,
 }
 
 /// Runs a build command; its output is kept in `log` and its tail goes in the error. `hint`
@@ -59,6 +67,9 @@ impl Peers {
             dir: work.join("peers"),
             tokio: OnceCell::new(),
             go: OnceCell::new(),
+            rust: OnceCell::new(),
+            rust_async: OnceCell::new(),
+            rust_blocking: OnceCell::new(),
         }
     }
 
@@ -67,6 +78,15 @@ impl Peers {
         let (cell, make): (_, BuildFn) = match v {
             Variant::Tokio => (&self.tokio, Peers::build_tokio),
             Variant::Go => (&self.go, Peers::build_go),
+            Variant::RustAsync | Variant::RustBlocking => {
+                let dir = self.rust_examples()?;
+                let (cell, name) = if v == Variant::RustAsync {
+                    (&self.rust_async, "hello_async")
+                } else {
+                    (&self.rust_blocking, "hello")
+                };
+                return Ok(cell.get_or_init(|| dir.join(name)));
+            }
             _ => return Err(format!("{} is not a peer", v.name())),
         };
         cell.get_or_init(|| {
@@ -86,13 +106,17 @@ impl Peers {
 
     /// Peers whose build was tried and failed, with the reason.
     pub fn failures(&self) -> Vec<(Variant, String)> {
-        [(Variant::Tokio, &self.tokio), (Variant::Go, &self.go)]
-            .into_iter()
-            .filter_map(|(v, c)| match c.get() {
-                Some(Err(e)) => Some((v, e.clone())),
-                _ => None,
-            })
-            .collect()
+        [
+            (Variant::Tokio, &self.tokio),
+            (Variant::Go, &self.go),
+            (Variant::RustAsync, &self.rust),
+        ]
+        .into_iter()
+        .filter_map(|(v, c)| match c.get() {
+            Some(Err(e)) => Some((v, e.clone())),
+            _ => None,
+        })
+        .collect()
     }
 
     fn build_tokio(&self) -> Result<PathBuf, String> {
@@ -115,6 +139,42 @@ impl Peers {
             "a Rust toolchain",
         )?;
         Ok(target.join("release/tokio-hello"))
+    }
+
+    /// Builds the Rust API's examples once; their directory.
+    fn rust_examples(&self) -> Result<&Path, String> {
+        self.rust
+            .get_or_init(|| {
+                eprintln!("[bench] building the Rust API examples (hello, hello_async)");
+                let r = std::fs::create_dir_all(&self.dir)
+                    .map_err(|e| format!("{}: {e}", self.dir.display()))
+                    .and_then(|()| self.build_rust());
+                if let Err(e) = &r {
+                    eprintln!("[bench] Rust API examples not available: {e}");
+                }
+                r
+            })
+            .as_ref()
+            .map(|p| p.as_path())
+            .map_err(|e| e.clone())
+    }
+
+    fn build_rust(&self) -> Result<PathBuf, String> {
+        let target = self.dir.join("rust");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        build(
+            Command::new(cargo)
+                .args(["build", "--release", "--quiet", "-p", "fcgi-runtime"])
+                .args(["--features", "tokio", "--example", "hello", "--example"])
+                .arg("hello_async")
+                .arg("--manifest-path")
+                .arg(self.root.join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target),
+            &self.dir.join("rust-examples.log"),
+            "a Rust toolchain",
+        )?;
+        Ok(target.join("release/examples"))
     }
 
     fn build_go(&self) -> Result<PathBuf, String> {

@@ -111,6 +111,11 @@ fn intro(s: &mut String, d: &Doc) {
          accepted socket;\n\
          - **Go**: bench/peers/go-hello, Go's net/http/fcgi (Debian's golang-go) with \
          GOMAXPROCS set to THREADS.\n\n\
+         And fcgi-runtime's own safe Rust API answers the hello (hello scenarios only):\n\n\
+         - **Rust API async**: the `hello_async` example (`AsyncServer` on the runtime's event \
+         loop through tokio's AsyncFd, one task per request) on tokio's multi-threaded runtime \
+         with THREADS worker threads;\n\
+         - **Rust API blocking**: the `hello` example (`Server::serve` on THREADS threads).\n\n\
          The runner checks /proc/PID/maps to confirm which library each C process loaded. The \
          load comes from fcgi-bench (src/bin/fcgi-bench/) on the same machine, sending an \
          nginx-like set of 25 PARAMS and verifying every response. Throughput scenarios run each \
@@ -163,7 +168,9 @@ fn results(s: &mut String, d: &Doc) {
         s,
         "APP is target/bench/native_app or target/bench/lf_app (built from bench/apps/ by the runner), \
          or a peer: target/bench/peers/cargo/release/tokio-hello, target/bench/peers/go-hello (built \
-         from bench/peers/); the arguments of each are ADDRESS THREADS MODE [MAX].\n"
+         from bench/peers/); the arguments of each are ADDRESS THREADS MODE [MAX]. The Rust API's \
+         examples, target/bench/peers/rust/release/examples/hello and hello_async, take ADDRESS \
+         only, with THREADS in the environment as HELLO_THREADS.\n"
     );
     for r in d.rows {
         let _ = writeln!(s, "**{} {}**: `{}`\n", r.id, r.title, r.command);

@@ -143,7 +143,7 @@ pub fn throughput(ctx: &Ctx, want: &dyn Fn(&str) -> bool) -> Result<Vec<Row>, St
         }
         progress(&format!("{id}: {title}"));
         let variants = if peers {
-            ctx.with_peers()?
+            ctx.with_peers(mode)?
         } else {
             VARIANTS.to_vec()
         };
