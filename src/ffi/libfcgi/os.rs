@@ -29,10 +29,10 @@
 //! - `OS_SpawnChild` keeps the listening socket when it already is fd 0 (libfcgi closed it);
 //! - global state is thread-safe; `OS_CloseRead` before `OS_LibInit` does not crash.
 
-use crate::ffi::panic::guard;
-use crate::runtime::acl::AllowList;
-use crate::runtime::addr::{self, parse_port, ListenAddr, Peer};
-use crate::runtime::sys;
+use crate::ffi::panic::{guard, guard_or};
+use fcgi_runtime::acl::AllowList;
+use fcgi_runtime::addr::{self, parse_port, ListenAddr, Peer};
+use fcgi_runtime::sys;
 use parking_lot::Mutex;
 use std::ffi::CStr;
 use std::io;
@@ -84,7 +84,7 @@ fn c_result<T: Into<c_int>>(r: io::Result<T>) -> c_int {
 /// Logs to the library log (stderr by default) without disturbing errno.
 fn report(args: std::fmt::Arguments<'_>) {
     let e = errno();
-    crate::runtime::log::log(crate::runtime::log::Level::Error, args);
+    fcgi_runtime::log::log(fcgi_runtime::log::Level::Error, args);
     set_errno(e);
 }
 
@@ -119,7 +119,7 @@ fn env_timeout(name: &str) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn OS_LibInit(stdioFds: *mut c_int) -> c_int {
     let _ = stdioFds;
-    guard("OS_LibInit", -1, || {
+    guard("OS_LibInit", || {
         let mut init = INITIALIZED.lock();
         if !*init {
             CLOSE_POLL_TIMEOUT.store(
@@ -130,7 +130,7 @@ pub unsafe extern "C" fn OS_LibInit(stdioFds: *mut c_int) -> c_int {
                 env_timeout("LIBFCGI_IS_AF_UNIX_KEEPER_POLL_TIMEOUT"),
                 Ordering::Relaxed,
             );
-            crate::ffi::signals::install();
+            fcgi_runtime::signals::install();
             *init = true;
         }
         0
@@ -141,7 +141,7 @@ pub unsafe extern "C" fn OS_LibInit(stdioFds: *mut c_int) -> c_int {
 /// initialised flag. Signal handlers stay installed, as in libfcgi.
 #[no_mangle]
 pub extern "C" fn OS_LibShutdown() {
-    guard("OS_LibShutdown", (), || {
+    guard("OS_LibShutdown", || {
         let mut init = INITIALIZED.lock();
         os_async::clear();
         *init = false;
@@ -154,7 +154,7 @@ pub extern "C" fn OS_LibShutdown() {
 pub extern "C" fn OS_ShutdownPending() {
     // No guard: terminate() cannot panic (atomics and write(2)), and a guard is not
     // async-signal-safe.
-    crate::runtime::terminate();
+    fcgi_runtime::terminate();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ unsafe fn c_str(p: *const c_char) -> Option<String> {
 /// and a similar message; a program that can recover from a taken port is no longer killed.
 #[no_mangle]
 pub unsafe extern "C" fn OS_CreateLocalIpcFd(bindPath: *const c_char, backlog: c_int) -> c_int {
-    guard("OS_CreateLocalIpcFd", -1, || {
+    guard("OS_CreateLocalIpcFd", || {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let Some(s) = (unsafe { c_str(bindPath) }) else {
             set_errno(libc::EINVAL);
@@ -248,7 +248,7 @@ pub unsafe extern "C" fn OS_CreateLocalIpcFd(bindPath: *const c_char, backlog: c
 /// message, cgi-fcgi then starts the application or reports the failure itself).
 #[no_mangle]
 pub unsafe extern "C" fn OS_FcgiConnect(bindPath: *mut c_char) -> c_int {
-    guard("OS_FcgiConnect", -1, || {
+    guard("OS_FcgiConnect", || {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let Some(s) = (unsafe { c_str(bindPath) }) else {
             set_errno(libc::EINVAL);
@@ -318,7 +318,7 @@ pub(crate) unsafe fn write_fd(fd: c_int, buf: *const u8, len: usize) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn OS_Read(fd: c_int, buf: *mut c_char, len: usize) -> c_int {
     // SAFETY: the caller passes a buffer of `len` writable bytes.
-    guard("OS_Read", -1, || unsafe { read_fd(fd, buf.cast(), len) })
+    guard("OS_Read", || unsafe { read_fd(fd, buf.cast(), len) })
 }
 
 /// Writes at most `len` bytes: one write, retried when a signal interrupts it; on a socket it
@@ -326,7 +326,7 @@ pub unsafe extern "C" fn OS_Read(fd: c_int, buf: *mut c_char, len: usize) -> c_i
 #[no_mangle]
 pub unsafe extern "C" fn OS_Write(fd: c_int, buf: *mut c_char, len: usize) -> c_int {
     // SAFETY: the caller passes a buffer of `len` readable bytes.
-    guard("OS_Write", -1, || unsafe {
+    guard("OS_Write", || unsafe {
         write_fd(fd, buf.cast_const().cast(), len)
     })
 }
@@ -359,7 +359,7 @@ fn drain(fd: c_int, timeout_ms: c_int) -> usize {
 /// Returns close()'s result; fd -1 returns 0.
 #[no_mangle]
 pub extern "C" fn OS_Close(fd: c_int, shutdown: c_int) -> c_int {
-    guard("OS_Close", -1, || {
+    guard("OS_Close", || {
         if fd == -1 {
             return 0;
         }
@@ -381,7 +381,7 @@ pub extern "C" fn OS_IpcClose(ipcFd: c_int, shutdown: c_int) -> c_int {
 /// shutdown()'s result.
 #[no_mangle]
 pub extern "C" fn OS_CloseRead(fd: c_int) -> c_int {
-    guard("OS_CloseRead", -1, || {
+    guard("OS_CloseRead", || {
         os_async::cancel(fd, os_async::Dir::Read);
         c_result(sys::shutdown(fd, libc::SHUT_RD).map(|()| 0))
     })
@@ -391,7 +391,7 @@ pub extern "C" fn OS_CloseRead(fd: c_int) -> c_int {
 /// the error and returns with errno set; libfcgi `exit()`s.
 #[no_mangle]
 pub extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
-    guard("OS_SetFlags", (), || {
+    guard("OS_SetFlags", || {
         if let Err(e) = sys::add_status_flags(fd, flags) {
             report(format_args!("OS_SetFlags({fd}, {flags:#x}): {e}"));
         }
@@ -401,7 +401,8 @@ pub extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
 /// 1 if `sock` is a listening socket (getpeername fails with ENOTCONN), else 0.
 #[no_mangle]
 pub extern "C" fn OS_IsFcgi(sock: c_int) -> c_int {
-    guard("OS_IsFcgi", 0, || {
+    // Failure value: a yes/no answer: a panic answers no.
+    guard_or("OS_IsFcgi", 0, || {
         set_errno(0);
         addr::fd_is_listening_socket(sock) as c_int
     })
@@ -417,7 +418,7 @@ pub extern "C" fn OS_IsFcgi(sock: c_int) -> c_int {
 /// not waited for.
 #[no_mangle]
 pub unsafe extern "C" fn OS_SpawnChild(execPath: *mut c_char, listenFd: c_int) -> c_int {
-    guard("OS_SpawnChild", -1, || {
+    guard("OS_SpawnChild", || {
         if execPath.is_null() {
             set_errno(libc::EINVAL);
             return -1;
@@ -454,7 +455,7 @@ fn allow_list(list: &str) -> Arc<AllowList> {
     parsed
 }
 
-/// This process's eventfd that `crate::runtime::terminate` writes to, waking a blocked
+/// This process's eventfd that `fcgi_runtime::terminate` writes to, waking a blocked
 /// `OS_Accept`; -1 if none could be made. A forked child makes its own.
 fn accept_wake_fd() -> RawFd {
     static WAKE: Mutex<Option<(u32, RawFd)>> = Mutex::new(None);
@@ -470,7 +471,7 @@ fn accept_wake_fd() -> RawFd {
     };
     // Never closed: the runtime keeps writing to it on shutdown.
     let fd = efd.into_raw_fd();
-    crate::runtime::register_wake_fd(fd);
+    fcgi_runtime::register_wake_fd(fd);
     *w = Some((pid, fd));
     fd
 }
@@ -493,7 +494,7 @@ fn is_reasonable_accept_errno(e: c_int) -> bool {
 fn accept_one(listen: c_int, fail_on_intr: bool) -> Result<RawFd, c_int> {
     let wake = accept_wake_fd();
     loop {
-        if crate::runtime::in_shutdown() {
+        if fcgi_runtime::in_shutdown() {
             return Err(libc::EINTR);
         }
         // A negative `wake` (no eventfd) is ignored by poll.
@@ -509,7 +510,7 @@ fn accept_one(listen: c_int, fail_on_intr: bool) -> Result<RawFd, c_int> {
                 }
             };
         if wake_ev != 0 {
-            if crate::runtime::in_shutdown() {
+            if fcgi_runtime::in_shutdown() {
                 return Err(libc::EINTR);
             }
             // A stale wake-up (the flag was cleared since): consume it (non-blocking eventfd).
@@ -539,7 +540,7 @@ fn unix_client_speaks(fd: RawFd) -> bool {
     let t = KEEPER_POLL_TIMEOUT.load(Ordering::Relaxed);
     loop {
         match sys::poll_one(fd, libc::POLLIN, t) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && !crate::runtime::in_shutdown() => {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && !fcgi_runtime::in_shutdown() => {
                 continue
             }
             Err(_) => return false,
@@ -566,14 +567,14 @@ pub unsafe extern "C" fn OS_Accept(
     fail_on_intr: c_int,
     webServerAddrs: *const c_char,
 ) -> c_int {
-    guard("OS_Accept", -1, || {
+    guard("OS_Accept", || {
         if listen_sock < 0 {
             set_errno(libc::EBADF);
             return -1;
         }
         // Not a listening socket (a pipe, a file, a connected socket): fail as accept(2)
         // would, instead of polling for connections that never come.
-        if let Err(e) = crate::runtime::sys::check_listening(listen_sock) {
+        if let Err(e) = fcgi_runtime::sys::check_listening(listen_sock) {
             set_errno(e.raw_os_error().unwrap_or(libc::EINVAL));
             return -1;
         }
@@ -591,7 +592,7 @@ pub unsafe extern "C" fn OS_Accept(
             };
             let keep = match addr::peer_of(fd) {
                 peer @ Peer::Tcp(_) => {
-                    crate::runtime::sys::set_nodelay(fd);
+                    fcgi_runtime::sys::set_nodelay(fd);
                     list.as_ref().is_none_or(|l| l.allows(&peer))
                 }
                 Peer::Unix => list.is_none() && unix_client_speaks(fd),
