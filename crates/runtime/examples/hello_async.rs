@@ -15,15 +15,13 @@ use tokio::io::AsyncWriteExt;
 const HELLO: &[u8] = b"Content-Type: text/plain\r\n\r\nHello, world!\n";
 
 async fn serve(addr: &str) -> std::io::Result<()> {
-    let server = AsyncServer::bind(addr)?;
-    while let Some(mut req) = server.accept().await? {
-        tokio::spawn(async move {
-            if req.write_all(HELLO).await.is_ok() {
-                let _ = req.finish();
-            }
-        });
-    }
-    Ok(())
+    // One task per request, spawned by the task that drives the runtime's event loop.
+    AsyncServer::bind(addr)?
+        .serve(|mut req| async move {
+            req.write_all(HELLO).await?;
+            req.finish()
+        })
+        .await
 }
 
 fn main() -> ExitCode {

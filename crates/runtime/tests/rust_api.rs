@@ -711,6 +711,56 @@ mod tokio_face {
     }
 
     #[test]
+    fn async_serve_runs_a_task_per_request() {
+        let (l, addr) = listener();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let r = rt.block_on(async move {
+                AsyncServer::from_listener(l)
+                    .unwrap()
+                    .serve(|mut req| async move {
+                        let mut body = Vec::new();
+                        req.read_to_end(&mut body).await?;
+                        req.set_app_status(body.len() as u32);
+                        req.write_all(b"\r\n").await?;
+                        req.write_all(&body).await?;
+                        req.finish()
+                    })
+                    .await
+            });
+            done_tx.send(r.is_ok()).unwrap();
+        });
+        let mut c = client(&addr);
+        for (id, n) in [(1u16, 0usize), (2, 10), (3, 300_000)] {
+            let b = body(n);
+            let r = c
+                .request(&Req::new(id).keep_conn(true).stdin(b.clone()))
+                .unwrap();
+            assert_eq!(r.app_status as usize, n);
+            assert!(r.stdout[2..] == b[..]);
+        }
+        // Concurrent connections on the one-thread runtime.
+        let ts: Vec<_> = (0..8)
+            .map(|i| {
+                let addr = addr.clone();
+                std::thread::spawn(move || {
+                    let r = ask(&addr, &Req::new(1).stdin(body(i * 1000)));
+                    assert_eq!(r.app_status as usize, i * 1000);
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().unwrap();
+        }
+        // serve() does not end while the server runs (shutdown is process-wide, not tested).
+        assert!(done.try_recv().is_err());
+    }
+
+    #[test]
     fn async_requests_are_send() {
         fn send<T: Send + 'static>() {}
         send::<AsyncRequest>();
