@@ -98,7 +98,7 @@ demo: build
 	query --get-values "$$addr"; \
 	echo "==> demo OK"
 
-# make php comes first: tests/php.rs runs the relinked PHP (under CI=true it fails without it).
+# make php comes first: tests/languages/php.rs runs the relinked PHP (under CI=true it fails without it).
 # make php-test runs after cargo test: PHP's FPM tests listen on fixed ports from 9008.
 test: build
 	$(MAKE) php
