@@ -14,8 +14,9 @@
 #                       a SAFETY comment); no libc call outside src/runtime/sys/ but those
 #                       tools/syscall-fence.allow lists (tools/check-syscall-fence.sh); the
 #                       ownership comments of include/fcgi.h (tools/check-header-docs.py)
-#   make memsafe        only the C-boundary memory-safety tests (valgrind, ASan/UBSan, fd leaks,
-#                       NULL/invalid arguments on every export); part of make test
+#   make memsafe        only the C-boundary memory-safety tests, the test binary tests/memsafe/
+#                       (valgrind, ASan/UBSan, fd leaks, NULL/invalid arguments on every export);
+#                       part of make test
 #   make memsafe-asan-rust  the ASan runs again, on the Rust library itself built with
 #                       -Zsanitizer=address (RUSTC_BOOTSTRAP, target/asan-rust); not in CI
 #   make bench          the benchmark suite (bench/): rewrites BENCHMARKS.md and bench/chart.svg;
@@ -115,7 +116,7 @@ php-test: php
 	php/test.sh
 
 memsafe: build
-	$(CARGO) test --release --test memcheck --test asan --test fd_leak --test ffi_args
+	$(CARGO) test --release --test memsafe
 
 # gcc's libasan (which the -fsanitize=address C programs load) serves the LLVM-instrumented
 # library too (both ASan ABI v8).
@@ -124,9 +125,8 @@ memsafe-asan-rust:
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Zsanitizer=address CARGO_TARGET_DIR=target/asan-rust \
 	    $(CARGO) build --release --lib --target x86_64-unknown-linux-gnu
 	ln -sfn libfcgi.so $(ASAN_RUST_DIR)/libfcgi.so.0
-	FCGI_MEMSAFE_LIB_DIR=$(CURDIR)/$(ASAN_RUST_DIR) $(CARGO) test --release --test asan
-	FCGI_MEMSAFE_LIB_DIR=$(CURDIR)/$(ASAN_RUST_DIR) $(CARGO) test --release --test ffi_args \
-	    invalid_arguments_under_asan
+	FCGI_MEMSAFE_LIB_DIR=$(CURDIR)/$(ASAN_RUST_DIR) $(CARGO) test --release --test memsafe -- \
+	    asan:: ffi_args::invalid_arguments_under_asan
 
 # The benchmark suite's S1 for one second per variant: checks that the suite, its C programs
 # and both libraries still work together. No figure is judged. Without the peers (tokio-fastcgi,

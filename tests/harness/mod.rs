@@ -333,6 +333,49 @@ impl Drop for Server {
     }
 }
 
+/// Raises this process's RLIMIT_NOFILE soft limit to the hard limit (the servers and web servers
+/// a test starts inherit it); returns the new soft limit (0 if it cannot be read). Process-wide:
+/// every test of the binary sees the raised limit, which no test relies on not having.
+pub fn raise_nofile() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 0;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        }
+    }
+    rl.rlim_cur
+}
+
+/// Makes close() of `c` send RST instead of FIN (SO_LINGER with a zero timeout).
+pub fn set_linger_zero(c: &Client) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt(2) on the client's open socket with a valid struct linger of the
+    // given size.
+    let r = unsafe {
+        libc::setsockopt(
+            c.stream().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "setsockopt SO_LINGER");
+}
+
 /// 64-bit FNV-1a, as echo.c computes over the body.
 pub fn fnv1a64(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::harness::IO_TIMEOUT;
 
 /// adv_app.c, compiled once per test binary against the project's library.
 pub fn adv_app() -> &'static PathBuf {
@@ -257,20 +257,6 @@ fn status_field(pid: u32, name: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-}
-
-/// Raises this process's RLIMIT_NOFILE soft limit to the hard limit; returns the new soft limit.
-pub fn raise_nofile() -> u64 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a valid rlimit out-parameter.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
-    rl.rlim_cur = rl.rlim_max;
-    // SAFETY: a valid rlimit.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
-    rl.rlim_cur
 }
 
 /// A CGI-like request with a QUERY_STRING.

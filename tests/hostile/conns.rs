@@ -1,7 +1,8 @@
 //! Connections that hold the server's resources without finishing anything: slowloris, many
 //! idle kept-alive connections, a kept-alive connection that never sends again.
 
-use crate::app::{raise_nofile, req, App, Spec};
+use crate::app::{req, App, Spec};
+use crate::harness::raise_nofile;
 use fcgi::client::Client;
 use fcgi::protocol::record::{push_begin_request, rtype};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

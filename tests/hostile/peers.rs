@@ -2,31 +2,12 @@
 //! half-closed sockets, abort storms on a multiplexed connection.
 
 use crate::app::{req, App, Spec, IO_TIMEOUT};
+use crate::harness;
 use fcgi::client::{encode_begin_and_params, encode_request, Client};
 use fcgi::protocol::record::{push_abort_request, push_begin_request, push_record, rtype};
 use std::collections::{HashMap, HashSet};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// Makes close() send RST (SO_LINGER with a zero timeout).
-fn set_linger_zero(c: &Client) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket and a linger struct of the given size.
-    let r = unsafe {
-        libc::setsockopt(
-            c.stream().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0);
-}
 
 /// 20 clients vanish (10 close, 10 reset) while the application writes 64 MiB to each, with
 /// SIGPIPE at its default disposition: the process lives, every write reports the failure,
@@ -47,7 +28,7 @@ fn clients_vanishing_mid_response_kill_nothing() {
             got += r.content.len();
         }
         if i % 2 == 1 {
-            set_linger_zero(&c);
+            harness::set_linger_zero(&c);
         }
         drop(c);
     }

@@ -32,7 +32,6 @@ use fixture::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -577,21 +576,7 @@ fn fpm_worker_survives_a_kept_connection_reset_between_requests() {
     fx.check(first == worker.to_string(), || {
         format!("hello.php answered by {first}, the worker is {worker}")
     });
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt(2) on the client's open socket with a valid struct linger.
-    let rc = unsafe {
-        libc::setsockopt(
-            c.stream().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt SO_LINGER");
+    harness::set_linger_zero(&c);
     drop(c); // RST
              // The worker has handled the reset once it holds no more sockets than before the request
              // (or it is gone); only then does the next connection come.

@@ -73,27 +73,6 @@ fn threads_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// Raises this process's RLIMIT_NOFILE soft limit to the hard one (nginx and the server,
-/// started afterwards, inherit it). Returns the new soft limit.
-fn raise_nofile() -> libc::rlim_t {
-    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
-    unsafe {
-        let mut rl = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
-            return 0;
-        }
-        if rl.rlim_cur < rl.rlim_max {
-            rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-        }
-        rl.rlim_cur
-    }
-}
-
 fn check_lines(fx: &harness::Fixture, what: &str, text: &str, lines: &[String]) {
     for line in lines {
         fx.check(text.lines().any(|l| l == line), || {
@@ -466,7 +445,7 @@ fn served_on_a_unix_socket_and_on_fd_0_from_spawn_fcgi() {
 #[test]
 fn thousand_slow_requests_at_once_on_one_thread() {
     let Some(py) = plain_python() else { return };
-    let limit = raise_nofile();
+    let limit = harness::raise_nofile();
     if limit < 4 * SLOW as libc::rlim_t {
         let reason = format!("RLIMIT_NOFILE hard limit {limit} is below {}", 4 * SLOW);
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -768,7 +747,7 @@ fn starlette_routing_json_streaming_404_and_500() {
 #[ignore]
 fn throughput_one_thread() {
     let Some(py) = plain_python() else { return };
-    raise_nofile();
+    harness::raise_nofile();
     let bench = env!("CARGO_BIN_EXE_fcgi-bench");
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let rate = |addr: &str, conns: &str| -> f64 {

@@ -171,24 +171,10 @@ fn check(r: &Response, want: &[u8], what: &str) {
     }
 }
 
-fn raise_nofile() {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
-            rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-        }
-    }
-}
-
 #[test]
 fn a_thousand_slow_requests_are_in_flight_at_once_on_one_thread() {
     const N: usize = 1000;
-    raise_nofile();
+    harness::raise_nofile();
     let e = Evloop::start(&[], &[]);
     let mut conns: Vec<Client> = (0..N).map(|_| e.connect()).collect();
     for c in &mut conns {

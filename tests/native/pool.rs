@@ -176,7 +176,10 @@ fn fast_stop_exits_promptly() {
     assert_eq!(p.wait_exit(), Some(0), "{}", p.log());
     for w in &workers {
         p.wait_for(
-            || !Path::new(&format!("/proc/{w}/stat")).exists() || !children_of(p.pid()).contains(w),
+            || {
+                !Path::new(&format!("/proc/{w}/stat")).exists()
+                    || !harness::live_children_of(p.pid()).contains(w)
+            },
             "the workers to exit",
         );
     }

@@ -97,7 +97,7 @@ impl Pool {
 
     /// The pool's workers (its child processes).
     pub fn workers(&self) -> BTreeSet<u32> {
-        children_of(self.pid())
+        harness::live_children_of(self.pid())
     }
 
     #[track_caller]
@@ -155,11 +155,6 @@ impl Drop for Pool {
         let workers = self.workers();
         harness::stop_supervisor(&mut self.child, workers, &self.dir, "pool");
     }
-}
-
-/// Processes whose parent is `ppid`, zombies left out.
-pub fn children_of(ppid: u32) -> BTreeSet<u32> {
-    harness::live_children_of(ppid)
 }
 
 pub fn get_pid(addr: &str, query: &str) -> Result<u32, String> {

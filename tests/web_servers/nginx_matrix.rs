@@ -391,26 +391,10 @@ fn client_disconnects_mid_download(face: Face) {
     m.fx.check_error_log(&[]);
 }
 
-/// Raises this process's open-file limit to the hard limit (children inherit it).
-fn raise_nofile(want: u64) {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-        if rl.rlim_cur < want {
-            rl.rlim_cur = rl.rlim_max.min(want);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-        }
-    }
-}
-
 fn thousand_concurrent_connections_over_a_small_pool(face: Face) {
     const CLIENTS: usize = 1000;
     const REQUESTS: usize = 3;
-    raise_nofile(8192);
+    harness::raise_nofile();
     let mut m = Matrix::start_with(face, 4, 4096);
     let port = m.fx.port;
     let barrier = Arc::new(Barrier::new(CLIENTS));
