@@ -13,7 +13,9 @@
 #   make lint           rustfmt --check and clippy -D warnings on every target (unsafe blocks need
 #                       a SAFETY comment); no libc call outside src/runtime/sys/ but those
 #                       tools/syscall-fence.allow lists (tools/check-syscall-fence.sh); the
-#                       ownership comments of include/fcgi.h (tools/check-header-docs.py)
+#                       ownership comments of include/fcgi.h (tools/check-header-docs.py);
+#                       tests/README.md names every export of the built library and only tests
+#                       that exist (tools/check-test-map.py)
 #   make memsafe        only the C-boundary memory-safety tests, the test binary tests/memsafe/
 #                       (valgrind, ASan/UBSan, fd leaks, NULL/invalid arguments on every export);
 #                       part of make test
@@ -178,6 +180,9 @@ check-header:
 	fi; \
 	echo "check-header: include/fcgi.h is up to date"
 
+# tools/check-test-map.py: every export of target/release/libfcgi.so (nm; skipped with a note
+# when it is not built) is named in tests/README.md, and every test named there exists (read
+# from the sources, no build); its self-test first checks that a broken map is rejected.
 # tools/check-header-docs.py: every declaration of include/fcgi.h that takes or returns a
 # pointer or a callback states ownership and lifetime ("Ownership:" lines; the convention is at
 # the top of the header), and nothing follows the include guard. Its self-test first checks that
@@ -189,6 +194,7 @@ lint:
 	tools/check-syscall-fence.sh
 	$(PYTHON) tools/check-header-docs.py --self-test include/fcgi.h
 	$(PYTHON) tools/check-header-docs.py include/fcgi.h
+	$(PYTHON) tools/check-test-map.py --self-test
 
 clean:
 	$(CARGO) clean

@@ -48,6 +48,29 @@ fn clients_vanishing_mid_response_kill_nothing() {
     );
 }
 
+/// `WRITE_TIMEOUT_MS`: a peer that stops reading a large response releases the writing thread.
+/// One application thread, the bound at 300 ms: the stalled request's write fails (adv_app logs
+/// it) and the next client is served. Without the bound the only thread would stay blocked and
+/// the next request would go unanswered (`assert_serves` fails after IO_TIMEOUT, a hang bound,
+/// 30 times the write timeout; nothing here measures time).
+#[test]
+fn a_peer_that_stops_reading_releases_the_thread_after_the_write_timeout() {
+    let mut app = App::start(Spec::adv(1, &[("FCGI_RUNTIME_WRITE_TIMEOUT_MS", "300")]));
+    app.assert_serves();
+    let mut c = app.connect();
+    c.send_request(&req(1, "out=67108864&chunk=65536")).unwrap();
+    // The response has started; from here on nothing is read and the connection stays open.
+    c.read_record().expect("read").expect("response");
+    let failed = || app.log_text().contains("write failed after");
+    assert!(
+        app.eventually("the stalled write failing", failed),
+        "the write to a peer that stopped reading did not fail: {}",
+        app.log_text()
+    );
+    app.assert_serves();
+    drop(c);
+}
+
 /// Reads until EOF or reset; returns the records' types and ids.
 fn read_to_end(c: &mut Client) -> Vec<(u8, u16)> {
     let mut recs = Vec::new();
