@@ -3,8 +3,8 @@
 
 use crate::app::{req, App, Spec};
 use crate::harness::raise_nofile;
-use fcgi::client::Client;
-use fcgi::protocol::record::{push_begin_request, rtype};
+use fcgi_runtime_protocol::record::{push_begin_request, rtype};
+use fcgi_runtime_tools::client::Client;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

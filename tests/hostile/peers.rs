@@ -3,8 +3,8 @@
 
 use crate::app::{req, App, Spec, IO_TIMEOUT};
 use crate::harness;
-use fcgi::client::{encode_begin_and_params, encode_request, Client};
-use fcgi::protocol::record::{push_abort_request, push_begin_request, push_record, rtype};
+use fcgi_runtime_protocol::record::{push_abort_request, push_begin_request, push_record, rtype};
+use fcgi_runtime_tools::client::{encode_begin_and_params, encode_request, Client};
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

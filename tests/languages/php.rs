@@ -26,7 +26,7 @@ use crate::harness;
 #[allow(dead_code)]
 use crate::harness::http;
 use crate::harness::{sha256_file, show, Fixture, Response, START_TIMEOUT};
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use fixture::{
     check_fpm_workers, start_cgi, start_fpm, start_haproxy, start_nginx, write_scripts, Php,
 };

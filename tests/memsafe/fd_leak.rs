@@ -7,7 +7,7 @@
 //! timing is asserted.)
 
 use crate::programs::{check_response, compile, request_for, start, work_dir, Prog, Running};
-use fcgi::client::encode_begin_and_params;
+use fcgi_runtime_tools::client::encode_begin_and_params;
 use std::time::{Duration, Instant};
 
 /// Descriptors open in the process, less the epoll and eventfd each application thread's

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use crate::harness;
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //!   serves on with a replacement.
 
 use crate::pool_fixture::*;
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use std::fs::File;
 use std::path::Path;
 

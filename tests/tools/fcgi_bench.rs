@@ -6,7 +6,7 @@ use crate::harness::{Server, Transport};
 use std::process::{Command, Output};
 
 fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fcgi-bench"))
+    Command::new(harness::tool("fcgi-bench"))
         .args(args)
         .output()
         .expect("run fcgi-bench")
