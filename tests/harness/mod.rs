@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: building the C examples, running one as a server on
-//! a fresh address, and predicting what `c-examples/echo.c` answers.
+//! The harness every test binary includes (`#[path = "../harness/mod.rs"] mod harness;` in
+//! tests/<binary>/main.rs; tests/README.md): building the C examples, running one as a server on
+//! a fresh address, predicting what `c-examples/echo.c` answers, the tools' programs ([`tool`]);
+//! [`fixture`] (re-exported here) has the processes, nginx and curl of the web-server tests, and
+//! [`http`] a small HTTP client.
 //!
 //! The examples are built once per test binary with `make -C c-examples`, linked against the
 //! `libfcgi.so` that the current cargo invocation built (`target/<profile>/deps`), so the tests

@@ -23,7 +23,6 @@
 mod fixture;
 // Only the client half of the matrix's HTTP helpers is used here.
 use crate::harness;
-#[allow(dead_code)]
 use crate::harness::http;
 use crate::harness::{sha256_file, show, Fixture, Response, START_TIMEOUT};
 use fcgi_runtime_tools::client::{Client, Request};

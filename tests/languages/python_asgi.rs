@@ -14,8 +14,6 @@
 //! ASGI hello and the WSGI hello on one thread; see `bindings/python/README.md`.
 
 use crate::harness;
-#[allow(dead_code)]
-#[allow(dead_code)]
 use crate::harness::http;
 use crate::harness::{sha256_file, show};
 use crate::python_wsgi::server;
