@@ -8,6 +8,7 @@
 //! - the request terminate timeout kills the worker of a runaway request, logs it, and the pool
 //!   serves on with a replacement.
 
+use crate::harness;
 use crate::pool_fixture::*;
 use fcgi_runtime_tools::client::{Client, Request};
 use std::fs::File;
@@ -64,7 +65,7 @@ fn status_page_in_text_json_and_prometheus() {
     // still show the last plain request running: ask again until only the held request and
     // the status request itself are.
     let mut j = status_json(&p);
-    support::wait_for(|| {
+    harness::wait_for(|| {
         j = status_json(&p);
         num(&j, "active processes") <= 2
     });
@@ -103,7 +104,7 @@ fn status_page_in_text_json_and_prometheus() {
         h.join().expect("join").expect("held request answered");
     }
     let mut j2 = status_json(&p);
-    support::wait_for(|| {
+    harness::wait_for(|| {
         j2 = status_json(&p);
         num(&j2, "active processes") <= 1
     });
