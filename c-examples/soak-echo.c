@@ -14,7 +14,7 @@
  *   STDIN_FNV1A64=<hex>\n   64-bit FNV-1a of those bytes, 16 lowercase hex digits
  *   <the STDIN bytes>
  *
- * Faults, for testing that the soak notices them (tests/fcgi_bench.rs; never use them otherwise):
+ * Faults, for testing that the soak notices them (tests/tools/fcgi_bench.rs; never use them otherwise):
  *   -L BYTES   leak that many bytes (written, so resident) per request
  *   -C N       every N-th request (per thread) echoes its body one byte short
  * Exits 0 once every thread's fcgi_accept_request has returned -1.

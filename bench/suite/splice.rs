@@ -1,5 +1,5 @@
 //! `--into`: the sections of a partial run put into a full report (BENCHMARKS.md). No
-//! dependency on the rest of the runner, so tests/bench_splice.rs tests it.
+//! dependency on the rest of the runner, so tests/tools/bench_splice.rs tests it.
 
 /// The sections of a report every run writes (the others belong to the scenarios that ran).
 const COMMON_SECTIONS: [&str; 5] = [

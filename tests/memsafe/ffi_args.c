@@ -3,7 +3,7 @@
  * negative and huge lengths, invalid descriptors, zeroed (never initialised) libfcgi structs,
  * request objects that never accepted anything, and double finish/free; then once more on a
  * real accepted request (a client thread sends it over a Unix socket). Driven by
- * tests/ffi_args.rs, which also runs it under valgrind.
+ * tests/memsafe/ffi_args.rs, which also runs it under valgrind.
  *
  *   ffi_args SOCKET_PATH
  *

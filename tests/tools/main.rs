@@ -1,0 +1,16 @@
+//! The command-line tools and the client library they share:
+//!
+//! - `fcgi_bench`, `fcgi_spawn`: the tools' behaviour and options;
+//! - `raw_client`: the blocking client library against fake applications;
+//! - `tools_vs_php_framing`: fcgi-client and fcgi-bench against PHP-style framing;
+//! - `bench_splice`: the benchmark suite's report splicing (bench/suite/splice.rs).
+//!
+//! Run: `cargo test --release --test tools` (tests/README.md maps tests to what they cover).
+
+mod bench_splice;
+mod fcgi_bench;
+mod fcgi_spawn;
+#[path = "../harness/mod.rs"]
+mod harness;
+mod raw_client;
+mod tools_vs_php_framing;
