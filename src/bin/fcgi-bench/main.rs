@@ -384,6 +384,24 @@ mod tests {
         let mut all = Vec::new();
         e.write_to(&mut all).unwrap();
         assert_eq!(all.len() as u64, e.len());
+        // The same bytes as the client's encoder writes for the whole body at once.
+        for body in [1 << 20, 5 * 65528, 5 * 65528 + 1] {
+            o.body = body;
+            let params = build_params(&o);
+            let e = encode(&o, &params, 3);
+            let mut chunked = Vec::new();
+            e.write_to(&mut chunked).unwrap();
+            let mut req = fcgi::client::Request::new(3).keep_conn(o.keep);
+            for (n, v) in &params {
+                req = req.param(n, v);
+            }
+            // Each chunk repeats the pattern from its start.
+            let full = fcgi::protocol::record::MAX_ALIGNED_CONTENT_LEN as u64;
+            req.stdin = (0..body).map(|i| encode::body_byte(i % full)).collect();
+            let mut whole = Vec::new();
+            fcgi::client::encode_request(&req, &mut whole);
+            assert!(chunked == whole, "body {body}");
+        }
         o.body = 1000;
         let small = encode(&o, &build_params(&o), 3);
         assert_eq!(small.nchunks, 0);

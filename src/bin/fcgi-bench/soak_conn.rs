@@ -2,7 +2,7 @@
 //! record reader, and the checker of echoed responses (c-examples/soak-echo.c, lf-echo.c).
 
 use fcgi::protocol::record::{
-    push_abort_request, push_record, push_stream_end, rtype, Header, HEADER_LEN,
+    push_abort_request, push_stream, push_stream_end, rtype, Header, HEADER_LEN,
     MAX_ALIGNED_CONTENT_LEN, VERSION_1,
 };
 use fcgi::runtime::addr::{self, ClientStream};
@@ -175,7 +175,7 @@ fn write_stdin(
 ) -> io::Result<()> {
     for piece in data.chunks(MAX_ALIGNED_CONTENT_LEN) {
         scratch.clear();
-        push_record(scratch, rtype::STDIN, id, piece);
+        push_stream(scratch, rtype::STDIN, id, piece);
         w.write_all(scratch)?;
     }
     if end {

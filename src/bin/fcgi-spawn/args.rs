@@ -50,7 +50,7 @@ pub struct Cli {
     pool: PoolArgs,
     /// the FastCGI program and its arguments (the first operand starts them: what follows is
     /// the program's, options included)
-    #[arg(value_name = "program", trailing_var_arg = true, allow_hyphen_values = true,
+    #[arg(value_name = "program", trailing_var_arg = true,
           value_parser = clap::value_parser!(OsString))]
     program: Vec<OsString>,
 }
