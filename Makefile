@@ -9,9 +9,10 @@
 #   make soak           fcgi-bench soak for SOAK_SECS (60) seconds: half against soak-echo (native
 #                       API), half against lf-echo (libfcgi API on the project's libfcgi.so.0,
 #                       via spawn-fcgi); fails on any error or server RSS/fd growth (docs/soak.md)
-#   make check-header   fail when include/fcgi.h differs from what the build generated
+#   make check-header   fail when include/fcgi.h differs from what the build generates from src/ffi
+#   make header         write include/fcgi.h from src/ffi (the build never rewrites it)
 #   make lint           rustfmt --check and clippy -D warnings on every target (unsafe blocks need
-#                       a SAFETY comment); no libc call outside src/runtime/sys/ but those
+#                       a SAFETY comment); no libc call outside crates/runtime/src/sys/ but those
 #                       tools/syscall-fence.allow lists (tools/check-syscall-fence.sh); the
 #                       ownership comments of include/fcgi.h (tools/check-header-docs.py)
 #   make memsafe        only the C-boundary memory-safety tests (valgrind, ASan/UBSan, fd leaks,
@@ -44,7 +45,7 @@ DEMO_HOST   ?= 127.0.0.1
 DEMO_PORT   ?=
 RELEASE_DIR := target/release
 
-.PHONY: all build demo test check-header lint bench bench-smoke soak clean install uninstall memsafe memsafe-asan-rust php php-test
+.PHONY: all build demo test check-header header lint bench bench-smoke soak clean install uninstall memsafe memsafe-asan-rust php php-test
 
 all: build
 
@@ -165,18 +166,18 @@ soak: build
 
 # build.rs regenerates include/fcgi.h on every build; the committed copy must match it.
 check-header:
-	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	    echo "check-header: not a git checkout, skipped"; exit 0; \
-	fi; \
-	if ! git ls-files --error-unmatch include/fcgi.h >/dev/null 2>&1; then \
-	    echo "check-header: include/fcgi.h is not tracked by git; commit the generated header" >&2; \
-	    exit 1; \
-	fi; \
-	if ! git diff --exit-code -- include/fcgi.h; then \
-	    echo "check-header: include/fcgi.h is stale; commit the regenerated header" >&2; \
+	@gen=$(RELEASE_DIR)/fcgi.h.generated; \
+	if [ ! -f "$$gen" ]; then $(CARGO) build --release -p fcgi-runtime-capi --lib; fi; \
+	if ! diff -u include/fcgi.h "$$gen"; then \
+	    echo "check-header: include/fcgi.h differs from what src/ffi generates; run make header and commit it" >&2; \
 	    exit 1; \
 	fi; \
 	echo "check-header: include/fcgi.h is up to date"
+
+# Writes include/fcgi.h from src/ffi (cbindgen, in build.rs); the build itself only checks it.
+header:
+	FCGI_UPDATE_HEADER=1 $(CARGO) build --release -p fcgi-runtime-capi --lib
+
 
 # tools/check-header-docs.py: every declaration of include/fcgi.h that takes or returns a
 # pointer or a callback states ownership and lifetime ("Ownership:" lines; the convention is at

@@ -7,7 +7,7 @@ use common::{Server, Transport};
 use std::process::{Command, Output};
 
 fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fcgi-bench"))
+    Command::new(common::tool("fcgi-bench"))
         .args(args)
         .output()
         .expect("run fcgi-bench")

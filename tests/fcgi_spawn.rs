@@ -1,4 +1,4 @@
-//! `fcgi-spawn` (src/bin/fcgi-spawn, docs/fcgi-spawn.md): unmodified libfcgi programs under the
+//! `fcgi-spawn` (crates/tools/src/bin/fcgi-spawn, docs/fcgi-spawn.md): unmodified libfcgi programs under the
 //! library's pool. Real processes and sockets; every wait is a bounded poll for a cause (a log
 //! line, a set of pids, a response), never a sleep that decides a verdict.
 //!
@@ -20,7 +20,7 @@
 mod common;
 mod support;
 
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn spawn_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_fcgi-spawn"))
+    common::tool("fcgi-spawn")
 }
 
 fn bench_exe() -> PathBuf {

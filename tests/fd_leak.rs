@@ -9,7 +9,7 @@
 mod common;
 mod memsafe;
 
-use fcgi::client::encode_begin_and_params;
+use fcgi_runtime_tools::client::encode_begin_and_params;
 use memsafe::{check_response, compile, request_for, start, work_dir, Prog, Running};
 use std::time::{Duration, Instant};
 

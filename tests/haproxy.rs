@@ -875,7 +875,8 @@ fn get_values_answer_sets_haproxy_stream_limits() {
         let Addr::Tcp(port) = app.addr else {
             unreachable!()
         };
-        let mut c = fcgi::client::Client::connect(&format!("127.0.0.1:{port}")).expect("connect");
+        let mut c = fcgi_runtime_tools::client::Client::connect(&format!("127.0.0.1:{port}"))
+            .expect("connect");
         c.set_timeout(Some(IO_TIMEOUT)).expect("set timeouts");
         let got = c
             .get_values(&["FCGI_MAX_REQS", "FCGI_MPXS_CONNS"])

@@ -26,10 +26,12 @@
 mod common;
 
 use common::{body, fnv1a64, lib_dir, runs_project_lib, IO_TIMEOUT};
-use fcgi::client::{decode_nv_pairs, encode_begin_and_params, encode_request, Client, Request};
-use fcgi::protocol::record::{
+use fcgi_runtime_protocol::record::{
     push_abort_request, push_begin_request, push_nv_pair, push_record, push_stream,
     push_stream_end, rtype, Header,
+};
+use fcgi_runtime_tools::client::{
+    decode_nv_pairs, encode_begin_and_params, encode_request, Client, Request,
 };
 use std::fmt;
 use std::io::{self, Read};
@@ -145,7 +147,7 @@ impl App {
             if let Some(st) = self.child.try_wait().expect("try_wait") {
                 panic!("lf_app ({:?}) exited at start: {st}", self.lib);
             }
-            if fcgi::runtime::addr::connect(&self.addr).is_ok() {
+            if fcgi_runtime::addr::connect(&self.addr).is_ok() {
                 return;
             }
             assert!(Instant::now() < deadline, "lf_app did not listen");
@@ -242,7 +244,7 @@ struct Transcript {
 }
 
 impl Transcript {
-    fn push(&mut self, r: fcgi::client::RawRecord) {
+    fn push(&mut self, r: fcgi_runtime_tools::client::RawRecord) {
         let aligned = (r.content.len() + r.padding_len as usize) % 8 == 0;
         let rec = Rec {
             rtype: r.rtype,
@@ -316,7 +318,7 @@ impl Transcript {
             let mut a = answer.to_vec();
             a.sort_by_key(|r| order(r));
             for r in a {
-                t.push(fcgi::client::RawRecord {
+                t.push(fcgi_runtime_tools::client::RawRecord {
                     rtype: r.rtype,
                     id: r.id,
                     padding_len: if r.aligned {
@@ -372,8 +374,8 @@ fn read_until(
     c: &mut Client,
     t: &mut Transcript,
     what: &str,
-    pred: impl Fn(&fcgi::client::RawRecord) -> bool,
-) -> fcgi::client::RawRecord {
+    pred: impl Fn(&fcgi_runtime_tools::client::RawRecord) -> bool,
+) -> fcgi_runtime_tools::client::RawRecord {
     loop {
         let r = c
             .read_record()
@@ -538,7 +540,7 @@ fn assert_answers(t: &Transcript, reqs: &[&Request]) {
         ..Transcript::default()
     };
     for req in reqs {
-        let rec = |rt: u8, content: &[u8]| fcgi::client::RawRecord {
+        let rec = |rt: u8, content: &[u8]| fcgi_runtime_tools::client::RawRecord {
             rtype: rt,
             id: req.id,
             content: content.to_vec(),
@@ -610,7 +612,7 @@ fn same_params_split_across_records() {
         .param("X".repeat(200), "long name")
         .keep_conn(true)
         .stdin("s");
-    let p = fcgi::client::encode_pairs(&req.params);
+    let p = fcgi_runtime_tools::client::encode_pairs(&req.params);
     let big_at = p.windows(3).position(|w| w == b"BIG").unwrap() - 5;
     let name_at = p.windows(6).position(|w| w == b"LONGER").unwrap();
     let mut w = Vec::new();
@@ -1002,7 +1004,7 @@ fn fixed_padding_on_begin_request() {
 #[test]
 fn fixed_padding_on_empty_params_and_stdin_records() {
     let req = post(1, "/pad-end", b"padded body".to_vec()).keep_conn(true);
-    let pairs = fcgi::client::encode_pairs(&req.params);
+    let pairs = fcgi_runtime_tools::client::encode_pairs(&req.params);
     let mut w = Vec::new();
     push_begin_request(&mut w, 1, 1, true);
     w.extend(padded(rtype::PARAMS, 1, &pairs, 255));

@@ -18,8 +18,10 @@
 mod common;
 
 use common::{assert_closed, assert_output, body, fnv1a64, runs_project_lib, Server, Transport};
-use fcgi::client::{encode_begin_and_params, encode_request, Request, Response};
-use fcgi::protocol::record::{push_nv_pair, push_record, push_stream, push_stream_end, rtype};
+use fcgi_runtime_protocol::record::{
+    push_nv_pair, push_record, push_stream, push_stream_end, rtype,
+};
+use fcgi_runtime_tools::client::{encode_begin_and_params, encode_request, Request, Response};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -53,7 +53,7 @@ impl App {
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while fcgi::runtime::addr::connect(&app.addr).is_err() {
+        while fcgi_runtime::addr::connect(&app.addr).is_err() {
             if let Some(st) = app.child.try_wait().expect("try_wait") {
                 panic!("lf_life exited early: {st}: {}", app.log());
             }
@@ -111,7 +111,7 @@ fn req(id: u16) -> Request {
     common::cgi_request(id, "")
 }
 
-fn body(resp: &fcgi::client::Response) -> String {
+fn body(resp: &fcgi_runtime_tools::client::Response) -> String {
     String::from_utf8_lossy(&resp.stdout).into_owned()
 }
 
@@ -164,7 +164,7 @@ fn requests_multiplexed_on_one_connection() {
     let mut c = app.connect();
     let mut bytes = Vec::new();
     for id in [1u16, 2] {
-        fcgi::client::encode_request(
+        fcgi_runtime_tools::client::encode_request(
             &req(id)
                 .keep_conn(true)
                 .param("BARRIER", "2")
@@ -271,18 +271,18 @@ fn abort_while_reading_stdin() {
     let app = App::start(1, &[]);
     let mut c = app.connect();
     let mut bytes = Vec::new();
-    fcgi::client::encode_begin_and_params(
+    fcgi_runtime_tools::client::encode_begin_and_params(
         &req(1).keep_conn(true).param("ANNOUNCE", "1"),
         &mut bytes,
     );
-    fcgi::protocol::record::push_record(&mut bytes, 5, 1, b"partial");
+    fcgi_runtime_protocol::record::push_record(&mut bytes, 5, 1, b"partial");
     c.send_raw(&bytes).expect("send");
     // The application has the request once it announces itself; the STDIN stream stays
     // open, so it then blocks in FCGX_GetStr.
     let first = c.read_record().expect("read").expect("STDOUT record");
     assert_eq!(first.rtype, 6, "{first:?}");
     let mut abort = Vec::new();
-    fcgi::protocol::record::push_record(&mut abort, 2, 1, &[]);
+    fcgi_runtime_protocol::record::push_record(&mut abort, 2, 1, &[]);
     c.send_raw(&abort).expect("abort");
     let rec = loop {
         let rec = c

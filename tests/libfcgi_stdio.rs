@@ -7,8 +7,10 @@
 mod common;
 
 use common::{assert_output, body, fnv1a64, lib_dir, runs_project_lib, IO_TIMEOUT};
-use fcgi::client::{encode_begin_and_params, Client, Request, Response, ResponseBuilder};
-use fcgi::protocol::record::{push_stream, push_stream_end, rtype};
+use fcgi_runtime_protocol::record::{push_stream, push_stream_end, rtype};
+use fcgi_runtime_tools::client::{
+    encode_begin_and_params, Client, Request, Response, ResponseBuilder,
+};
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;

@@ -286,7 +286,7 @@ fn fnv1a64_matches_the_c_examples() {
 /// request on any idle one; a connection held by the process whose only thread runs a slow
 /// request would park the request behind it while the other process is idle. By default
 /// (`FCGI_RUNTIME_RELAY=auto`: the listening socket is shared) the busy process relays such a
-/// request to the listening socket, where the idle process takes it (src/runtime/relay.rs),
+/// request to the listening socket, where the idle process takes it (crates/runtime/src/relay.rs),
 /// so 8 concurrent fast requests sent while the slow one runs are all answered, by the other
 /// process, well before the slow one ends (curl gives each 8 s; the slow one takes 25 s), and
 /// nginx never meets a closed connection.
@@ -296,7 +296,7 @@ fn a_busy_single_threaded_worker_parks_no_kept_alive_request() {
     fx.check_error_log(&[]);
 }
 
-/// The same with the opt-in alternative, `FCGI_RUNTIME_SHED_IDLE=1` (src/runtime/shed.rs): the
+/// The same with the opt-in alternative, `FCGI_RUNTIME_SHED_IDLE=1` (crates/runtime/src/shed.rs): the
 /// busy process closes its idle connections when its thread takes the slow request, and nginx
 /// opens new ones, which the idle process accepts.
 #[test]

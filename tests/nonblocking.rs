@@ -18,8 +18,8 @@
 mod common;
 
 use common::{body, cgi_request, fnv1a64, IO_TIMEOUT};
-use fcgi::client::{Client, Response};
-use fcgi::protocol::record::{push_record, rtype};
+use fcgi_runtime_protocol::record::{push_record, rtype};
+use fcgi_runtime_tools::client::{Client, Response};
 use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
@@ -60,7 +60,7 @@ impl Evloop {
         let child = cmd.spawn().expect("start evloop");
         let mut e = Evloop { child, addr, log };
         let deadline = Instant::now() + WAIT;
-        while fcgi::runtime::addr::connect(&e.addr).is_err() {
+        while fcgi_runtime::addr::connect(&e.addr).is_err() {
             if let Some(st) = e.child.try_wait().expect("try_wait") {
                 panic!(
                     "evloop exited before listening: {st}; log:\n{}",
@@ -227,7 +227,7 @@ fn requests_multiplexed_on_one_connection_and_large_uploads_are_served_together(
     for &id in &ids {
         let r = cgi_request(id, "sleep_ms=300").keep_conn(true);
         let mut head = Vec::new();
-        fcgi::client::encode_begin_and_params(&r, &mut head);
+        fcgi_runtime_tools::client::encode_begin_and_params(&r, &mut head);
         wire.extend_from_slice(&head);
     }
     for off in (0..60_000).step_by(4000) {
@@ -356,7 +356,7 @@ fn aborts_reach_requests_that_sleep_or_wait_for_input() {
     // 2: waiting for the rest of its body, then ABORT_REQUEST.
     let req = cgi_request(3, "").keep_conn(true);
     let mut w = Vec::new();
-    fcgi::client::encode_begin_and_params(&req, &mut w);
+    fcgi_runtime_tools::client::encode_begin_and_params(&req, &mut w);
     push_record(&mut w, rtype::STDIN, 3, b"part of a body");
     a.send_raw(&w).expect("send half a request");
     e.wait_stats("the request reading", |s| s["in_flight"] == 2);

@@ -30,7 +30,7 @@ mod fixture;
 #[path = "nginx_matrix/http.rs"]
 mod http;
 
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use fixture::{
     check_fpm_workers, start_cgi, start_fpm, start_haproxy, start_nginx, write_scripts, Php,
 };

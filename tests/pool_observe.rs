@@ -14,7 +14,7 @@ mod support;
 #[path = "pool/fixture.rs"]
 mod fixture;
 
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use fixture::*;
 use std::fs::File;
 use std::path::Path;

@@ -774,7 +774,7 @@ fn starlette_routing_json_streaming_404_and_500() {
 fn throughput_one_thread() {
     let Some(py) = plain_python() else { return };
     raise_nofile();
-    let bench = env!("CARGO_BIN_EXE_fcgi-bench");
+    let bench = &common::tool("fcgi-bench");
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let rate = |addr: &str, conns: &str| -> f64 {
         let out = Command::new(bench)

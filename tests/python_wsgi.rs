@@ -377,10 +377,10 @@ fn plain_apps_cover_pep_3333_over_a_unix_socket() {
     // nginx itself trims a body to its Content-Length and drops Content-Length from a 204,
     // so what the server sends is read from its socket, as FastCGI.
     let sock = fx.path("wsgi.sock");
-    let mut raw = fcgi::client::Client::connect(sock.to_str().expect("utf-8 path"))
+    let mut raw = fcgi_runtime_tools::client::Client::connect(sock.to_str().expect("utf-8 path"))
         .expect("connect to the WSGI server");
     let mut fastcgi = |id: u16, path: &str| {
-        let req = fcgi::client::Request::new(id)
+        let req = fcgi_runtime_tools::client::Request::new(id)
             .keep_conn(true)
             .param("REQUEST_METHOD", "GET")
             .param("SCRIPT_NAME", path)
@@ -477,7 +477,7 @@ fn validator_violations_are_caught() {
 #[ignore]
 fn throughput_vs_c_hello() {
     let Some(py) = plain_python() else { return };
-    let bench = env!("CARGO_BIN_EXE_fcgi-bench");
+    let bench = &common::tool("fcgi-bench");
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let run_bench = |addr: &str, conns: &str| -> String {
         let out = Command::new(bench)

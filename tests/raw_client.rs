@@ -1,12 +1,12 @@
-//! The blocking client library (`fcgi::client`) against fake applications that speak raw
+//! The blocking client library (`fcgi_runtime_tools::client`) against fake applications that speak raw
 //! records from a thread: framing checks, multiplexed reads, GET_VALUES, large bodies. Needs no
 //! runtime and no C examples.
 
-use fcgi::client::{decode_nv_pairs, Client, Request, Response};
-use fcgi::protocol::record::{
+use fcgi_runtime_protocol::record::{
     push_end_request, push_nv_pair, push_record, push_stream, push_stream_end, rtype, Header,
     ProtocolStatus,
 };
+use fcgi_runtime_tools::client::{decode_nv_pairs, Client, Request, Response};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;

@@ -8,11 +8,11 @@ use common::{
     assert_closed, assert_output, body, cgi_request, echo_expected, echo_expected_for, read_mixed,
     Server, Transport,
 };
-use fcgi::client::{decode_nv_pairs, encode_request, Request};
-use fcgi::protocol::record::{
+use fcgi_runtime_protocol::record::{
     push_abort_request, push_begin_request, push_nv_pair, push_record, push_stream,
     push_stream_end, rtype, Header,
 };
+use fcgi_runtime_tools::client::{decode_nv_pairs, encode_request, Request};
 use std::time::Duration;
 
 /// One record with `pad` bytes of (non-zero) padding, whatever alignment that gives.
@@ -25,7 +25,7 @@ fn padded(t: u8, id: u16, content: &[u8], pad: u8) -> Vec<u8> {
 
 /// The encoded PARAMS payload of `req` (no record framing).
 fn params_payload(req: &Request) -> Vec<u8> {
-    fcgi::client::encode_pairs(&req.params)
+    fcgi_runtime_tools::client::encode_pairs(&req.params)
 }
 
 fn simple(t: Transport) {

@@ -5,10 +5,10 @@
 mod common;
 
 use common::{assert_output, cgi_request, echo_expected_for, example, free_port, Transport};
-use fcgi::client::{encode_begin_and_params, Client, Request};
-use fcgi::protocol::record::{
+use fcgi_runtime_protocol::record::{
     push_begin_request, push_nv_pair, push_record, push_stream_end, rtype,
 };
+use fcgi_runtime_tools::client::{encode_begin_and_params, Client, Request};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,7 @@ impl Proc {
             log,
         };
         let deadline = Instant::now() + IO_TIMEOUT;
-        while fcgi::runtime::addr::connect(addr).is_err() {
+        while fcgi_runtime::addr::connect(addr).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "{program} did not listen on {addr}"

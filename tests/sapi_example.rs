@@ -14,8 +14,8 @@
 mod common;
 mod support;
 
-use fcgi::client::{Client, Request, Response};
-use fcgi::protocol::record::{push_record, rtype};
+use fcgi_runtime_protocol::record::{push_record, rtype};
+use fcgi_runtime_tools::client::{Client, Request, Response};
 use std::fs::{self, File};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -130,7 +130,7 @@ impl Sapi {
         };
         let ok = wait_for(|| {
             s.child.try_wait().ok().flatten().is_none()
-                && fcgi::runtime::addr::connect(&s.addr).is_ok()
+                && fcgi_runtime::addr::connect(&s.addr).is_ok()
         });
         assert!(ok, "sapi -b {addr} not listening; stderr:\n{}", s.err());
         s

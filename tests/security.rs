@@ -8,8 +8,8 @@ mod common;
 mod app;
 
 use app::{req, App, Spec, IO_TIMEOUT};
-use fcgi::client::Client;
-use fcgi::runtime::addr::ClientStream;
+use fcgi_runtime::addr::ClientStream;
+use fcgi_runtime_tools::client::Client;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
@@ -403,7 +403,7 @@ fn every_descriptor_is_close_on_exec() {
         // A request in progress: STDIN not ended, a thread waits in its read.
         let mut busy = app.connect();
         let mut wire = Vec::new();
-        fcgi::client::encode_begin_and_params(&req(1, "").keep_conn(true), &mut wire);
+        fcgi_runtime_tools::client::encode_begin_and_params(&req(1, "").keep_conn(true), &mut wire);
         busy.send_raw(&wire).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(200));
         let n = assert_all_cloexec(app.pid(), &format!("{program} on {addr}"));

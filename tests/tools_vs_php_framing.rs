@@ -6,7 +6,9 @@
 //! the test, so the exact bytes are known; the same server with the empty record shows that a
 //! conforming response draws no note.
 
-use fcgi::protocol::record::{
+mod common;
+
+use fcgi_runtime_protocol::record::{
     push_end_request, push_record, push_stream_end, rtype, Header, ProtocolStatus, KEEP_CONN,
 };
 use std::io::{Read, Write};
@@ -64,18 +66,18 @@ fn app(terminated: bool) -> String {
 }
 
 fn run(tool: &str, args: &[&str]) -> Output {
-    Command::new(tool)
+    Command::new(common::tool(tool))
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run {tool}: {e}"))
 }
 
 fn client(args: &[&str]) -> Output {
-    run(env!("CARGO_BIN_EXE_fcgi-client"), args)
+    run("fcgi-client", args)
 }
 
 fn bench(args: &[&str]) -> Output {
-    run(env!("CARGO_BIN_EXE_fcgi-bench"), args)
+    run("fcgi-bench", args)
 }
 
 fn show(o: &Output) -> String {

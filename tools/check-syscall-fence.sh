@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The system-call fence (issue 21): libc functions are called only in src/runtime/sys/, where
+# The system-call fence (issue 21): libc functions are called only in crates/runtime/src/sys/, where
 # each call goes through `syscall!` with a `// SAFETY:` line. This check, part of `make lint`,
-# fails when a `libc::name(` call appears anywhere else in src/ and the allow-list
+# fails when a `libc::name(` call appears anywhere else in src/ or crates/ and the allow-list
 # (tools/syscall-fence.allow) does not name that function for that file.
 #
 # What counts: `libc::` followed by a name starting with a lower-case letter or `_` and then
@@ -20,7 +20,7 @@ allow=$root/tools/syscall-fence.allow
 [ -f "$allow" ] || { echo "check-syscall-fence: $allow is missing" >&2; exit 1; }
 
 # The calls outside the fence as "path:line:function", test items and comments left out.
-calls=$(cd "$root" && find src -name '*.rs' -not -path 'src/runtime/sys/*' -print0 | sort -z |
+calls=$(cd "$root" && find src crates -name '*.rs' -not -path 'crates/runtime/src/sys/*' -print0 | sort -z |
     xargs -0 awk '
         FNR == 1 { skip = 0; pending = 0 }
         {
@@ -74,7 +74,7 @@ while IFS= read -r c; do
     if [ -n "${allowed["$path:$name"]:-}" ]; then
         used["$path:$name"]=1
     else
-        echo "$c: libc::$name called outside src/runtime/sys/ (move it into the fence, or allow-list it in tools/syscall-fence.allow with a reason)" >&2
+        echo "$c: libc::$name called outside crates/runtime/src/sys/ (move it into the fence, or allow-list it in tools/syscall-fence.allow with a reason)" >&2
         fails=$((fails + 1))
     fi
 done <<<"$calls"
@@ -91,4 +91,4 @@ if [ "$fails" -ne 0 ]; then
     echo "check-syscall-fence: $fails problem(s)" >&2
     exit 1
 fi
-echo "check-syscall-fence: no libc call outside src/runtime/sys/ beyond the allow-list"
+echo "check-syscall-fence: no libc call outside crates/runtime/src/sys/ beyond the allow-list"

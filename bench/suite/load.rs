@@ -2,7 +2,7 @@
 //! of S5.
 
 use crate::app::Env;
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use serde::Deserialize;
 use std::process::Command;
 use std::time::Duration;

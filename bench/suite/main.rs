@@ -227,7 +227,15 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let env = app::Env::prepare(root, Path::new(env!("CARGO_BIN_EXE_fcgi-bench")))?;
+    // fcgi-bench belongs to the tools crate; `make bench` builds the workspace first.
+    let fcgi_bench = root.join("target/release/fcgi-bench");
+    if !fcgi_bench.exists() {
+        return Err(format!(
+            "{} is missing: run `make build` first",
+            fcgi_bench.display()
+        ));
+    }
+    let env = app::Env::prepare(root, &fcgi_bench)?;
     let nofile = procfs::raise_nofile();
     let mut plan_idle = args.plan.idle_conns;
     // Each side holds one descriptor per connection, plus a margin.

@@ -112,7 +112,7 @@ fn intro(s: &mut String, d: &Doc) {
          - **Go**: bench/peers/go-hello, Go's net/http/fcgi (Debian's golang-go) with \
          GOMAXPROCS set to THREADS.\n\n\
          The runner checks /proc/PID/maps to confirm which library each C process loaded. The \
-         load comes from fcgi-bench (src/bin/fcgi-bench/) on the same machine, sending an \
+         load comes from fcgi-bench (crates/tools/src/bin/fcgi-bench/) on the same machine, sending an \
          nginx-like set of 25 PARAMS and verifying every response. Throughput scenarios run each \
          variant once per round, rotating the order every round, and report medians. N and NN \
          put Debian's nginx (one worker process) in front of the application, load it over HTTP \

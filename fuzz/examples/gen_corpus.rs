@@ -10,8 +10,8 @@
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use fcgi::protocol::record::{mgmt, push_nv_pair, rtype, Header};
 use fcgi_fuzz::driver::{DEFAULT_KNOBS, TIGHT_KNOBS};
+use fcgi_runtime_protocol::record::{mgmt, push_nv_pair, rtype, Header};
 
 /// A record with explicit padding (filled with 0xee: receivers must skip, not read, it).
 fn rec(out: &mut Vec<u8>, t: u8, id: u16, content: &[u8], pad: u8) {

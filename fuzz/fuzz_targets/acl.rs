@@ -5,9 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use fcgi::runtime::acl::AllowList;
-use fcgi::runtime::addr::Peer;
 use fcgi_fuzz::rng::Bytes;
+use fcgi_runtime::acl::AllowList;
+use fcgi_runtime::addr::Peer;
 use libfuzzer_sys::fuzz_target;
 
 /// An address as octets: 4 for IPv4 (and IPv4-mapped IPv6), 16 for IPv6.

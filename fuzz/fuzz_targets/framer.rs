@@ -3,10 +3,10 @@
 //! specification asks (STDERR end only if used, STDOUT end, END_REQUEST).
 #![no_main]
 
-use fcgi::protocol::record::rtype;
-use fcgi::runtime::framer::{large_record, Framer};
 use fcgi_fuzz::rng::Bytes;
 use fcgi_fuzz::wire::parse_strict;
+use fcgi_runtime_protocol::framer::{large_record, Framer};
+use fcgi_runtime_protocol::record::rtype;
 use libfuzzer_sys::fuzz_target;
 
 /// What one request wrote, and what the framer sent for it.

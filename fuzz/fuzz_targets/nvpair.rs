@@ -3,11 +3,11 @@
 //! in proportion to what it was given, and `push_nv_pair` output must decode back.
 #![no_main]
 
-use fcgi::protocol::nvpair::{encoded_len, parse_pairs, NvDecoder, NvError};
-use fcgi::protocol::record::push_nv_pair;
-use fcgi::protocol::ParamStore;
 use fcgi_fuzz::nv::decode;
 use fcgi_fuzz::rng::{Bytes, Rng};
+use fcgi_runtime_protocol::nvpair::{encoded_len, parse_pairs, NvDecoder, NvError};
+use fcgi_runtime_protocol::record::push_nv_pair;
+use fcgi_runtime_protocol::ParamStore;
 use libfuzzer_sys::fuzz_target;
 
 const MAX_BYTES: [usize; 8] = [0, 1, 16, 64, 1000, 65535, 1 << 20, 1 << 30];

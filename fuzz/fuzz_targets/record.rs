@@ -2,14 +2,14 @@
 //! encoder's output decoded back by a strict parser.
 #![no_main]
 
-use fcgi::protocol::record::{
+use fcgi_fuzz::rng::Bytes;
+use fcgi_fuzz::wire::parse_strict;
+use fcgi_runtime_protocol::record::{
     padding_for, push_abort_request, push_begin_request, push_end_request, push_nv_len,
     push_record, push_stream, push_stream_end, push_unknown_type, rtype, Header,
     MAX_ALIGNED_CONTENT_LEN, VERSION_1,
 };
-use fcgi::protocol::{ProtocolStatus, Role};
-use fcgi_fuzz::rng::Bytes;
-use fcgi_fuzz::wire::parse_strict;
+use fcgi_runtime_protocol::{ProtocolStatus, Role};
 use libfuzzer_sys::fuzz_target;
 
 const STATUSES: [ProtocolStatus; 4] = [

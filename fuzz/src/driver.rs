@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use fcgi::protocol::engine::SPARE_SLOTS;
-use fcgi::protocol::nvpair::parse_pairs;
-use fcgi::protocol::record::{rtype, MANAGEMENT_ID};
-use fcgi::protocol::{Engine, EngineConfig, ProtocolError};
+use fcgi_runtime_protocol::engine::SPARE_SLOTS;
+use fcgi_runtime_protocol::nvpair::parse_pairs;
+use fcgi_runtime_protocol::record::{rtype, MANAGEMENT_ID};
+use fcgi_runtime_protocol::{Engine, EngineConfig, ProtocolError};
 
 use crate::rng::Rng;
 use crate::sink::{mgmt_answer, Behaviour, CheckSink, Ev, Phase};
@@ -107,7 +107,7 @@ pub struct Outcome {
     pub log: Vec<Ev>,
     pub out: Vec<u8>,
     pub error: Option<ProtocolError>,
-    pub decisions: Vec<fcgi::protocol::Admission>,
+    pub decisions: Vec<fcgi_runtime_protocol::Admission>,
 }
 
 /// Counts of the engine's answers so far.
@@ -137,7 +137,11 @@ fn chunk_len(mode: u8, rng: &mut Rng, avail: usize) -> usize {
 
 /// One run. `replay` = None: split input, back-pressure and application as the knobs say.
 /// `replay` = Some(admissions): the whole stream in one `feed`, nothing else.
-fn drive(knobs: &Knobs, stream: &[u8], replay: Option<Vec<fcgi::protocol::Admission>>) -> Outcome {
+fn drive(
+    knobs: &Knobs,
+    stream: &[u8],
+    replay: Option<Vec<fcgi_runtime_protocol::Admission>>,
+) -> Outcome {
     let one_shot = replay.is_some();
     let behaviour = Behaviour {
         refuse_mode: knobs.refuse_mode,

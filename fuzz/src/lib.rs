@@ -1,6 +1,6 @@
 //! Shared pieces of the fuzz targets: a deterministic generator driven by the fuzz input, a
 //! strict parser for the records the library writes, and the checked driver of the
-//! connection [`fcgi::protocol::Engine`] used by the `engine` and `engine_records` targets.
+//! connection [`fcgi_runtime_protocol::Engine`] used by the `engine` and `engine_records` targets.
 
 pub mod driver;
 pub mod nv;

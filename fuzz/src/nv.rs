@@ -1,7 +1,7 @@
 //! A reference decoder for name-value streams, written for clarity rather than speed, that
 //! the `nvpair` target holds `NvDecoder` and `parse_pairs` to.
 
-use fcgi::protocol::nvpair::NvError;
+use fcgi_runtime_protocol::nvpair::NvError;
 
 use crate::sink::Pairs;
 

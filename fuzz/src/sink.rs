@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use fcgi::protocol::record::mgmt;
-use fcgi::protocol::{Admission, EngineConfig, ParamStore, ProtocolStatus, Role, Sink};
+use fcgi_runtime_protocol::record::mgmt;
+use fcgi_runtime_protocol::{Admission, EngineConfig, ParamStore, ProtocolStatus, Role, Sink};
 
 use crate::rng::Rng;
 

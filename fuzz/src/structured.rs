@@ -2,7 +2,9 @@
 //! states (multiplexed ids, aborts, GET_VALUES, filter DATA) without the fuzzer having to
 //! discover the record format byte by byte. Used by the `engine_records` target.
 
-use fcgi::protocol::record::{mgmt, push_nv_len, push_nv_pair, rtype, Header, MANAGEMENT_ID};
+use fcgi_runtime_protocol::record::{
+    mgmt, push_nv_len, push_nv_pair, rtype, Header, MANAGEMENT_ID,
+};
 
 use crate::driver::{Knobs, KNOB_LEN};
 use crate::rng::Bytes;

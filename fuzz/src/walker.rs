@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use fcgi::protocol::record::{rtype, Header, Role, HEADER_LEN, MANAGEMENT_ID, VERSION_1};
+use fcgi_runtime_protocol::record::{rtype, Header, Role, HEADER_LEN, MANAGEMENT_ID, VERSION_1};
 
 /// Walks the consumed prefix of the input stream record by record.
 #[derive(Debug, Default)]

@@ -1,6 +1,6 @@
 //! Strict parsing of the records the library writes.
 
-use fcgi::protocol::record::{Header, HEADER_LEN, VERSION_1};
+use fcgi_runtime_protocol::record::{Header, HEADER_LEN, VERSION_1};
 
 /// One record as written by the library.
 #[derive(Clone, Debug, PartialEq, Eq)]

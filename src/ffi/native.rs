@@ -1,5 +1,5 @@
 //! The native C API, mirroring PHP 8's `main/fastcgi.h` (see docs/native-api.md). A thin skin
-//! over [`crate::runtime`]: pointer checks, C conventions, hooks, and the panic boundary.
+//! over [`fcgi_runtime`]: pointer checks, C conventions, hooks, and the panic boundary.
 //!
 //! # Safety
 //! One contract holds for every `unsafe` function here, so it is stated once: each pointer
@@ -12,12 +12,12 @@
 use super::client_ip::IpText;
 use super::native_types::*;
 use super::panic::guard;
-use crate::protocol::record::{rtype, HEADER_LEN};
-use crate::runtime::config::{self, Limit};
-use crate::runtime::io::SendError;
-use crate::runtime::request::Request;
-use crate::runtime::server::Stream;
-use crate::runtime::{self as rt, addr, log};
+use fcgi_runtime::config::{self, Limit};
+use fcgi_runtime::io::SendError;
+use fcgi_runtime::request::Request;
+use fcgi_runtime::server::Stream;
+use fcgi_runtime::{self as rt, addr, log};
+use fcgi_runtime_protocol::record::{rtype, HEADER_LEN};
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::os::fd::IntoRawFd;
@@ -49,7 +49,7 @@ pub struct fcgi_request {
 
 impl fcgi_request {
     /// The current request's environment (for the calls of `native_embed.rs`).
-    pub(super) fn env_mut(&mut self) -> &mut crate::runtime::env::Env {
+    pub(super) fn env_mut(&mut self) -> &mut fcgi_runtime::env::Env {
         &mut self.inner.env
     }
 
@@ -188,8 +188,8 @@ pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_i
                 // PHP's line where PHP's layer logs one (a host that does not resolve, a path
                 // too long), else ours.
                 match e.php_text() {
-                    Some(php) => crate::fcgi_log!(Error, "{php}"),
-                    None => crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}"),
+                    Some(php) => fcgi_runtime::fcgi_log!(Error, "{php}"),
+                    None => fcgi_runtime::fcgi_log!(Error, "Cannot listen on '{s}': {e}"),
                 }
                 return -1;
             }
@@ -204,12 +204,12 @@ pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_i
             Err(e) => {
                 match e.raw_os_error() {
                     // PHP's line for a failed socket/bind/listen.
-                    Some(n) => crate::fcgi_log!(
+                    Some(n) => fcgi_runtime::fcgi_log!(
                         Error,
                         "Cannot bind/listen socket - [{n}] {}.",
                         strerror(n)
                     ),
-                    None => crate::fcgi_log!(Error, "Cannot listen on '{s}': {e}"),
+                    None => fcgi_runtime::fcgi_log!(Error, "Cannot listen on '{s}': {e}"),
                 }
                 -1
             }
@@ -241,7 +241,7 @@ pub unsafe extern "C" fn fcgi_set_socket_permissions(mode: c_int, owner: *const 
             -1 => None,
             m if (0..=0o777).contains(&m) => Some(m as u32),
             m => {
-                crate::fcgi_log!(Error, "invalid socket mode {m:o}: at most 0777");
+                fcgi_runtime::fcgi_log!(Error, "invalid socket mode {m:o}: at most 0777");
                 return -1;
             }
         };
@@ -258,7 +258,7 @@ pub unsafe extern "C" fn fcgi_set_socket_permissions(mode: c_int, owner: *const 
         match rt::sockperm::set(mode, owner.as_deref()) {
             Ok(()) => 0,
             Err(e) => {
-                crate::fcgi_log!(Error, "fcgi_set_socket_permissions: {e}");
+                fcgi_runtime::fcgi_log!(Error, "fcgi_set_socket_permissions: {e}");
                 -1
             }
         }
@@ -340,7 +340,7 @@ pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
         }
         // SAFETY: caller's contract (valid if not NULL).
         if unsafe { (*req).inner.is_loop() } {
-            crate::fcgi_log!(
+            fcgi_runtime::fcgi_log!(
                 Error,
                 "fcgi_destroy_request on a request of an event loop ignored: fcgi_loop_finish \
                  gives it back to its loop"
@@ -370,7 +370,7 @@ pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
             return -1;
         };
         if r.inner.is_loop() {
-            crate::fcgi_log!(
+            fcgi_runtime::fcgi_log!(
                 Error,
                 "fcgi_accept_request on a request of an event loop: use fcgi_loop_accept"
             );
@@ -391,7 +391,7 @@ pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
             }
             Err(rt::request::AcceptError::Shutdown) => -1,
             Err(rt::request::AcceptError::Io(e)) => {
-                crate::fcgi_log!(
+                fcgi_runtime::fcgi_log!(
                     Error,
                     "cannot serve listening socket {}: {e}",
                     r.inner.listen_fd()
@@ -778,7 +778,7 @@ pub unsafe extern "C" fn fcgi_set_mgmt_var(
             )
         };
         if !rt::mgmt::set(n, v) {
-            crate::fcgi_log!(
+            fcgi_runtime::fcgi_log!(
                 Warning,
                 "invalid value for management variable {}",
                 String::from_utf8_lossy(n)

@@ -14,7 +14,7 @@ use super::native::fcgi_request;
 use super::native::req;
 use super::native_types::fcgi_log_func;
 use super::panic::guard;
-use crate::runtime::log;
+use fcgi_runtime::log;
 use std::os::raw::{c_char, c_int, c_long, c_void};
 
 /// Copies every variable of the request's environment into `buf` as `NAME '\0' VALUE '\0'`

@@ -17,11 +17,11 @@
 use super::native::{fcgi_request, req};
 use super::native_types::*;
 use super::panic::guard;
-use crate::protocol::record::rtype;
-use crate::runtime::evloop::EvLoop;
-use crate::runtime::io::SendError;
-use crate::runtime::request::{AcceptError, Request, WOULD_BLOCK};
-use crate::runtime::waiter::Waiter;
+use fcgi_runtime::evloop::EvLoop;
+use fcgi_runtime::io::SendError;
+use fcgi_runtime::request::{AcceptError, Request, WOULD_BLOCK};
+use fcgi_runtime::waiter::Waiter;
+use fcgi_runtime_protocol::record::rtype;
 use std::collections::HashSet;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
@@ -68,7 +68,10 @@ pub extern "C" fn fcgi_loop_new(listen_socket: c_int) -> *mut fcgi_loop {
                 spare: Vec::new(),
             })),
             Err(e) => {
-                crate::fcgi_log!(Error, "cannot serve listening socket {listen_socket}: {e}");
+                fcgi_runtime::fcgi_log!(
+                    Error,
+                    "cannot serve listening socket {listen_socket}: {e}"
+                );
                 ptr::null_mut()
             }
         }
@@ -171,7 +174,11 @@ pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_r
                 ptr::null_mut()
             }
             Err(AcceptError::Io(e)) => {
-                crate::fcgi_log!(Error, "cannot serve listening socket {}: {e}", l.listen_fd);
+                fcgi_runtime::fcgi_log!(
+                    Error,
+                    "cannot serve listening socket {}: {e}",
+                    l.listen_fd
+                );
                 l.spare.push(p);
                 ptr::null_mut()
             }
@@ -236,7 +243,7 @@ pub unsafe extern "C" fn fcgi_loop_read(
         }
         // SAFETY: the caller provides len writable bytes at buf.
         let b = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len as usize) };
-        r.inner.read(crate::runtime::server::Stream::Stdin, b) as c_int
+        r.inner.read(fcgi_runtime::server::Stream::Stdin, b) as c_int
     })
 }
 

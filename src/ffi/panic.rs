@@ -15,7 +15,7 @@ pub fn guard<T>(name: &str, default: T, f: impl FnOnce() -> T) -> T {
                 .unwrap_or_else(|| "unknown panic".into());
             // The logger itself may be what panicked: never let a second panic escape.
             let _ = catch_unwind(AssertUnwindSafe(|| {
-                crate::fcgi_log!(Alert, "internal error in {name}: {msg}")
+                fcgi_runtime::fcgi_log!(Alert, "internal error in {name}: {msg}")
             }));
             default
         }

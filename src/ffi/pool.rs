@@ -1,5 +1,5 @@
 //! The pool's C API (docs/pool-design.md, docs/native-api.md): a thin skin over
-//! [`crate::runtime::pool::Pool`]. Every function checks its pointers and runs inside the panic
+//! [`fcgi_runtime::pool::Pool`]. Every function checks its pointers and runs inside the panic
 //! boundary; bad settings give -1 and a log line.
 //!
 //! # Safety
@@ -10,7 +10,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 use super::panic::guard;
-use crate::runtime::pool::{Pool, Role};
+use fcgi_runtime::pool::{Pool, Role};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
 use std::ptr;
@@ -83,13 +83,13 @@ pub unsafe extern "C" fn fcgi_pool_set(
             return -1;
         };
         if p.inner.worker_index().is_some() {
-            crate::fcgi_log!(Error, "fcgi_pool_set: the pool already runs");
+            fcgi_runtime::fcgi_log!(Error, "fcgi_pool_set: the pool already runs");
             return -1;
         }
         match p.inner.settings.set(&name, &value) {
             Ok(()) => 0,
             Err(e) => {
-                crate::fcgi_log!(Error, "{e}");
+                fcgi_runtime::fcgi_log!(Error, "{e}");
                 -1
             }
         }
@@ -118,7 +118,7 @@ pub unsafe extern "C" fn fcgi_pool_listen(
         match p.inner.listen(&addr, backlog) {
             Ok(i) => i as c_int,
             Err(e) => {
-                crate::fcgi_log!(Error, "{e}");
+                fcgi_runtime::fcgi_log!(Error, "{e}");
                 -1
             }
         }
@@ -147,7 +147,7 @@ pub unsafe extern "C" fn fcgi_pool_run(p: *mut fcgi_pool) -> c_int {
             Ok(Role::Worker(_)) => 1,
             Ok(Role::Stopped) => 0,
             Err(e) => {
-                crate::fcgi_log!(Error, "{e}");
+                fcgi_runtime::fcgi_log!(Error, "{e}");
                 -1
             }
         }

@@ -4,7 +4,7 @@
 //! descriptors, CPU time).
 
 use crate::common;
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -70,7 +70,7 @@ impl App {
     pub fn start(spec: Spec<'_>) -> App {
         let app = App::spawn(spec);
         let deadline = Instant::now() + IO_TIMEOUT;
-        while fcgi::runtime::addr::connect(&app.addr).is_err() {
+        while fcgi_runtime::addr::connect(&app.addr).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "server did not listen on {}: {}",
@@ -94,8 +94,8 @@ impl App {
             .env("FCGI_ADDR", &spec.addr)
             .env("LD_LIBRARY_PATH", common::lib_dir())
             .env_remove("FCGI_WEB_SERVER_ADDRS")
-            .env_remove(fcgi::runtime::sockperm::MODE_ENV)
-            .env_remove(fcgi::runtime::sockperm::OWNER_ENV)
+            .env_remove(fcgi_runtime::sockperm::MODE_ENV)
+            .env_remove(fcgi_runtime::sockperm::OWNER_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));

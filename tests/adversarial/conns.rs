@@ -2,8 +2,8 @@
 //! idle kept-alive connections, a kept-alive connection that never sends again.
 
 use crate::app::{raise_nofile, req, App, Spec};
-use fcgi::client::Client;
-use fcgi::protocol::record::{push_begin_request, rtype};
+use fcgi_runtime_protocol::record::{push_begin_request, rtype};
+use fcgi_runtime_tools::client::Client;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! and serves the waiting connections once descriptors free up.
 
 use crate::app::{req, App, Spec, IO_TIMEOUT};
-use fcgi::client::Client;
+use fcgi_runtime_tools::client::Client;
 use std::time::Duration;
 
 /// The server runs with RLIMIT_NOFILE 64 and 150 clients each send one kept-alive request.

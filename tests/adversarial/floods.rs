@@ -2,10 +2,10 @@
 //! that does not read it.
 
 use crate::app::{req, App, Spec};
-use fcgi::client::{Client, Request};
-use fcgi::protocol::record::{
+use fcgi_runtime_protocol::record::{
     push_begin_request, push_nv_pair, push_record, push_stream_end, rtype,
 };
+use fcgi_runtime_tools::client::{Client, Request};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,7 +156,10 @@ fn stdin_flood_to_an_application_that_does_not_read_is_held_back() {
     let rss0 = app.rss_kib();
     let mut c = app.connect();
     let mut head = Vec::new();
-    fcgi::client::encode_begin_and_params(&req(1, "noread=1&sleep_ms=3000"), &mut head);
+    fcgi_runtime_tools::client::encode_begin_and_params(
+        &req(1, "noread=1&sleep_ms=3000"),
+        &mut head,
+    );
     c.send_raw(&head).unwrap();
     let written = Arc::new(AtomicU64::new(0));
     let mut w = Client::from_stream(c.stream().try_clone().unwrap());

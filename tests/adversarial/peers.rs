@@ -2,8 +2,8 @@
 //! half-closed sockets, abort storms on a multiplexed connection.
 
 use crate::app::{req, App, Spec, IO_TIMEOUT};
-use fcgi::client::{encode_begin_and_params, encode_request, Client};
-use fcgi::protocol::record::{push_abort_request, push_begin_request, push_record, rtype};
+use fcgi_runtime_protocol::record::{push_abort_request, push_begin_request, push_record, rtype};
+use fcgi_runtime_tools::client::{encode_begin_and_params, encode_request, Client};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;

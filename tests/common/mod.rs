@@ -10,7 +10,7 @@
 //! FastCGI library).
 #![allow(dead_code)]
 
-use fcgi::client::{Client, RawRecord, Request, Response, ResponseBuilder};
+use fcgi_runtime_tools::client::{Client, RawRecord, Request, Response, ResponseBuilder};
 use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,21 @@ fn profile_dir() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let deps = exe.parent()?;
     Some(deps.parent()?.to_path_buf())
+}
+
+/// One of the tools' programs (`fcgi-client`, `fcgi-bench`, `fcgi-spawn`) built beside the test
+/// binary: they belong to the `fcgi-runtime-tools` crate, which the top-level `cargo build` and
+/// `cargo test` build with every other crate of the workspace.
+pub fn tool(name: &str) -> PathBuf {
+    let manifest = manifest_dir();
+    let profile = profile_dir().unwrap_or_else(|| manifest.join("target/release"));
+    let path = profile.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; run `cargo build --release` (or `make build`) at the top level",
+        path.display()
+    );
+    path
 }
 
 fn find_lib_dir() -> Result<PathBuf, String> {
@@ -280,7 +295,7 @@ impl Server {
             if let Some(st) = self.child.try_wait().expect("try_wait") {
                 panic!("server exited before accepting connections: {st}");
             }
-            if fcgi::runtime::addr::connect(&self.addr).is_ok() {
+            if fcgi_runtime::addr::connect(&self.addr).is_ok() {
                 return;
             }
             assert!(

@@ -386,7 +386,7 @@ pub(crate) fn systemd_scenario(face: Face, transport: Transport) {
     }
     let service_text = face.text(&doc_block("systemd-service", "app"));
     let exe = install_example(&mut fx, face.echo());
-    let client = fx.install_executable(Path::new(env!("CARGO_BIN_EXE_fcgi-client")), "fcgi-client");
+    let client = fx.install_executable(&crate::common::tool("fcgi-client"), "fcgi-client");
     let sock = fx.path("run/app/app.sock");
     let docroot = fx.path("srv-app");
     fs::create_dir_all(&docroot).expect("create docroot");

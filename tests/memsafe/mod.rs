@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use crate::common::{body, IO_TIMEOUT};
-use fcgi::client::{Client, Request, Response};
+use fcgi_runtime_tools::client::{Client, Request, Response};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -252,7 +252,7 @@ pub fn start(p: &Prog, argv: &[String], env: &[(&str, &str)], stderr_file: &Path
     };
     // Valgrind takes seconds to start: wait until a connection is answered by the program.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while fcgi::runtime::addr::connect(&r.addr).is_err() {
+    while fcgi_runtime::addr::connect(&r.addr).is_err() {
         if let Some(st) = r.child.try_wait().expect("try_wait") {
             panic!("{} exited before listening: {st}", p.name);
         }

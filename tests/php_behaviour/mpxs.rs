@@ -6,8 +6,8 @@
 //! multiplexing: tests/libfcgi_lifecycle.rs, tests/libfcgi_compare.rs.)
 
 use crate::worker::{body, request, Worker};
-use fcgi::client::{encode_begin_and_params, Client, Response, ResponseBuilder};
-use fcgi::protocol::record::{push_stream_end, rtype};
+use fcgi_runtime_protocol::record::{push_stream_end, rtype};
+use fcgi_runtime_tools::client::{encode_begin_and_params, Client, Response, ResponseBuilder};
 use std::collections::HashMap;
 
 fn mpxs_conns(c: &mut Client) -> String {

@@ -4,7 +4,7 @@
 //! log lines, as FPM's zlog writes them) kept in a file.
 
 use crate::common;
-use fcgi::client::{Client, Request, Response};
+use fcgi_runtime_tools::client::{Client, Request, Response};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -57,7 +57,7 @@ impl Worker {
         let addr = format!("127.0.0.1:{}", common::free_port());
         let mut w = Worker::spawn_on(&addr, args, env);
         let deadline = Instant::now() + IO_TIMEOUT;
-        while fcgi::runtime::addr::connect(&addr).is_err() {
+        while fcgi_runtime::addr::connect(&addr).is_err() {
             if let Some(st) = w.child.try_wait().unwrap() {
                 panic!("fpm_worker exited ({st}): {}", w.log_text());
             }

@@ -4,7 +4,7 @@
 
 use crate::common;
 use crate::support;
-use fcgi::client::{Client, Request};
+use fcgi_runtime_tools::client::{Client, Request};
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};

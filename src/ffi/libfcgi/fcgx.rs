@@ -14,8 +14,8 @@
 use super::stream::{Backing, Kind, READ_BUF};
 use super::types::*;
 use crate::ffi::panic::guard;
-use crate::runtime::request::{AcceptError, Request};
-use crate::runtime::{self as rt, addr};
+use fcgi_runtime::request::{AcceptError, Request};
+use fcgi_runtime::{self as rt, addr};
 use std::cell::RefCell;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
@@ -72,7 +72,7 @@ impl LfState {
             fcgx: ptr::null_mut(),
             reading_data: false,
             open_writers: 0,
-            pid: crate::runtime::sys::pid(),
+            pid: fcgi_runtime::sys::pid(),
             active: false,
         });
         let me: *mut LfState = &mut *st;
@@ -98,7 +98,7 @@ impl LfState {
 
     /// True while the state holds a request of this process.
     pub(super) fn is_current(&self) -> bool {
-        self.active && self.pid == crate::runtime::sys::pid()
+        self.active && self.pid == fcgi_runtime::sys::pid()
     }
 
     /// FCGX_FClose of a writer: sends what is buffered; the last writer ends the request.
@@ -188,7 +188,7 @@ fn take_state(listen_fd: c_int) -> Box<LfState> {
         .ok()
         .flatten();
     match cached {
-        Some(s) if s.pid == crate::runtime::sys::pid() => s,
+        Some(s) if s.pid == fcgi_runtime::sys::pid() => s,
         Some(s) => {
             // Inherited across fork: its runtime belongs to the parent.
             std::mem::forget(s);
@@ -199,7 +199,7 @@ fn take_state(listen_fd: c_int) -> Box<LfState> {
 }
 
 fn give_back(st: Box<LfState>) {
-    if st.pid != crate::runtime::sys::pid() {
+    if st.pid != fcgi_runtime::sys::pid() {
         // A forked child must not run the parent's runtime code paths (drop included).
         std::mem::forget(st);
         return;
@@ -489,7 +489,7 @@ pub unsafe extern "C" fn FCGX_StartFilterData(stream: *mut FCGX_Stream) -> c_int
         let ok = match unsafe { owner.as_mut() } {
             Some(st) => {
                 st.is_current()
-                    && st.req.role() == Some(crate::protocol::Role::Filter)
+                    && st.req.role() == Some(fcgi_runtime_protocol::Role::Filter)
                     && !st.reading_data
                     && s.isClosed != 0
                     && s.FCGI_errno == 0

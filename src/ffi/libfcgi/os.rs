@@ -30,9 +30,9 @@
 //! - global state is thread-safe; `OS_CloseRead` before `OS_LibInit` does not crash.
 
 use crate::ffi::panic::guard;
-use crate::runtime::acl::AllowList;
-use crate::runtime::addr::{self, parse_port, ListenAddr, Peer};
-use crate::runtime::sys;
+use fcgi_runtime::acl::AllowList;
+use fcgi_runtime::addr::{self, parse_port, ListenAddr, Peer};
+use fcgi_runtime::sys;
 use parking_lot::Mutex;
 use std::ffi::CStr;
 use std::io;
@@ -84,7 +84,7 @@ fn c_result<T: Into<c_int>>(r: io::Result<T>) -> c_int {
 /// Logs to the library log (stderr by default) without disturbing errno.
 fn report(args: std::fmt::Arguments<'_>) {
     let e = errno();
-    crate::runtime::log::log(crate::runtime::log::Level::Error, args);
+    fcgi_runtime::log::log(fcgi_runtime::log::Level::Error, args);
     set_errno(e);
 }
 
@@ -154,7 +154,7 @@ pub extern "C" fn OS_LibShutdown() {
 pub extern "C" fn OS_ShutdownPending() {
     // No guard: terminate() cannot panic (atomics and write(2)), and a guard is not
     // async-signal-safe.
-    crate::runtime::terminate();
+    fcgi_runtime::terminate();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,7 +454,7 @@ fn allow_list(list: &str) -> Arc<AllowList> {
     parsed
 }
 
-/// This process's eventfd that `crate::runtime::terminate` writes to, waking a blocked
+/// This process's eventfd that `fcgi_runtime::terminate` writes to, waking a blocked
 /// `OS_Accept`; -1 if none could be made. A forked child makes its own.
 fn accept_wake_fd() -> RawFd {
     static WAKE: Mutex<Option<(u32, RawFd)>> = Mutex::new(None);
@@ -470,7 +470,7 @@ fn accept_wake_fd() -> RawFd {
     };
     // Never closed: the runtime keeps writing to it on shutdown.
     let fd = efd.into_raw_fd();
-    crate::runtime::register_wake_fd(fd);
+    fcgi_runtime::register_wake_fd(fd);
     *w = Some((pid, fd));
     fd
 }
@@ -493,7 +493,7 @@ fn is_reasonable_accept_errno(e: c_int) -> bool {
 fn accept_one(listen: c_int, fail_on_intr: bool) -> Result<RawFd, c_int> {
     let wake = accept_wake_fd();
     loop {
-        if crate::runtime::in_shutdown() {
+        if fcgi_runtime::in_shutdown() {
             return Err(libc::EINTR);
         }
         // A negative `wake` (no eventfd) is ignored by poll.
@@ -509,7 +509,7 @@ fn accept_one(listen: c_int, fail_on_intr: bool) -> Result<RawFd, c_int> {
                 }
             };
         if wake_ev != 0 {
-            if crate::runtime::in_shutdown() {
+            if fcgi_runtime::in_shutdown() {
                 return Err(libc::EINTR);
             }
             // A stale wake-up (the flag was cleared since): consume it (non-blocking eventfd).
@@ -539,7 +539,7 @@ fn unix_client_speaks(fd: RawFd) -> bool {
     let t = KEEPER_POLL_TIMEOUT.load(Ordering::Relaxed);
     loop {
         match sys::poll_one(fd, libc::POLLIN, t) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && !crate::runtime::in_shutdown() => {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && !fcgi_runtime::in_shutdown() => {
                 continue
             }
             Err(_) => return false,
@@ -573,7 +573,7 @@ pub unsafe extern "C" fn OS_Accept(
         }
         // Not a listening socket (a pipe, a file, a connected socket): fail as accept(2)
         // would, instead of polling for connections that never come.
-        if let Err(e) = crate::runtime::sys::check_listening(listen_sock) {
+        if let Err(e) = fcgi_runtime::sys::check_listening(listen_sock) {
             set_errno(e.raw_os_error().unwrap_or(libc::EINVAL));
             return -1;
         }
@@ -591,7 +591,7 @@ pub unsafe extern "C" fn OS_Accept(
             };
             let keep = match addr::peer_of(fd) {
                 peer @ Peer::Tcp(_) => {
-                    crate::runtime::sys::set_nodelay(fd);
+                    fcgi_runtime::sys::set_nodelay(fd);
                     list.as_ref().is_none_or(|l| l.allows(&peer))
                 }
                 Peer::Unix => list.is_none() && unix_client_speaks(fd),

@@ -221,7 +221,7 @@ pub unsafe extern "C" fn OS_DoIo(tmo: *mut libc::timeval) -> c_int {
             })
             .collect();
         let ts = timespec_of(tmo);
-        if let Err(e) = crate::runtime::sys::ppoll(&mut pfds, ts.as_ref()) {
+        if let Err(e) = fcgi_runtime::sys::ppoll(&mut pfds, ts.as_ref()) {
             let e = e.raw_os_error().unwrap_or(libc::EINVAL);
             if e == libc::EINTR {
                 return 0;

@@ -33,7 +33,7 @@ use super::fcgx::*;
 use super::stream::*;
 use super::types::*;
 use crate::ffi::panic::guard;
-use crate::runtime::sys::{self, errno, set_errno};
+use fcgi_runtime::sys::{self, errno, set_errno};
 use std::os::raw::{c_char, c_int, c_long, c_void};
 use std::ptr::{self, null_mut};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -17,10 +17,10 @@
 use super::fcgx::LfState;
 use super::types::*;
 use crate::ffi::panic::guard;
-use crate::protocol::record::{padding_for, rtype, Header, HEADER_LEN};
-use crate::runtime::io::SendError;
-use crate::runtime::server::Stream;
-use crate::runtime::sys;
+use fcgi_runtime::io::SendError;
+use fcgi_runtime::server::Stream;
+use fcgi_runtime::sys;
+use fcgi_runtime_protocol::record::{padding_for, rtype, Header, HEADER_LEN};
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 

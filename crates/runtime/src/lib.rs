@@ -1,0 +1,163 @@
+//! The engine around the protocol: a reactor per listening socket whose epoll every waiting
+//! application thread waits in, connections owned one by one, limits, timers (see
+//! docs/runtime-design.md).
+
+// The engine's own rooms.
+mod accept;
+mod conn;
+mod conns;
+mod deadlines;
+mod listener;
+mod pump;
+mod reactor;
+mod ready;
+mod relay;
+mod ring;
+mod shed;
+mod standby;
+mod timers;
+mod worker;
+
+// What the layers above use: the C ABI crate (fcgi-runtime-capi, the `fcgi_*`, `FCGX_*` and
+// `OS_*` faces) and the tools. Public for them, hidden from the documentation: these are the
+// C faces' building blocks, shaped like C (sentinel returns, record types as bytes), and change
+// with them; they are not this crate's Rust API.
+#[doc(hidden)]
+pub mod acl;
+#[doc(hidden)]
+pub mod addr;
+#[doc(hidden)]
+pub mod config;
+#[doc(hidden)]
+pub mod env;
+#[doc(hidden)]
+pub mod evloop;
+#[doc(hidden)]
+pub mod io;
+#[doc(hidden)]
+pub mod log;
+#[doc(hidden)]
+pub mod mgmt;
+#[doc(hidden)]
+pub mod pool;
+#[doc(hidden)]
+pub mod request;
+#[doc(hidden)]
+pub mod server;
+#[doc(hidden)]
+pub mod signals;
+#[doc(hidden)]
+pub mod sockperm;
+#[doc(hidden)]
+pub mod sys;
+#[doc(hidden)]
+pub mod waiter;
+
+use parking_lot::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Process-wide run state, one atomic so that the accept path pays a single load for all of
+/// it: [`STATE_SHUTDOWN`], [`STATE_DRAIN`] (a pool worker stops accepting connections and
+/// ends once it holds none), [`STATE_POOLED`] (this process is a pool worker: the scoreboard
+/// hooks run).
+static STATE: AtomicU8 = AtomicU8::new(0);
+pub(crate) const STATE_SHUTDOWN: u8 = 1;
+pub(crate) const STATE_DRAIN: u8 = 2;
+pub(crate) const STATE_POOLED: u8 = 4;
+
+/// The run state bits (one acquire load).
+#[inline]
+pub(crate) fn state() -> u8 {
+    STATE.load(Ordering::Acquire)
+}
+
+/// Sets run state bits (async-signal-safe).
+pub(crate) fn set_state_bits(bits: u8) {
+    STATE.fetch_or(bits, Ordering::AcqRel);
+}
+
+static WAKE_FDS: [AtomicI32; 64] = [const { AtomicI32::new(-1) }; 64];
+
+pub fn register_wake_fd(fd: i32) {
+    let absent = WAKE_FDS.iter().all(|f| f.load(Ordering::Relaxed) != fd);
+    if absent {
+        for f in &WAKE_FDS {
+            if f.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// True once shutdown was requested: `accept` returns no more requests.
+pub fn in_shutdown() -> bool {
+    state() & STATE_SHUTDOWN != 0
+}
+
+/// Sets or clears the shutdown flag without waking anyone (PHP's `fcgi_set_in_shutdown`).
+pub fn set_in_shutdown(v: bool) {
+    if v {
+        STATE.fetch_or(STATE_SHUTDOWN, Ordering::AcqRel);
+    } else {
+        STATE.fetch_and(!STATE_SHUTDOWN, Ordering::AcqRel);
+    }
+}
+
+/// Requests shutdown and wakes every thread blocked in accept. Async-signal-safe: an atomic
+/// store and `write(2)` on eventfds.
+pub fn terminate() {
+    set_state_bits(STATE_SHUTDOWN);
+    wake_all();
+}
+
+/// Wakes the poll of every server of this process (async-signal-safe: `write(2)` on eventfds).
+pub(crate) fn wake_all() {
+    for f in &WAKE_FDS {
+        let fd = f.load(Ordering::Relaxed);
+        if fd >= 0 {
+            sys::wake_raw(fd);
+        }
+    }
+}
+
+static ALLOWED: RwLock<Option<Arc<acl::AllowList>>> = RwLock::new(None);
+static ALLOWED_SET: AtomicBool = AtomicBool::new(false);
+
+/// Sets the allowed clients from a comma-separated list (IPv4, IPv6, CIDR). `None` allows
+/// every client. Bad entries are logged, as is a list with no valid entry (it refuses every
+/// peer), with PHP's texts and level.
+pub fn set_allowed_clients(list: Option<&str>) {
+    let parsed = list.map(|l| {
+        let (a, bad) = acl::AllowList::parse(l);
+        for b in bad {
+            crate::fcgi_log!(Error, "Wrong IP address '{b}' in listen.allowed_clients");
+        }
+        if a.is_empty() {
+            crate::fcgi_log!(Error, "There are no allowed addresses");
+        }
+        Arc::new(a)
+    });
+    *ALLOWED.write() = parsed;
+    ALLOWED_SET.store(true, Ordering::Release);
+}
+
+/// Applies FCGI_WEB_SERVER_ADDRS unless the application set the list itself.
+pub fn load_web_server_addrs() {
+    if ALLOWED_SET.load(Ordering::Acquire) {
+        return;
+    }
+    if let Ok(v) = std::env::var("FCGI_WEB_SERVER_ADDRS") {
+        set_allowed_clients(Some(&v));
+    }
+}
+
+/// Whether a peer may connect under the allowed-clients list.
+pub(crate) fn client_allowed(peer: &addr::Peer) -> bool {
+    match ALLOWED.read().as_ref() {
+        None => true,
+        Some(a) => a.allows(peer),
+    }
+}
