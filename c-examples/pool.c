@@ -12,6 +12,7 @@
  * the file PATH exists), crash=1 (abort() mid-request).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcgi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,10 +38,13 @@ static const char *query_value(const char *qs, const char *name, char *buf, size
     return buf;
 }
 
+/* Sleeps the whole time: a signal (the pool's SIGUSR1 or SIGCHLD) resumes the sleep with what
+ * is left instead of cutting it short. */
 static void pause_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
 }
 
 static void serve(int fd, int index)

@@ -9,4 +9,3 @@ pub mod native_loop;
 pub mod native_types;
 pub mod panic;
 pub mod pool;
-pub(crate) use fcgi_runtime::signals;

@@ -11,7 +11,7 @@
 
 use super::client_ip::IpText;
 use super::native_types::*;
-use super::panic::guard;
+use super::panic::{guard, guard_or};
 use fcgi_runtime::config::{self, Limit};
 use fcgi_runtime::io::SendError;
 use fcgi_runtime::request::Request;
@@ -127,7 +127,8 @@ fn init_mgmt_vars() {
 /// after this call) or the environment has FCGI_RUNTIME_MPXS_CONNS=1. Thread-safe.
 #[no_mangle]
 pub extern "C" fn fcgi_init() -> c_int {
-    guard("fcgi_init", 0, || {
+    // Failure value: a yes/no answer ("is this FastCGI?"): a panic answers no.
+    guard_or("fcgi_init", 0, || {
         let v = IS_FASTCGI.load(Ordering::Acquire);
         if v >= 0 {
             return v as c_int;
@@ -135,7 +136,7 @@ pub extern "C" fn fcgi_init() -> c_int {
         init_mgmt_vars();
         let is = addr::fd_is_listening_socket(0);
         if is {
-            super::signals::install();
+            fcgi_runtime::signals::install();
         }
         IS_FASTCGI.store(is as i8, Ordering::Release);
         is as c_int
@@ -156,7 +157,7 @@ pub extern "C" fn fcgi_is_fastcgi() -> c_int {
 /// Forgets the management variables and the allowed-clients list, and leaves FastCGI mode.
 #[no_mangle]
 pub extern "C" fn fcgi_shutdown() {
-    guard("fcgi_shutdown", (), || {
+    guard("fcgi_shutdown", || {
         rt::mgmt::clear();
         rt::set_allowed_clients(None);
         IS_FASTCGI.store(0, Ordering::Release);
@@ -174,7 +175,7 @@ pub extern "C" fn fcgi_shutdown() {
 /// serve it.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_int {
-    guard("fcgi_listen", -1, || {
+    guard("fcgi_listen", || {
         if path.is_null() {
             return -1;
         }
@@ -198,7 +199,7 @@ pub unsafe extern "C" fn fcgi_listen(path: *const c_char, backlog: c_int) -> c_i
             Ok(fd) => {
                 init_mgmt_vars();
                 IS_FASTCGI.store(1, Ordering::Release);
-                super::signals::install();
+                fcgi_runtime::signals::install();
                 fd.into_raw_fd()
             }
             Err(e) => {
@@ -236,7 +237,7 @@ fn strerror(errno: c_int) -> String {
 /// keeps ownership).
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_socket_permissions(mode: c_int, owner: *const c_char) -> c_int {
-    guard("fcgi_set_socket_permissions", -1, || {
+    guard("fcgi_set_socket_permissions", || {
         let mode = match mode {
             -1 => None,
             m if (0..=0o777).contains(&m) => Some(m as u32),
@@ -273,7 +274,7 @@ pub unsafe extern "C" fn fcgi_set_socket_permissions(mode: c_int, owner: *const 
 /// prototype) and not kept.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_allowed_clients(ip: *mut c_char) {
-    guard("fcgi_set_allowed_clients", (), || {
+    guard("fcgi_set_allowed_clients", || {
         if ip.is_null() {
             return;
         }
@@ -303,7 +304,7 @@ pub extern "C" fn fcgi_init_request(
     on_read: fcgi_hook,
     on_close: fcgi_hook,
 ) -> *mut fcgi_request {
-    guard("fcgi_init_request", ptr::null_mut(), || {
+    guard("fcgi_init_request", || {
         if listen_socket < 0 {
             return ptr::null_mut();
         }
@@ -334,7 +335,7 @@ pub extern "C" fn fcgi_init_request(
 /// object of an event loop is refused (logged, nothing freed): fcgi_loop_finish gives it back.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
-    guard("fcgi_destroy_request", (), || {
+    guard("fcgi_destroy_request", || {
         if req.is_null() {
             return;
         }
@@ -363,7 +364,7 @@ pub unsafe extern "C" fn fcgi_destroy_request(req: *mut fcgi_request) {
 /// not close it; it is valid until the request is finished.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_accept_request", -1, || {
+    guard("fcgi_accept_request", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
@@ -411,7 +412,8 @@ pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
 /// returned for it invalid, as fcgi_close(req, _, 1) does.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_finish_request(req: *mut fcgi_request, force_close: c_int) -> c_int {
-    guard("fcgi_finish_request", 0, || {
+    // Failure value: PHP's 1 success / 0 failure: a panic is a failure.
+    guard_or("fcgi_finish_request", 0, || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
@@ -432,7 +434,7 @@ pub unsafe extern "C" fn fcgi_finish_request(req: *mut fcgi_request, force_close
 /// Ownership: `req` is borrowed for the call; see `destroy` for the environment's pointers.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_close(req: *mut fcgi_request, force: c_int, destroy: c_int) {
-    guard("fcgi_close", (), || {
+    guard("fcgi_close", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
@@ -448,7 +450,8 @@ pub unsafe extern "C" fn fcgi_close(req: *mut fcgi_request, force: c_int, destro
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_is_closed(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_is_closed", 1, || {
+    // Failure value: a yes/no answer: a panic answers "closed" (1), so the caller stops using the request.
+    guard_or("fcgi_is_closed", 1, || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         unsafe { self::req(req) }.is_none_or(|r| r.inner.current().is_none()) as c_int
@@ -461,7 +464,8 @@ pub unsafe extern "C" fn fcgi_is_closed(req: *mut fcgi_request) -> c_int {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_end(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_end", 0, || {
+    // Failure value: PHP's 1 success / 0 failure: a panic is a failure.
+    guard_or("fcgi_end", 0, || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
@@ -475,7 +479,8 @@ pub unsafe extern "C" fn fcgi_end(req: *mut fcgi_request) -> c_int {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_flush(req: *mut fcgi_request, end: c_int) -> c_int {
-    guard("fcgi_flush", 0, || {
+    // Failure value: PHP's 1 success / 0 failure: a panic is a failure.
+    guard_or("fcgi_flush", 0, || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
@@ -513,9 +518,7 @@ fn read_stream(req: *mut fcgi_request, s: *mut c_char, len: c_int, which: Stream
 /// the caller's buffer, and no reference to it is kept.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_read(req: *mut fcgi_request, str: *mut c_char, len: c_int) -> c_int {
-    guard("fcgi_read", -1, || {
-        read_stream(req, str, len, Stream::Stdin)
-    })
+    guard("fcgi_read", || read_stream(req, str, len, Stream::Stdin))
 }
 
 /// Filter role: reads the DATA stream like fcgi_read, once STDIN has been read to its end
@@ -527,7 +530,7 @@ pub unsafe extern "C" fn fcgi_read_data(
     str: *mut c_char,
     len: c_int,
 ) -> c_int {
-    guard("fcgi_read_data", -1, || {
+    guard("fcgi_read_data", || {
         read_stream(req, str, len, Stream::Data)
     })
 }
@@ -552,7 +555,7 @@ pub unsafe extern "C" fn fcgi_write(
     str: *const c_char,
     len: c_int,
 ) -> c_int {
-    guard("fcgi_write", -1, || {
+    guard("fcgi_write", || {
         if len <= 0 {
             return 0;
         }
@@ -617,7 +620,7 @@ pub unsafe extern "C" fn fcgi_getenv(
     var: *const c_char,
     var_len: c_int,
 ) -> *mut c_char {
-    guard("fcgi_getenv", ptr::null_mut(), || getenv(req, var, var_len))
+    guard("fcgi_getenv", || getenv(req, var, var_len))
 }
 
 /// fcgi_getenv for the FCGI_GETENV macro. `hash_value` is ignored (so binaries built with
@@ -632,9 +635,7 @@ pub unsafe extern "C" fn fcgi_quick_getenv(
     hash_value: c_uint,
 ) -> *mut c_char {
     let _ = hash_value;
-    guard("fcgi_quick_getenv", ptr::null_mut(), || {
-        getenv(req, var, var_len)
-    })
+    guard("fcgi_quick_getenv", || getenv(req, var, var_len))
 }
 
 fn putenv(
@@ -672,9 +673,7 @@ pub unsafe extern "C" fn fcgi_putenv(
     var_len: c_int,
     val: *mut c_char,
 ) -> *mut c_char {
-    guard("fcgi_putenv", ptr::null_mut(), || {
-        putenv(req, var, var_len, val)
-    })
+    guard("fcgi_putenv", || putenv(req, var, var_len, val))
 }
 
 /// fcgi_putenv for the FCGI_PUTENV macro; `hash_value` is ignored.
@@ -689,16 +688,15 @@ pub unsafe extern "C" fn fcgi_quick_putenv(
     val: *mut c_char,
 ) -> *mut c_char {
     let _ = hash_value;
-    guard("fcgi_quick_putenv", ptr::null_mut(), || {
-        putenv(req, var, var_len, val)
-    })
+    guard("fcgi_quick_putenv", || putenv(req, var, var_len, val))
 }
 
 /// Returns 1 when a request's variables are loaded, else 0 (also for NULL).
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_has_env(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_has_env", 0, || {
+    // Failure value: a yes/no answer: a panic answers no.
+    guard_or("fcgi_has_env", 0, || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         unsafe { self::req(req) }.is_some_and(|r| r.inner.has_env()) as c_int
@@ -724,7 +722,7 @@ pub unsafe extern "C" fn fcgi_loadenv(
     load_func: fcgi_apply_func,
     array: *mut c_void,
 ) {
-    guard("fcgi_loadenv", (), || {
+    guard("fcgi_loadenv", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         let (Some(r), Some(f)) = (unsafe { self::req(req) }, load_func) else {
@@ -762,7 +760,7 @@ pub unsafe extern "C" fn fcgi_set_mgmt_var(
     value: *const c_char,
     value_len: usize,
 ) {
-    guard("fcgi_set_mgmt_var", (), || {
+    guard("fcgi_set_mgmt_var", || {
         if name.is_null()
             || value.is_null()
             || name_len > i32::MAX as usize
@@ -819,7 +817,7 @@ pub extern "C" fn fcgi_terminate() {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_set_keep(req: *mut fcgi_request, new_value: c_int) {
-    guard("fcgi_request_set_keep", (), || {
+    guard("fcgi_request_set_keep", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         if let Some(r) = unsafe { self::req(req) } {
@@ -836,7 +834,7 @@ pub unsafe extern "C" fn fcgi_request_set_keep(req: *mut fcgi_request, new_value
 /// rewrite it in place), and not after the thread exits.
 #[no_mangle]
 pub extern "C" fn fcgi_get_last_client_ip() -> *const c_char {
-    guard("fcgi_get_last_client_ip", ptr::null(), || {
+    guard("fcgi_get_last_client_ip", || {
         LAST_CLIENT_IP.with(|c| c.borrow().as_ptr())
     })
 }
@@ -853,7 +851,7 @@ pub extern "C" fn fcgi_get_last_client_ip() -> *const c_char {
 /// into the library.
 #[no_mangle]
 pub extern "C" fn fcgi_set_logger(lg: fcgi_logger) {
-    guard("fcgi_set_logger", (), || match lg {
+    guard("fcgi_set_logger", || match lg {
         None => log::set_logger(None, true),
         Some(f) => log::set_logger(
             Some(Box::new(move |level, msg| {
@@ -871,7 +869,8 @@ pub extern "C" fn fcgi_set_logger(lg: fcgi_logger) {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_is_aborted(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_is_aborted", 0, || {
+    // Failure value: a yes/no answer: a panic answers no.
+    guard_or("fcgi_is_aborted", 0, || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         unsafe { self::req(req) }.is_some_and(|r| r.inner.is_aborted()) as c_int
@@ -882,7 +881,7 @@ pub unsafe extern "C" fn fcgi_is_aborted(req: *mut fcgi_request) -> c_int {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_id(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_request_id", -1, || {
+    guard("fcgi_request_id", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         unsafe { self::req(req) }
@@ -895,7 +894,7 @@ pub unsafe extern "C" fn fcgi_request_id(req: *mut fcgi_request) -> c_int {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_role(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_request_role", -1, || {
+    guard("fcgi_request_role", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         unsafe { self::req(req) }
@@ -908,7 +907,7 @@ pub unsafe extern "C" fn fcgi_request_role(req: *mut fcgi_request) -> c_int {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_app_status(req: *mut fcgi_request, status: c_int) {
-    guard("fcgi_set_app_status", (), || {
+    guard("fcgi_set_app_status", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         if let Some(r) = unsafe { self::req(req) } {
@@ -923,7 +922,7 @@ pub unsafe extern "C" fn fcgi_set_app_status(req: *mut fcgi_request, status: c_i
 /// fcgi_loop_finish), and not after the object is freed.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_request_client_ip(req: *mut fcgi_request) -> *const c_char {
-    guard("fcgi_request_client_ip", ptr::null(), || {
+    guard("fcgi_request_client_ip", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         unsafe { self::req(req) }
@@ -937,7 +936,7 @@ pub unsafe extern "C" fn fcgi_request_client_ip(req: *mut fcgi_request) -> *cons
 /// range.
 #[no_mangle]
 pub extern "C" fn fcgi_set_limit(which: fcgi_limit, value: c_longlong) -> c_int {
-    guard("fcgi_set_limit", -1, || {
+    guard("fcgi_set_limit", || {
         let (Some(l), Ok(v)) = (
             u32::try_from(which).ok().and_then(Limit::from_u32),
             u64::try_from(value),
@@ -955,7 +954,7 @@ pub extern "C" fn fcgi_set_limit(which: fcgi_limit, value: c_longlong) -> c_int 
 /// The current value of a limit (FCGI_LIMIT_*), or -1 for an unknown limit.
 #[no_mangle]
 pub extern "C" fn fcgi_get_limit(which: fcgi_limit) -> c_longlong {
-    guard("fcgi_get_limit", -1, || {
+    guard("fcgi_get_limit", || {
         u32::try_from(which)
             .ok()
             .and_then(Limit::from_u32)

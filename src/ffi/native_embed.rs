@@ -32,7 +32,7 @@ pub unsafe extern "C" fn fcgi_getenv_all(
     buf: *mut c_char,
     size: usize,
 ) -> c_long {
-    guard("fcgi_getenv_all", -1, || {
+    guard("fcgi_getenv_all", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         let Some(r) = (unsafe { self::req(req) }) else {
@@ -80,7 +80,7 @@ pub extern "C" fn fcgi_set_log_func(func: fcgi_log_func, arg: *mut c_void) {
     // The pointer travels into the logger closure as an address: the application owns it and
     // promises it stays valid while the hook is set.
     let arg = arg as usize;
-    guard("fcgi_set_log_func", (), || match func {
+    guard("fcgi_set_log_func", || match func {
         None => log::set_logger(None, true),
         Some(f) => log::set_logger(
             Some(Box::new(move |level, msg| {

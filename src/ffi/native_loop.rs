@@ -16,7 +16,7 @@
 
 use super::native::{fcgi_request, req};
 use super::native_types::*;
-use super::panic::guard;
+use super::panic::{guard, guard_or};
 use fcgi_runtime::evloop::EvLoop;
 use fcgi_runtime::io::SendError;
 use fcgi_runtime::request::{AcceptError, Request, WOULD_BLOCK};
@@ -56,7 +56,7 @@ unsafe fn lp<'a>(p: *mut fcgi_loop) -> Option<&'a mut fcgi_loop> {
 /// one thread at a time (one loop per thread).
 #[no_mangle]
 pub extern "C" fn fcgi_loop_new(listen_socket: c_int) -> *mut fcgi_loop {
-    guard("fcgi_loop_new", ptr::null_mut(), || {
+    guard("fcgi_loop_new", || {
         if listen_socket < 0 {
             return ptr::null_mut();
         }
@@ -86,7 +86,7 @@ pub extern "C" fn fcgi_loop_new(listen_socket: c_int) -> *mut fcgi_loop {
 /// socket stays open.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_free(evloop: *mut fcgi_loop) {
-    guard("fcgi_loop_free", (), || {
+    guard("fcgi_loop_free", || {
         if evloop.is_null() {
             return;
         }
@@ -112,7 +112,7 @@ pub unsafe extern "C" fn fcgi_loop_free(evloop: *mut fcgi_loop) {
 /// close it; it is valid until fcgi_loop_free.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_fd(evloop: *mut fcgi_loop) -> c_int {
-    guard("fcgi_loop_fd", -1, || {
+    guard("fcgi_loop_fd", || {
         // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         unsafe { lp(evloop) }.map_or(-1, |l| l.inner.fd())
     })
@@ -126,7 +126,7 @@ pub unsafe extern "C" fn fcgi_loop_fd(evloop: *mut fcgi_loop) -> c_int {
 /// Ownership: `evloop` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_work(evloop: *mut fcgi_loop) -> c_int {
-    guard("fcgi_loop_work", -1, || {
+    guard("fcgi_loop_work", || {
         // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         unsafe { lp(evloop) }.map_or(-1, |l| l.inner.work())
     })
@@ -143,7 +143,7 @@ pub unsafe extern "C" fn fcgi_loop_work(evloop: *mut fcgi_loop) -> c_int {
 /// it back, or until fcgi_loop_free. Its request data (fcgi_set_request_data) starts as NULL.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_request {
-    guard("fcgi_loop_accept", ptr::null_mut(), || {
+    guard("fcgi_loop_accept", || {
         // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         let Some(l) = (unsafe { lp(evloop) }) else {
             return ptr::null_mut();
@@ -195,7 +195,7 @@ pub unsafe extern "C" fn fcgi_loop_accept(evloop: *mut fcgi_loop) -> *mut fcgi_r
 /// or fcgi_loop_free.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_woken(evloop: *mut fcgi_loop) -> *mut fcgi_request {
-    guard("fcgi_loop_woken", ptr::null_mut(), || {
+    guard("fcgi_loop_woken", || {
         // SAFETY: the caller passes NULL or a live loop from fcgi_loop_new, as `lp` requires.
         let Some(l) = (unsafe { lp(evloop) }) else {
             return ptr::null_mut();
@@ -231,7 +231,7 @@ pub unsafe extern "C" fn fcgi_loop_read(
     buf: *mut c_char,
     len: c_int,
 ) -> c_int {
-    guard("fcgi_loop_read", -1, || {
+    guard("fcgi_loop_read", || {
         let Some(r) = loop_req(req) else {
             return -1;
         };
@@ -265,7 +265,7 @@ pub unsafe extern "C" fn fcgi_loop_write(
     buf: *const c_char,
     len: c_int,
 ) -> c_int {
-    guard("fcgi_loop_write", -1, || loop_write(req, r#type, buf, len))
+    guard("fcgi_loop_write", || loop_write(req, r#type, buf, len))
 }
 
 pub(super) fn loop_write(
@@ -311,7 +311,7 @@ pub(super) fn loop_write(
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_flush(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_loop_flush", -1, || {
+    guard("fcgi_loop_flush", || {
         let Some(r) = loop_req(req) else {
             return -1;
         };
@@ -339,7 +339,7 @@ pub unsafe extern "C" fn fcgi_loop_flush(req: *mut fcgi_request) -> c_int {
 /// request). Its request data is reset to NULL, not freed.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_loop_finish(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_loop_finish", -1, || {
+    guard("fcgi_loop_finish", || {
         let Some(r) = loop_req(req) else {
             return -1;
         };
@@ -372,7 +372,8 @@ pub unsafe extern "C" fn fcgi_loop_finish(req: *mut fcgi_request) -> c_int {
 /// Ownership: `req` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_peer_closed(req: *mut fcgi_request) -> c_int {
-    guard("fcgi_peer_closed", 0, || {
+    // Failure value: a yes/no answer: a panic answers no.
+    guard_or("fcgi_peer_closed", 0, || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         unsafe { self::req(req) }.is_some_and(|r| r.inner.peer_closed()) as c_int
@@ -388,7 +389,7 @@ pub unsafe extern "C" fn fcgi_peer_closed(req: *mut fcgi_request) -> c_int {
 /// resets it to NULL in fcgi_loop_finish and when fcgi_loop_accept hands the object out.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_set_request_data(req: *mut fcgi_request, data: *mut c_void) {
-    guard("fcgi_set_request_data", (), || {
+    guard("fcgi_set_request_data", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         if let Some(r) = unsafe { self::req(req) } {
@@ -402,7 +403,7 @@ pub unsafe extern "C" fn fcgi_set_request_data(req: *mut fcgi_request, data: *mu
 /// fcgi_set_request_data), not owned by the library.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_get_request_data(req: *mut fcgi_request) -> *mut c_void {
-    guard("fcgi_get_request_data", ptr::null_mut(), || {
+    guard("fcgi_get_request_data", || {
         // SAFETY: the caller passes NULL or a live request object from fcgi_init_request, as
         // `req` requires.
         unsafe { self::req(req) }.map_or(ptr::null_mut(), |r| r.data)

@@ -13,7 +13,6 @@ use super::panic::guard;
 use fcgi_runtime::pool::{Pool, Role};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
-use std::ptr;
 
 /// A pre-fork process pool: settings, listening sockets, and after fcgi_pool_run the
 /// worker's identity. Opaque; create with fcgi_pool_new, free with fcgi_pool_free.
@@ -44,7 +43,7 @@ unsafe fn text(s: *const c_char) -> Option<String> {
 /// Threads: a pool must not be used by two threads at once.
 #[no_mangle]
 pub extern "C" fn fcgi_pool_new() -> *mut fcgi_pool {
-    guard("fcgi_pool_new", ptr::null_mut(), || {
+    guard("fcgi_pool_new", || {
         Box::into_raw(Box::new(fcgi_pool { inner: Pool::new() }))
     })
 }
@@ -72,7 +71,7 @@ pub unsafe extern "C" fn fcgi_pool_set(
     name: *const c_char,
     value: *const c_char,
 ) -> c_int {
-    guard("fcgi_pool_set", -1, || {
+    guard("fcgi_pool_set", || {
         // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new (as `pool` requires)
         // and NULL or NUL-terminated strings (as `text` requires).
         let (Some(p), Some(name), Some(value)) =
@@ -109,7 +108,7 @@ pub unsafe extern "C" fn fcgi_pool_listen(
     addr: *const c_char,
     backlog: c_int,
 ) -> c_int {
-    guard("fcgi_pool_listen", -1, || {
+    guard("fcgi_pool_listen", || {
         // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new (as `pool` requires)
         // and NULL or a NUL-terminated string (as `text` requires).
         let (Some(p), Some(addr)) = (unsafe { pool(p) }, unsafe { text(addr) }) else {
@@ -138,7 +137,7 @@ pub unsafe extern "C" fn fcgi_pool_listen(
 /// worker has its own copy (made by fork) until it frees it or exits.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_run(p: *mut fcgi_pool) -> c_int {
-    guard("fcgi_pool_run", -1, || {
+    guard("fcgi_pool_run", || {
         // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new, as `pool` requires.
         let Some(p) = (unsafe { pool(p) }) else {
             return -1;
@@ -162,7 +161,7 @@ pub unsafe extern "C" fn fcgi_pool_run(p: *mut fcgi_pool) -> c_int {
 /// worker exits in a worker; an inherited one (systemd, fd 0) is never closed by the library.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_socket(p: *mut fcgi_pool, index: c_int) -> c_int {
-    guard("fcgi_pool_socket", -1, || {
+    guard("fcgi_pool_socket", || {
         // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new, as `pool` requires.
         let Some(p) = (unsafe { pool(p) }) else {
             return -1;
@@ -179,7 +178,7 @@ pub unsafe extern "C" fn fcgi_pool_socket(p: *mut fcgi_pool, index: c_int) -> c_
 /// Ownership: `p` is borrowed for the call.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_worker_index(p: *mut fcgi_pool) -> c_int {
-    guard("fcgi_pool_worker_index", -1, || {
+    guard("fcgi_pool_worker_index", || {
         // SAFETY: the caller passes NULL or a live pool from fcgi_pool_new, as `pool` requires.
         unsafe { pool(p) }
             .and_then(|p| p.inner.worker_index())
@@ -194,7 +193,7 @@ pub unsafe extern "C" fn fcgi_pool_worker_index(p: *mut fcgi_pool) -> c_int {
 /// so, in the parent, are the descriptors of the sockets fcgi_pool_listen opened.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_pool_free(p: *mut fcgi_pool) {
-    guard("fcgi_pool_free", (), || {
+    guard("fcgi_pool_free", || {
         if p.is_null() {
             return;
         }

@@ -33,6 +33,8 @@ pub mod env;
 #[doc(hidden)]
 pub mod evloop;
 #[doc(hidden)]
+pub mod hooks;
+#[doc(hidden)]
 pub mod io;
 #[doc(hidden)]
 pub mod log;
@@ -59,12 +61,12 @@ use std::sync::Arc;
 
 /// Process-wide run state, one atomic so that the accept path pays a single load for all of
 /// it: [`STATE_SHUTDOWN`], [`STATE_DRAIN`] (a pool worker stops accepting connections and
-/// ends once it holds none), [`STATE_POOLED`] (this process is a pool worker: the scoreboard
-/// hooks run).
+/// ends once it holds none), [`STATE_HOOKED`] (request hooks are installed, [`hooks`]: a pool
+/// worker's).
 static STATE: AtomicU8 = AtomicU8::new(0);
 pub(crate) const STATE_SHUTDOWN: u8 = 1;
 pub(crate) const STATE_DRAIN: u8 = 2;
-pub(crate) const STATE_POOLED: u8 = 4;
+pub(crate) const STATE_HOOKED: u8 = 4;
 
 /// The run state bits (one acquire load).
 #[inline]
@@ -108,6 +110,19 @@ pub fn set_in_shutdown(v: bool) {
 
 /// Requests shutdown and wakes every thread blocked in accept. Async-signal-safe: an atomic
 /// store and `write(2)` on eventfds.
+/// Starts draining this process: no more connections are accepted, idle ones close, the others
+/// after their current request, and accept returns -1 once none is held. Async-signal-safe
+/// (atomics and eventfd writes).
+pub fn drain() {
+    set_state_bits(STATE_DRAIN);
+    wake_all();
+}
+
+/// True once [`drain`] was called.
+pub fn draining() -> bool {
+    state() & STATE_DRAIN != 0
+}
+
 pub fn terminate() {
     set_state_bits(STATE_SHUTDOWN);
     wake_all();

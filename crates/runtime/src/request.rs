@@ -37,8 +37,8 @@ pub struct Request {
     keep: bool,
     ended: bool,
     app_status: u32,
-    /// The current request's scoreboard entry in a pool worker (`hooks::NO_ENTRY` if none).
-    sb_entry: u8,
+    /// The current request's token from the process's request hooks (`hooks::NO_TOKEN`: none).
+    hook_token: u8,
     /// A request object of an event loop (see `evloop.rs`): no call waits.
     nb: bool,
     /// Letting go of a connection the web server did not keep waits for the web server to
@@ -64,7 +64,7 @@ impl Request {
             keep: false,
             ended: false,
             app_status: 0,
-            sb_entry: super::pool::hooks::NO_ENTRY,
+            hook_token: super::hooks::NO_TOKEN,
             nb: false,
             close_waits_for_peer: false,
         }
@@ -201,14 +201,15 @@ impl Request {
         self.app_status = 0;
         self.has_env = true;
         let fd = t.io.fd();
-        let pooled = t.pooled;
+        let hooks = if t.hooked { super::hooks::get() } else { None };
         self.cur = Some(t);
-        if !pooled {
+        let Some(hooks) = hooks else {
             return Ok(Some(fd));
-        }
-        self.sb_entry = super::pool::hooks::describe(&self.env.params);
-        // The pool's status page is the runtime's answer; the application never sees it.
-        match super::pool::hooks::status_response(&self.env.params, self.listen_fd) {
+        };
+        let begin = hooks.begin(&self.env.params, self.listen_fd);
+        self.hook_token = begin.token;
+        // The hooks answered (a pool worker's status page): the application never sees it.
+        match begin.answer {
             Some(page) => {
                 let _ = self.write(fcgi_runtime_protocol::record::rtype::STDOUT, &page);
                 self.finish(false);
@@ -218,6 +219,15 @@ impl Request {
                 Ok(None)
             }
             None => Ok(Some(fd)),
+        }
+    }
+
+    /// Tells the process's request hooks that the current request ended.
+    fn hooks_ended(hooked: bool, token: &mut u8) {
+        if hooked {
+            if let Some(h) = super::hooks::get() {
+                h.ended(std::mem::replace(token, super::hooks::NO_TOKEN));
+            }
         }
     }
 
@@ -459,8 +469,9 @@ impl Request {
             t.io.send(Some(&t.shared), &[bytes], true, policy)
         };
         self.out.clear();
-        // A draining pool worker closes each connection after its current request.
-        let drain = t.pooled && super::pool::hooks::on_ended(self.sb_entry);
+        Self::hooks_ended(t.hooked, &mut self.hook_token);
+        // A draining process (a pool worker) closes each connection after its current request.
+        let drain = super::draining();
         // Aborted: the runtime already sent END_REQUEST and the connection is fine.
         s.settle(t, !self.keep || r == Err(SendError::Broken) || drain, false);
         r.is_ok()
@@ -515,9 +526,7 @@ impl Request {
         if !self.ended {
             // Closing without END_REQUEST: the request is over for the server too.
             self.ended = true;
-            if t.pooled {
-                super::pool::hooks::on_ended(self.sb_entry);
-            }
+            Self::hooks_ended(t.hooked, &mut self.hook_token);
             s.retire(&t);
             s.settle(&t, true, force);
             if !force && self.close_waits_for_peer {

@@ -47,8 +47,8 @@ pub struct Taken {
     pub io: Arc<ConnIo>,
     pub shared: Arc<ReqShared>,
     pub peer: Peer,
-    /// Taken in a pool worker: its end is reported to the scoreboard (see `pool::hooks`).
-    pub pooled: bool,
+    /// Taken in a process with request hooks (`hooks.rs`): it calls their `begin` and `ended`.
+    pub hooked: bool,
 }
 
 /// Which input stream of a request.
@@ -92,6 +92,7 @@ impl Server {
         let r = Reactor::new(listen_fd)?;
         super::load_web_server_addrs();
         config::load_env();
+        // A program fcgi-spawn exec'd joins its pool here (its hooks get installed).
         super::pool::hooks::attach_from_env();
         Ok(Server {
             r,
@@ -276,9 +277,11 @@ impl Server {
             conn.fresh = false;
             self.r.conns.not_fresh(r.idx);
         }
-        let pooled = super::state() & super::STATE_POOLED != 0;
-        if pooled {
-            super::pool::hooks::on_taken();
+        let hooked = super::state() & super::STATE_HOOKED != 0;
+        if hooked {
+            if let Some(h) = super::hooks::get() {
+                h.taken();
+            }
         }
         Some(Taken {
             idx: r.idx,
@@ -289,7 +292,7 @@ impl Server {
             io,
             shared,
             peer,
-            pooled,
+            hooked,
         })
     }
 

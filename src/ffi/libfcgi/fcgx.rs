@@ -13,7 +13,7 @@
 
 use super::stream::{Backing, Kind, READ_BUF};
 use super::types::*;
-use crate::ffi::panic::guard;
+use crate::ffi::panic::{guard, guard_or};
 use fcgi_runtime::request::{AcceptError, Request};
 use fcgi_runtime::{self as rt, addr};
 use std::cell::RefCell;
@@ -244,7 +244,8 @@ const ZERO_REQUEST: FCGX_Request = FCGX_Request {
 /// FastCGI. The answer is computed once.
 #[no_mangle]
 pub extern "C" fn FCGX_IsCGI() -> c_int {
-    guard("FCGX_IsCGI", 1, || {
+    // Failure value: a yes/no answer: a panic answers "CGI" (1), libfcgi's answer when nothing is known.
+    guard_or("FCGX_IsCGI", 1, || {
         let v = IS_FASTCGI.load(Ordering::Acquire);
         if v >= 0 {
             return (v == 0) as c_int;
@@ -261,13 +262,14 @@ pub extern "C" fn FCGX_IsCGI() -> c_int {
 /// harmless; each only if left at its default), FCGI_WEB_SERVER_ADDRS. Returns 0.
 #[no_mangle]
 pub extern "C" fn FCGX_Init() -> c_int {
-    guard("FCGX_Init", 0, || {
+    // Failure value: libfcgi's FCGX_Init returns 0 and has no failure value programs check.
+    guard_or("FCGX_Init", 0, || {
         if INITIALIZED.swap(true, Ordering::AcqRel) {
             return 0;
         }
         // SAFETY: first initialisation; FCGX_Accept is not running yet.
         unsafe { FCGX_InitRequest(THE_REQUEST.0.get(), FCGI_LISTENSOCK_FILENO, 0) };
-        crate::ffi::signals::install();
+        fcgi_runtime::signals::install();
         rt::load_web_server_addrs();
         0
     })
@@ -279,7 +281,7 @@ pub extern "C" fn FCGX_Init() -> c_int {
 /// (close-on-exec), or -1 after reporting why. Unlike libfcgi it never exits the process.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_OpenSocket(path: *const c_char, backlog: c_int) -> c_int {
-    guard("FCGX_OpenSocket", -1, || {
+    guard("FCGX_OpenSocket", || {
         // SAFETY: forwarded contract (NULL-safe).
         let fd = unsafe { super::os::OS_CreateLocalIpcFd(path, backlog) };
         if fd == 0 {
@@ -313,7 +315,8 @@ pub unsafe extern "C" fn FCGX_InitRequest(
 /// FCGX_ShutdownPending, or -errno if the listening socket cannot be served.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
-    guard("FCGX_Accept_r", -9999, || {
+    // Failure value: what this face returns when the runtime shuts down, -9999.
+    guard_or("FCGX_Accept_r", -9999, || {
         if request.is_null() {
             return -libc::EINVAL;
         }
@@ -362,7 +365,7 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
             Err(e) => {
                 give_back(st);
                 match e {
-                    AcceptError::Shutdown if crate::ffi::signals::signalled() => -libc::EINTR,
+                    AcceptError::Shutdown if fcgi_runtime::signals::signalled() => -libc::EINTR,
                     AcceptError::Shutdown => -9999,
                     AcceptError::Io(e) => -e.raw_os_error().unwrap_or(9999),
                 }
@@ -375,7 +378,7 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
 /// status) and lets it go. NULL-safe; does nothing without a request.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_Finish_r(request: *mut FCGX_Request) {
-    guard("FCGX_Finish_r", (), || {
+    guard("FCGX_Finish_r", || {
         // SAFETY: the caller's request or NULL.
         let Some(r) = (unsafe { request.as_mut() }) else {
             return;
@@ -398,7 +401,7 @@ pub unsafe extern "C" fn FCGX_Finish_r(request: *mut FCGX_Request) {
 /// a finished request's kept connection stays with the runtime either way.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_Free(request: *mut FCGX_Request, close: c_int) {
-    guard("FCGX_Free", (), || {
+    guard("FCGX_Free", || {
         // SAFETY: the caller's request or NULL.
         let Some(r) = (unsafe { request.as_mut() }) else {
             return;
@@ -434,7 +437,8 @@ pub unsafe extern "C" fn FCGX_Accept(
     err: *mut *mut FCGX_Stream,
     envp: *mut *mut *mut c_char,
 ) -> c_int {
-    guard("FCGX_Accept", -9999, || {
+    // Failure value: what this face returns when the runtime shuts down, -9999.
+    guard_or("FCGX_Accept", -9999, || {
         FCGX_Init();
         let req = THE_REQUEST.0.get();
         // SAFETY: the library's request; FCGX_Accept is single-threaded by contract.
@@ -472,7 +476,7 @@ pub extern "C" fn FCGX_Finish() {
 /// -1 with FCGX_CALL_SEQ_ERROR on the stream when that is not possible.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_StartFilterData(stream: *mut FCGX_Stream) -> c_int {
-    guard("FCGX_StartFilterData", -1, || {
+    guard("FCGX_StartFilterData", || {
         // SAFETY: a stream of this library or NULL.
         let Some(s) = (unsafe { stream.as_mut() }) else {
             return -1;
@@ -512,7 +516,7 @@ pub unsafe extern "C" fn FCGX_StartFilterData(stream: *mut FCGX_Stream) -> c_int
 /// Sets the exit status sent in END_REQUEST for the request `stream` belongs to.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_SetExitStatus(status: c_int, stream: *mut FCGX_Stream) {
-    guard("FCGX_SetExitStatus", (), || {
+    guard("FCGX_SetExitStatus", || {
         // SAFETY: a stream of this library or NULL.
         let Some(s) = (unsafe { stream.as_mut() }) else {
             return;

@@ -29,7 +29,7 @@
 //! - `OS_SpawnChild` keeps the listening socket when it already is fd 0 (libfcgi closed it);
 //! - global state is thread-safe; `OS_CloseRead` before `OS_LibInit` does not crash.
 
-use crate::ffi::panic::guard;
+use crate::ffi::panic::{guard, guard_or};
 use fcgi_runtime::acl::AllowList;
 use fcgi_runtime::addr::{self, parse_port, ListenAddr, Peer};
 use fcgi_runtime::sys;
@@ -119,7 +119,7 @@ fn env_timeout(name: &str) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn OS_LibInit(stdioFds: *mut c_int) -> c_int {
     let _ = stdioFds;
-    guard("OS_LibInit", -1, || {
+    guard("OS_LibInit", || {
         let mut init = INITIALIZED.lock();
         if !*init {
             CLOSE_POLL_TIMEOUT.store(
@@ -130,7 +130,7 @@ pub unsafe extern "C" fn OS_LibInit(stdioFds: *mut c_int) -> c_int {
                 env_timeout("LIBFCGI_IS_AF_UNIX_KEEPER_POLL_TIMEOUT"),
                 Ordering::Relaxed,
             );
-            crate::ffi::signals::install();
+            fcgi_runtime::signals::install();
             *init = true;
         }
         0
@@ -141,7 +141,7 @@ pub unsafe extern "C" fn OS_LibInit(stdioFds: *mut c_int) -> c_int {
 /// initialised flag. Signal handlers stay installed, as in libfcgi.
 #[no_mangle]
 pub extern "C" fn OS_LibShutdown() {
-    guard("OS_LibShutdown", (), || {
+    guard("OS_LibShutdown", || {
         let mut init = INITIALIZED.lock();
         os_async::clear();
         *init = false;
@@ -210,7 +210,7 @@ unsafe fn c_str(p: *const c_char) -> Option<String> {
 /// and a similar message; a program that can recover from a taken port is no longer killed.
 #[no_mangle]
 pub unsafe extern "C" fn OS_CreateLocalIpcFd(bindPath: *const c_char, backlog: c_int) -> c_int {
-    guard("OS_CreateLocalIpcFd", -1, || {
+    guard("OS_CreateLocalIpcFd", || {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let Some(s) = (unsafe { c_str(bindPath) }) else {
             set_errno(libc::EINVAL);
@@ -248,7 +248,7 @@ pub unsafe extern "C" fn OS_CreateLocalIpcFd(bindPath: *const c_char, backlog: c
 /// message, cgi-fcgi then starts the application or reports the failure itself).
 #[no_mangle]
 pub unsafe extern "C" fn OS_FcgiConnect(bindPath: *mut c_char) -> c_int {
-    guard("OS_FcgiConnect", -1, || {
+    guard("OS_FcgiConnect", || {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let Some(s) = (unsafe { c_str(bindPath) }) else {
             set_errno(libc::EINVAL);
@@ -318,7 +318,7 @@ pub(crate) unsafe fn write_fd(fd: c_int, buf: *const u8, len: usize) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn OS_Read(fd: c_int, buf: *mut c_char, len: usize) -> c_int {
     // SAFETY: the caller passes a buffer of `len` writable bytes.
-    guard("OS_Read", -1, || unsafe { read_fd(fd, buf.cast(), len) })
+    guard("OS_Read", || unsafe { read_fd(fd, buf.cast(), len) })
 }
 
 /// Writes at most `len` bytes: one write, retried when a signal interrupts it; on a socket it
@@ -326,7 +326,7 @@ pub unsafe extern "C" fn OS_Read(fd: c_int, buf: *mut c_char, len: usize) -> c_i
 #[no_mangle]
 pub unsafe extern "C" fn OS_Write(fd: c_int, buf: *mut c_char, len: usize) -> c_int {
     // SAFETY: the caller passes a buffer of `len` readable bytes.
-    guard("OS_Write", -1, || unsafe {
+    guard("OS_Write", || unsafe {
         write_fd(fd, buf.cast_const().cast(), len)
     })
 }
@@ -359,7 +359,7 @@ fn drain(fd: c_int, timeout_ms: c_int) -> usize {
 /// Returns close()'s result; fd -1 returns 0.
 #[no_mangle]
 pub extern "C" fn OS_Close(fd: c_int, shutdown: c_int) -> c_int {
-    guard("OS_Close", -1, || {
+    guard("OS_Close", || {
         if fd == -1 {
             return 0;
         }
@@ -381,7 +381,7 @@ pub extern "C" fn OS_IpcClose(ipcFd: c_int, shutdown: c_int) -> c_int {
 /// shutdown()'s result.
 #[no_mangle]
 pub extern "C" fn OS_CloseRead(fd: c_int) -> c_int {
-    guard("OS_CloseRead", -1, || {
+    guard("OS_CloseRead", || {
         os_async::cancel(fd, os_async::Dir::Read);
         c_result(sys::shutdown(fd, libc::SHUT_RD).map(|()| 0))
     })
@@ -391,7 +391,7 @@ pub extern "C" fn OS_CloseRead(fd: c_int) -> c_int {
 /// the error and returns with errno set; libfcgi `exit()`s.
 #[no_mangle]
 pub extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
-    guard("OS_SetFlags", (), || {
+    guard("OS_SetFlags", || {
         if let Err(e) = sys::add_status_flags(fd, flags) {
             report(format_args!("OS_SetFlags({fd}, {flags:#x}): {e}"));
         }
@@ -401,7 +401,8 @@ pub extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
 /// 1 if `sock` is a listening socket (getpeername fails with ENOTCONN), else 0.
 #[no_mangle]
 pub extern "C" fn OS_IsFcgi(sock: c_int) -> c_int {
-    guard("OS_IsFcgi", 0, || {
+    // Failure value: a yes/no answer: a panic answers no.
+    guard_or("OS_IsFcgi", 0, || {
         set_errno(0);
         addr::fd_is_listening_socket(sock) as c_int
     })
@@ -417,7 +418,7 @@ pub extern "C" fn OS_IsFcgi(sock: c_int) -> c_int {
 /// not waited for.
 #[no_mangle]
 pub unsafe extern "C" fn OS_SpawnChild(execPath: *mut c_char, listenFd: c_int) -> c_int {
-    guard("OS_SpawnChild", -1, || {
+    guard("OS_SpawnChild", || {
         if execPath.is_null() {
             set_errno(libc::EINVAL);
             return -1;
@@ -566,7 +567,7 @@ pub unsafe extern "C" fn OS_Accept(
     fail_on_intr: c_int,
     webServerAddrs: *const c_char,
 ) -> c_int {
-    guard("OS_Accept", -1, || {
+    guard("OS_Accept", || {
         if listen_sock < 0 {
             set_errno(libc::EBADF);
             return -1;

@@ -135,7 +135,7 @@ pub unsafe extern "C" fn OS_AsyncReadStdin(
     procPtr: OS_AsyncProc,
     clientData: ClientData,
 ) -> c_int {
-    guard("OS_AsyncReadStdin", -1, || {
+    guard("OS_AsyncReadStdin", || {
         register(0, Dir::Read, buf, len, procPtr, clientData)
     })
 }
@@ -152,7 +152,7 @@ pub unsafe extern "C" fn OS_AsyncRead(
     clientData: ClientData,
 ) -> c_int {
     let _ = offset;
-    guard("OS_AsyncRead", -1, || {
+    guard("OS_AsyncRead", || {
         register(fd, Dir::Read, buf, len, procPtr, clientData)
     })
 }
@@ -169,7 +169,7 @@ pub unsafe extern "C" fn OS_AsyncWrite(
     clientData: ClientData,
 ) -> c_int {
     let _ = offset;
-    guard("OS_AsyncWrite", -1, || {
+    guard("OS_AsyncWrite", || {
         register(fd, Dir::Write, buf, len, procPtr, clientData)
     })
 }
@@ -194,7 +194,7 @@ fn timespec_of(tmo: *const libc::timeval) -> Option<libc::timespec> {
 /// signal interrupted the wait), or -1 with errno set if poll() itself failed.
 #[no_mangle]
 pub unsafe extern "C" fn OS_DoIo(tmo: *mut libc::timeval) -> c_int {
-    guard("OS_DoIo", -1, || {
+    guard("OS_DoIo", || {
         // A snapshot of what is registered now: fd, and the sequence numbers of its read and
         // write operations.
         let mut snap: Vec<(c_int, Option<u64>, Option<u64>)> = Vec::new();

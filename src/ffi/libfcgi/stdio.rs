@@ -165,7 +165,7 @@ extern "C" fn finish_at_exit() {
 /// see EOF) and `environ` NULL if it pointed at the previous request's parameters.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_Accept() -> c_int {
-    guard("FCGI_Accept", -1, || {
+    guard("FCGI_Accept", || {
         if !ACCEPT_CALLED.load(Ordering::Acquire) {
             IS_CGI.store(fcgx_is_cgi(), Ordering::Release);
             ACCEPT_CALLED.store(true, Ordering::Release);
@@ -211,7 +211,7 @@ pub unsafe extern "C" fn FCGI_Accept() -> c_int {
 /// `environ` is NULL until the next FCGI_Accept.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_Finish() {
-    guard("FCGI_Finish", (), || {
+    guard("FCGI_Finish", || {
         if !ACCEPT_CALLED.load(Ordering::Acquire) || IS_CGI.load(Ordering::Acquire) {
             return;
         }
@@ -226,7 +226,7 @@ pub unsafe extern "C" fn FCGI_Finish() {
 /// Returns 0, or -1 (CGI mode, no request, or FCGX_StartFilterData's failure).
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_StartFilterData() -> c_int {
-    guard("FCGI_StartFilterData", -1, || {
+    guard("FCGI_StartFilterData", || {
         // SAFETY: std_file points into _fcgi_sF.
         match unsafe { target(std_file(STDIN)) } {
             // SAFETY: the request's live stdin stream.
@@ -239,7 +239,7 @@ pub unsafe extern "C" fn FCGI_StartFilterData() -> c_int {
 /// Sets the appStatus of the current request's END_REQUEST (FastCGI mode only).
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_SetExitStatus(status: c_int) {
-    guard("FCGI_SetExitStatus", (), || {
+    guard("FCGI_SetExitStatus", || {
         let fp = std_file(STDIN);
         // SAFETY: fp points into _fcgi_sF.
         let s = unsafe { (*fp).fcgx_stream };
@@ -253,7 +253,7 @@ pub unsafe extern "C" fn FCGI_SetExitStatus(status: c_int) {
 /// Writes "str: strerror(errno)" to FCGI_stderr, without a newline (as libfcgi does).
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_perror(str: *const c_char) {
-    guard("FCGI_perror", (), || {
+    guard("FCGI_perror", || {
         let err = errno();
         let stderr = std_file(STDERR);
         // SAFETY: str is NULL or NUL-terminated (contract); stderr points into _fcgi_sF.
@@ -310,7 +310,7 @@ unsafe fn release(fp: *mut FCGI_FILE) {
 /// fopen(3) wrapped in a new FCGI_FILE.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fopen(path: *const c_char, mode: *const c_char) -> *mut FCGI_FILE {
-    guard("FCGI_fopen", null_mut(), || {
+    guard("FCGI_fopen", || {
         if path.is_null() || mode.is_null() {
             set_errno(libc::EINVAL);
             return null_mut();
@@ -324,7 +324,7 @@ pub unsafe extern "C" fn FCGI_fopen(path: *const c_char, mode: *const c_char) ->
 /// without a stream). Returns fclose's or FCGX_FClose's result, EOF if there was no stream.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fclose(fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_fclose", EOF, || {
+    guard("FCGI_fclose", || {
         if fp.is_null() {
             return EOF;
         }
@@ -351,7 +351,7 @@ pub unsafe extern "C" fn FCGI_fclose(fp: *mut FCGI_FILE) -> c_int {
 /// stdout and stderr; returns EOF if any flush failed.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fflush(fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_fflush", EOF, || {
+    guard("FCGI_fflush", || {
         if fp.is_null() {
             // SAFETY: fflush(NULL) is defined.
             let mut rc = unsafe { libc::fflush(null_mut()) };
@@ -385,7 +385,7 @@ pub unsafe extern "C" fn FCGI_freopen(
     mode: *const c_char,
     fp: *mut FCGI_FILE,
 ) -> *mut FCGI_FILE {
-    guard("FCGI_freopen", null_mut(), || {
+    guard("FCGI_freopen", || {
         if mode.is_null() {
             set_errno(libc::EINVAL);
             return null_mut();
@@ -432,7 +432,7 @@ pub unsafe extern "C" fn FCGI_setvbuf(
     bufmode: c_int,
     size: libc::size_t,
 ) -> c_int {
-    guard("FCGI_setvbuf", -1, || {
+    guard("FCGI_setvbuf", || {
         // SAFETY: fp is NULL or valid; buf per setvbuf's contract.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
@@ -446,7 +446,7 @@ pub unsafe extern "C" fn FCGI_setvbuf(
 /// setbuf(3) on a libc stream; nothing for a FastCGI stream.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_setbuf(fp: *mut FCGI_FILE, buf: *mut c_char) {
-    guard("FCGI_setbuf", (), || {
+    guard("FCGI_setbuf", || {
         // SAFETY: fp is NULL or valid; buf per setbuf's contract.
         if let Target::Stdio(s) = unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its
@@ -460,7 +460,7 @@ pub unsafe extern "C" fn FCGI_setbuf(fp: *mut FCGI_FILE, buf: *mut c_char) {
 /// fseek(3) on a libc stream; -1 with errno ESPIPE otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fseek(fp: *mut FCGI_FILE, offset: c_long, whence: c_int) -> c_int {
-    guard("FCGI_fseek", -1, || {
+    guard("FCGI_fseek", || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
@@ -477,7 +477,7 @@ pub unsafe extern "C" fn FCGI_fseek(fp: *mut FCGI_FILE, offset: c_long, whence: 
 /// prototype returns int); -1 with errno ESPIPE otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_ftell(fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_ftell", -1, || {
+    guard("FCGI_ftell", || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
             Target::Stdio(s) => {
@@ -499,7 +499,7 @@ pub unsafe extern "C" fn FCGI_ftell(fp: *mut FCGI_FILE) -> c_int {
 /// rewind(3) on a libc stream; sets errno ESPIPE otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_rewind(fp: *mut FCGI_FILE) {
-    guard("FCGI_rewind", (), || {
+    guard("FCGI_rewind", || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
@@ -512,7 +512,7 @@ pub unsafe extern "C" fn FCGI_rewind(fp: *mut FCGI_FILE) {
 /// fgetpos(3) on a libc stream; -1 with errno ESPIPE otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fgetpos(fp: *mut FCGI_FILE, pos: *mut libc::fpos_t) -> c_int {
-    guard("FCGI_fgetpos", -1, || {
+    guard("FCGI_fgetpos", || {
         // SAFETY: fp is NULL or valid; pos per fgetpos's contract.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
@@ -533,7 +533,7 @@ pub unsafe extern "C" fn FCGI_fgetpos(fp: *mut FCGI_FILE, pos: *mut libc::fpos_t
 /// fsetpos(3) on a libc stream; -1 with errno ESPIPE otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fsetpos(fp: *mut FCGI_FILE, pos: *const libc::fpos_t) -> c_int {
-    guard("FCGI_fsetpos", -1, || {
+    guard("FCGI_fsetpos", || {
         // SAFETY: fp is NULL or valid; pos per fsetpos's contract.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract);
@@ -554,7 +554,7 @@ pub unsafe extern "C" fn FCGI_fsetpos(fp: *mut FCGI_FILE, pos: *const libc::fpos
 /// The next byte (0..255), or EOF.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fgetc(fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_fgetc", EOF, || {
+    guard("FCGI_fgetc", || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
@@ -569,7 +569,7 @@ pub unsafe extern "C" fn FCGI_fgetc(fp: *mut FCGI_FILE) -> c_int {
 /// `fgetc(stdin)`.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_getchar() -> c_int {
-    guard("FCGI_getchar", EOF, || {
+    guard("FCGI_getchar", || {
         // SAFETY: std_file points into _fcgi_sF.
         unsafe { FCGI_fgetc(std_file(STDIN)) }
     })
@@ -579,7 +579,7 @@ pub unsafe extern "C" fn FCGI_getchar() -> c_int {
 /// current buffer).
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_ungetc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_ungetc", EOF, || {
+    guard("FCGI_ungetc", || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
@@ -599,7 +599,7 @@ pub unsafe extern "C" fn FCGI_fgets(
     size: c_int,
     fp: *mut FCGI_FILE,
 ) -> *mut c_char {
-    guard("FCGI_fgets", null_mut(), || {
+    guard("FCGI_fgets", || {
         if str.is_null() || size <= 0 {
             return null_mut();
         }
@@ -623,7 +623,7 @@ pub unsafe extern "C" fn FCGI_fgets(
 /// because libfcgi exports it and old programs call it; use fgets.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_gets(str: *mut c_char) -> *mut c_char {
-    guard("FCGI_gets", null_mut(), || {
+    guard("FCGI_gets", || {
         if str.is_null() {
             return null_mut();
         }
@@ -655,7 +655,7 @@ pub unsafe extern "C" fn FCGI_gets(str: *mut c_char) -> *mut c_char {
 /// Writes the byte `c`; returns it (as unsigned char), or EOF.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fputc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_fputc", EOF, || {
+    guard("FCGI_fputc", || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
@@ -670,7 +670,7 @@ pub unsafe extern "C" fn FCGI_fputc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
 /// `fputc(c, stdout)`.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_putchar(c: c_int) -> c_int {
-    guard("FCGI_putchar", EOF, || {
+    guard("FCGI_putchar", || {
         // SAFETY: std_file points into _fcgi_sF.
         unsafe { FCGI_fputc(c, std_file(STDOUT)) }
     })
@@ -679,7 +679,7 @@ pub unsafe extern "C" fn FCGI_putchar(c: c_int) -> c_int {
 /// Writes the string `str`; returns a non-negative number, or EOF.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fputs(str: *const c_char, fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_fputs", EOF, || {
+    guard("FCGI_fputs", || {
         if str.is_null() {
             return EOF;
         }
@@ -700,7 +700,7 @@ pub unsafe extern "C" fn FCGI_fputs(str: *const c_char, fp: *mut FCGI_FILE) -> c
 /// negative value.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_puts(str: *const c_char) -> c_int {
-    guard("FCGI_puts", EOF, || {
+    guard("FCGI_puts", || {
         if str.is_null() {
             return EOF;
         }
@@ -766,7 +766,7 @@ pub unsafe extern "C" fn FCGI_fread(
     nmemb: libc::size_t,
     fp: *mut FCGI_FILE,
 ) -> libc::size_t {
-    guard("FCGI_fread", 0, || {
+    guard("FCGI_fread", || {
         if size == 0 || nmemb == 0 || ptr.is_null() {
             return 0;
         }
@@ -800,7 +800,7 @@ pub unsafe extern "C" fn FCGI_fwrite(
     nmemb: libc::size_t,
     fp: *mut FCGI_FILE,
 ) -> libc::size_t {
-    guard("FCGI_fwrite", 0, || {
+    guard("FCGI_fwrite", || {
         if size == 0 || nmemb == 0 || ptr.is_null() {
             return 0;
         }
@@ -829,7 +829,7 @@ pub unsafe extern "C" fn FCGI_fwrite(
 /// -1 when `fp` has no stream.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_feof(fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_feof", -1, || {
+    guard("FCGI_feof", || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
@@ -845,7 +845,7 @@ pub unsafe extern "C" fn FCGI_feof(fp: *mut FCGI_FILE) -> c_int {
 /// error code, which may be negative); -1 when `fp` has no stream.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_ferror(fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_ferror", -1, || {
+    guard("FCGI_ferror", || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
@@ -860,7 +860,7 @@ pub unsafe extern "C" fn FCGI_ferror(fp: *mut FCGI_FILE) -> c_int {
 /// Clears the stream's error indicator (and, for libc streams, EOF).
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_clearerr(fp: *mut FCGI_FILE) {
-    guard("FCGI_clearerr", (), || {
+    guard("FCGI_clearerr", || {
         // SAFETY: fp is NULL or valid; its streams are live.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
@@ -875,7 +875,7 @@ pub unsafe extern "C" fn FCGI_clearerr(fp: *mut FCGI_FILE) {
 /// tmpfile(3) wrapped in a new FCGI_FILE.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_tmpfile() -> *mut FCGI_FILE {
-    guard("FCGI_tmpfile", null_mut(), || {
+    guard("FCGI_tmpfile", || {
         // SAFETY: no arguments.
         wrap_new(|| unsafe { libc::tmpfile() })
     })
@@ -885,7 +885,7 @@ pub unsafe extern "C" fn FCGI_tmpfile() -> *mut FCGI_FILE {
 /// it in a child, which must not close the connection) or no stream.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fileno(fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_fileno", -1, || {
+    guard("FCGI_fileno", || {
         // SAFETY: fp is NULL or valid.
         match unsafe { target(fp) } {
             // SAFETY: `s` is the live libc stream the caller's FCGI_FILE wraps (its contract).
@@ -898,7 +898,7 @@ pub unsafe extern "C" fn FCGI_fileno(fp: *mut FCGI_FILE) -> c_int {
 /// fdopen(3) wrapped in a new FCGI_FILE.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_fdopen(fd: c_int, mode: *const c_char) -> *mut FCGI_FILE {
-    guard("FCGI_fdopen", null_mut(), || {
+    guard("FCGI_fdopen", || {
         if mode.is_null() {
             set_errno(libc::EINVAL);
             return null_mut();
@@ -911,7 +911,7 @@ pub unsafe extern "C" fn FCGI_fdopen(fd: c_int, mode: *const c_char) -> *mut FCG
 /// popen(3) wrapped in a new FCGI_FILE.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_popen(cmd: *const c_char, type_: *const c_char) -> *mut FCGI_FILE {
-    guard("FCGI_popen", null_mut(), || {
+    guard("FCGI_popen", || {
         if cmd.is_null() || type_.is_null() {
             set_errno(libc::EINVAL);
             return null_mut();
@@ -925,7 +925,7 @@ pub unsafe extern "C" fn FCGI_popen(cmd: *const c_char, type_: *const c_char) ->
 /// FastCGI stream.
 #[no_mangle]
 pub unsafe extern "C" fn FCGI_pclose(fp: *mut FCGI_FILE) -> c_int {
-    guard("FCGI_pclose", EOF, || {
+    guard("FCGI_pclose", || {
         if fp.is_null() {
             return EOF;
         }

@@ -16,7 +16,7 @@
 
 use super::fcgx::LfState;
 use super::types::*;
-use crate::ffi::panic::guard;
+use crate::ffi::panic::{guard, guard_or};
 use fcgi_runtime::io::SendError;
 use fcgi_runtime::server::Stream;
 use fcgi_runtime::sys;
@@ -202,7 +202,7 @@ unsafe fn put(s: &mut FCGX_Stream, data: &[u8]) -> bool {
 /// Reads one byte: 0..255, or EOF at the end of the stream, on error, or for a writer.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_GetChar(stream: *mut FCGX_Stream) -> c_int {
-    guard("FCGX_GetChar", EOF, || {
+    guard("FCGX_GetChar", || {
         // SAFETY: the caller passes a stream of this library or NULL.
         let Some(s) = (unsafe { self::stream(stream) }) else {
             return EOF;
@@ -226,7 +226,7 @@ pub unsafe extern "C" fn FCGX_GetChar(stream: *mut FCGX_Stream) -> c_int {
 /// or EOF when it cannot (c is EOF, the stream is closed or not a reader, nothing to push back).
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_UnGetChar(c: c_int, stream: *mut FCGX_Stream) -> c_int {
-    guard("FCGX_UnGetChar", EOF, || {
+    guard("FCGX_UnGetChar", || {
         // SAFETY: the caller passes a stream of this library or NULL.
         let Some(s) = (unsafe { self::stream(stream) }) else {
             return EOF;
@@ -251,7 +251,8 @@ pub unsafe extern "C" fn FCGX_GetStr(
     n: c_int,
     stream: *mut FCGX_Stream,
 ) -> c_int {
-    guard("FCGX_GetStr", 0, || {
+    // Failure value: a count of bytes read: a panic read nothing.
+    guard_or("FCGX_GetStr", 0, || {
         // SAFETY: the caller passes a stream of this library or NULL.
         let Some(s) = (unsafe { self::stream(stream) }) else {
             return 0;
@@ -287,7 +288,7 @@ pub unsafe extern "C" fn FCGX_GetLine(
     n: c_int,
     stream: *mut FCGX_Stream,
 ) -> *mut c_char {
-    guard("FCGX_GetLine", ptr::null_mut(), || {
+    guard("FCGX_GetLine", || {
         if str.is_null() || n <= 0 {
             return ptr::null_mut();
         }
@@ -328,7 +329,7 @@ pub unsafe extern "C" fn FCGX_HasSeenEOF(stream: *mut FCGX_Stream) -> c_int {
 /// Writes one byte. Returns it (0..255), or EOF on error.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_PutChar(c: c_int, stream: *mut FCGX_Stream) -> c_int {
-    guard("FCGX_PutChar", EOF, || {
+    guard("FCGX_PutChar", || {
         // SAFETY: the caller passes a stream of this library or NULL.
         let Some(s) = (unsafe { self::stream(stream) }) else {
             return EOF;
@@ -350,7 +351,7 @@ pub unsafe extern "C" fn FCGX_PutStr(
     n: c_int,
     stream: *mut FCGX_Stream,
 ) -> c_int {
-    guard("FCGX_PutStr", -1, || {
+    guard("FCGX_PutStr", || {
         // SAFETY: the caller passes a stream of this library or NULL.
         let Some(s) = (unsafe { self::stream(stream) }) else {
             return -1;
@@ -395,7 +396,7 @@ pub unsafe extern "C" fn FCGX_PutS(str: *const c_char, stream: *mut FCGX_Stream)
 /// the stream failed.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_FFlush(stream: *mut FCGX_Stream) -> c_int {
-    guard("FCGX_FFlush", -1, || {
+    guard("FCGX_FFlush", || {
         // SAFETY: the caller passes a stream of this library or NULL.
         let Some(s) = (unsafe { self::stream(stream) }) else {
             return 0;
@@ -430,7 +431,7 @@ pub unsafe extern "C" fn FCGX_FFlush(stream: *mut FCGX_Stream) -> c_int {
 /// the request finishes. Returns 0, or EOF if the stream has an error.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_FClose(stream: *mut FCGX_Stream) -> c_int {
-    guard("FCGX_FClose", EOF, || {
+    guard("FCGX_FClose", || {
         // SAFETY: the caller passes a stream of this library or NULL.
         let Some(s) = (unsafe { self::stream(stream) }) else {
             return 0;
@@ -499,7 +500,7 @@ pub extern "C" fn FCGX_CreateWriter(
     bufflen: c_int,
     stream_type: c_int,
 ) -> *mut FCGX_Stream {
-    guard("FCGX_CreateWriter", ptr::null_mut(), || {
+    guard("FCGX_CreateWriter", || {
         let w = FdWriter::new(socket, request_id as u16, bufflen, stream_type as u8);
         let back = Box::into_raw(Box::new(Backing::Fd(w)));
         let mut s = FCGX_Stream::zeroed();
@@ -513,7 +514,7 @@ pub extern "C" fn FCGX_CreateWriter(
 /// streams belong to the request: for them it only clears the pointer.
 #[no_mangle]
 pub unsafe extern "C" fn FCGX_FreeStream(stream: *mut *mut FCGX_Stream) {
-    guard("FCGX_FreeStream", (), || {
+    guard("FCGX_FreeStream", || {
         // SAFETY: the caller passes NULL or a pointer to a stream pointer.
         let Some(slot) = (unsafe { stream.as_mut() }) else {
             return;

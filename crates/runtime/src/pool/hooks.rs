@@ -1,19 +1,19 @@
-//! The worker's side of the scoreboard, called from the request path only in a pool worker
-//! (the accept path checks `STATE_POOLED` in the run-state load it does anyway, and a taken
-//! request carries the answer), and the drain trigger.
+//! The worker's side of the scoreboard: the request hooks a pool worker installs into the
+//! runtime's request path (`crate::hooks`: counts, scoreboard entries, the status page, the
+//! slow log's end line), and the drain trigger.
 //!
 //! A worker forked by the pool attaches in the child (`attach`); a program exec'd by
 //! fcgi-spawn attaches when its runtime starts, from `FCGI_RUNTIME_SCOREBOARD=<fd>:<slot>`
 //! (`attach_from_env`), if that slot names this very process.
 
 use super::scoreboard::{self, Header, Scoreboard, Slot, ENTRIES};
-use crate::{self as rt, STATE_DRAIN, STATE_POOLED};
+use super::worker::{header, slot};
+use crate::hooks::{Begin, RequestHooks};
+use crate::{self as rt};
 use fcgi_runtime_protocol::ParamStore;
-use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-static HEADER: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());
-static SLOT: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
 static MAX_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static SLOW_MS: AtomicU64 = AtomicU64::new(0);
 /// The status page's path (empty: none), read from the header when attaching.
@@ -22,23 +22,34 @@ static STATUS_PATH: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
 /// The environment variable fcgi-spawn passes to the programs it execs.
 pub const ENV: &str = "FCGI_RUNTIME_SCOREBOARD";
 
-/// No scoreboard entry (the request is not described: not pooled, or all entries taken).
-pub const NO_ENTRY: u8 = u8::MAX;
+/// No scoreboard entry (the request is not described: all entries taken).
+const NO_ENTRY: u8 = crate::hooks::NO_TOKEN;
 
-pub(crate) fn slot() -> Option<&'static Slot> {
-    // SAFETY: set by `attach` to a slot of the scoreboard mapping, which a worker never unmaps.
-    unsafe { SLOT.load(Ordering::Relaxed).as_ref() }
-}
+/// A pool worker's request hooks.
+struct WorkerHooks;
 
-pub(crate) fn header() -> Option<&'static Header> {
-    // SAFETY: as for `slot`.
-    unsafe { HEADER.load(Ordering::Relaxed).as_ref() }
+static WORKER_HOOKS: WorkerHooks = WorkerHooks;
+
+impl RequestHooks for WorkerHooks {
+    fn taken(&self) {
+        on_taken();
+    }
+
+    fn begin(&self, params: &ParamStore, listen_fd: RawFd) -> Begin {
+        Begin {
+            token: describe(params),
+            answer: status_response(params, listen_fd),
+        }
+    }
+
+    fn ended(&self, token: u8) {
+        on_ended(token);
+    }
 }
 
 /// Makes this process a pool worker writing to `s`. The settings come from the header.
 pub(crate) fn attach(h: *const Header, s: *const Slot) {
-    HEADER.store(h.cast_mut(), Ordering::Relaxed);
-    SLOT.store(s.cast_mut(), Ordering::Relaxed);
+    super::worker::set_place(h, s);
     // SAFETY: `h` points into the scoreboard mapping (the caller's contract).
     let hd = unsafe { &*h };
     MAX_REQUESTS.store(hd.max_requests.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -49,7 +60,7 @@ pub(crate) fn attach(h: *const Header, s: *const Slot) {
     let _ = STATUS_PATH.set(hd.status_path.load());
     // SAFETY: as above.
     unsafe { &*s }.attached.store(1, Ordering::Release);
-    rt::set_state_bits(STATE_POOLED);
+    crate::hooks::install(&WORKER_HOOKS);
 }
 
 /// In a program exec'd by fcgi-spawn: attaches to the inherited scoreboard when
@@ -95,12 +106,12 @@ pub(crate) fn attach_from_env() {
 }
 
 fn header_missing() -> bool {
-    HEADER.load(Ordering::Relaxed).is_null()
+    header().is_none()
 }
 
 /// A request was taken (under the reactor lock). Counts it; the request that reaches
 /// `max_requests` starts the drain.
-pub(crate) fn on_taken() {
+fn on_taken() {
     let Some(s) = slot() else {
         return;
     };
@@ -111,13 +122,13 @@ pub(crate) fn on_taken() {
     }
     let max = MAX_REQUESTS.load(Ordering::Relaxed);
     if max > 0 && n >= max {
-        begin_drain();
+        super::worker::begin_drain();
     }
 }
 
 /// Describes a taken request in a free entry of the slot (start, method, URI); the entry's
 /// index, or `NO_ENTRY` when all are in use.
-pub(crate) fn describe(params: &ParamStore) -> u8 {
+fn describe(params: &ParamStore) -> u8 {
     let Some(s) = slot() else {
         return NO_ENTRY;
     };
@@ -141,10 +152,7 @@ pub(crate) fn describe(params: &ParamStore) -> u8 {
 }
 
 /// The status page when the request asks for it (`None`: an ordinary request).
-pub(crate) fn status_response(
-    params: &ParamStore,
-    listen_fd: std::os::fd::RawFd,
-) -> Option<Vec<u8>> {
+fn status_response(params: &ParamStore, listen_fd: RawFd) -> Option<Vec<u8>> {
     let path = STATUS_PATH.get()?;
     if !super::status::matches(params, path) {
         return None;
@@ -164,12 +172,11 @@ pub(crate) fn status_response(
     };
     let (format, full) = super::status::parse_query(params.get(b"QUERY_STRING").unwrap_or(b""));
     let snap = super::status::snapshot(h, slots, listen_fd);
-    Some(super::status::render(&snap, format, full))
+    Some(super::status_render::render(&snap, format, full))
 }
 
-/// A taken request ended (`entry` from `describe`). Returns true while draining: its
-/// connection is then closed after it.
-pub(crate) fn on_ended(entry: u8) -> bool {
+/// A taken request ended (`entry` from `describe`).
+fn on_ended(entry: u8) {
     if let Some(s) = slot() {
         let now = scoreboard::now_ms();
         if let Some(e) = s.entries.get(entry as usize) {
@@ -187,7 +194,6 @@ pub(crate) fn on_ended(entry: u8) -> bool {
             s.idle_since_ms.store(now, Ordering::Relaxed);
         }
     }
-    rt::state() & STATE_DRAIN != 0
 }
 
 /// The end line of a slow request; the request is counted once, by whoever of the parent
@@ -216,20 +222,4 @@ fn log_slow_end(s: &Slot, e: &scoreboard::Entry, start: u64, ms: u64) {
         ms,
         false,
     ));
-}
-
-/// Starts draining this worker: no more connections are accepted, idle ones close, the others
-/// after their current request, and accept returns -1 once none is held. Async-signal-safe
-/// (atomics and eventfd writes): the worker's SIGQUIT handler calls it.
-pub fn begin_drain() {
-    if let Some(s) = slot() {
-        s.state.store(scoreboard::DRAINING, Ordering::Release);
-    }
-    rt::set_state_bits(STATE_DRAIN);
-    rt::wake_all();
-}
-
-/// True in a pool worker.
-pub fn is_worker() -> bool {
-    rt::state() & STATE_POOLED != 0
 }

@@ -10,7 +10,9 @@ pub mod scoreboard;
 pub mod signals;
 pub mod slowlog;
 pub mod status;
+mod status_render;
 mod supervisor;
+mod worker;
 
 pub use config::{Mode, Settings};
 

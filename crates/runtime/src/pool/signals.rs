@@ -33,7 +33,7 @@ extern "C" fn on_parent_signal(sig: libc::c_int) {
 }
 
 extern "C" fn on_worker_quit(_sig: libc::c_int) {
-    super::hooks::begin_drain();
+    super::worker::begin_drain();
 }
 
 extern "C" fn on_worker_reopen(_sig: libc::c_int) {
