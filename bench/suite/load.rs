@@ -3,6 +3,7 @@
 
 use crate::app::Env;
 use fcgi_runtime_tools::client::{Client, Request};
+use serde::Deserialize;
 use std::process::Command;
 use std::time::Duration;
 
@@ -121,15 +122,49 @@ pub struct BenchResult {
     pub error_kinds: String,
 }
 
-/// The number after `"key":` in a flat JSON object (fcgi-bench's output is machine-written).
-pub fn json_num(json: &str, key: &str) -> Option<f64> {
-    let pat = format!("\"{key}\":");
-    let at = json.find(&pat)? + pat.len();
-    let rest = &json[at..];
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+/// The part of fcgi-bench's `--json` output the suite reads.
+#[derive(Deserialize)]
+struct BenchJson {
+    requests_per_s: f64,
+    requests: f64,
+    errors: f64,
+    latency_us: LatencyJson,
+    mb_per_s_in: f64,
+    connections_never_served: f64,
+    /// Counts by kind, in fcgi-bench's order.
+    error_kinds: Ordered,
+}
+
+/// A JSON object of counts, its members in the order they came.
+struct Ordered(Vec<(String, u64)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Ordered, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of counts")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some(e) = m.next_entry()? {
+                    v.push(e);
+                }
+                Ok(Ordered(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct LatencyJson {
+    p50: f64,
+    p99: f64,
 }
 
 /// Runs fcgi-bench against `addr`. Failed requests are counted, not fatal: libfcgi refusing a
@@ -142,42 +177,32 @@ pub fn bench(env: &Env, addr: &str, load: &Load) -> Result<BenchResult, String> 
         .args(load.uri.as_deref())
         .output()
         .map_err(|e| format!("fcgi-bench: {e}"))?;
-    let json = String::from_utf8_lossy(&out.stdout);
-    let get = |k: &str| {
-        json_num(&json, k).ok_or_else(|| {
-            format!(
-                "fcgi-bench gave no {k}: {json} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    };
-    Ok(BenchResult {
-        rps: get("requests_per_s")?,
-        requests: get("requests")?,
-        errors: get("errors")?,
-        p50_us: get("p50")?,
-        p99_us: get("p99")?,
-        mb_in: get("mb_per_s_in")?,
-        never_served: get("connections_never_served")?,
-        error_kinds: error_kinds(&json),
-    })
-}
-
-/// The non-zero counts of fcgi-bench's `"error_kinds":{"connect":0,...}`, as "kind n, ...".
-fn error_kinds(json: &str) -> String {
-    let Some(at) = json.find("\"error_kinds\":{") else {
-        return String::new();
-    };
-    let rest = &json[at + "\"error_kinds\":{".len()..];
-    rest[..rest.find('}').unwrap_or(rest.len())]
-        .split(',')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once(':')?;
-            let n: u64 = v.trim().parse().ok()?;
-            (n > 0).then(|| format!("{} {n}", k.trim().trim_matches('"')))
-        })
+    let j: BenchJson = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "fcgi-bench gave no result ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    // The non-zero counts, as "kind n, ...".
+    let error_kinds = j
+        .error_kinds
+        .0
+        .iter()
+        .filter(|&&(_, n)| n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    Ok(BenchResult {
+        rps: j.requests_per_s,
+        requests: j.requests,
+        errors: j.errors,
+        p50_us: j.latency_us.p50,
+        p99_us: j.latency_us.p99,
+        mb_in: j.mb_per_s_in,
+        never_served: j.connections_never_served,
+        error_kinds,
+    })
 }
 
 /// Opens up to `n` connections, sends one keep-alive request on each and reads its response,

@@ -26,68 +26,110 @@ mod syscalls;
 mod wrk;
 
 use app::{Variant, PEERS};
+use clap::{ArgAction, Parser};
 use measure::{Ctx, Plan};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: cargo bench --bench suite -- [OPTIONS]
+const ONLY_HELP: &str = "\
+comma-separated subset of S1,S2,S3,S3a,S3b,S3c,S4,S5,S6,S7,S8,S9,S9m,S9c,S9p,M,MN,N,NN,P1,P1c,
+P3,P3c,PN1,PNN1,PN3,PNN3,sweep; an entry ending in * selects every id it begins
+(S3* = S3,S3a,S3b,S3c; S9* = the four system-call counts; N* = N,NN)
+S3: 100 KiB in one write; S3a/S3b/S3c: a printf header, then 64 KiB, 8 KiB or 100-byte pieces;
+M: threads by keep-alive connections; MN: threads by connections, one connection per request;
+N/NN: the application's CPU per request behind nginx (wrk load, --secs rounded to whole
+seconds), upstream keep-alive on/off; they need nginx-light and wrk, and are reported as not
+measured without them;
+PHP (P* = all eight; stock php-fpm against relinked, make php first): P1/P1c hello.php direct
+(fcgi-bench) with keep-alive / a connection per request, P3/P3c the same with a 100 KiB
+response, PN1/PNN1 and PN3/PNN3 behind nginx (wrk), upstream keep-alive / a connection per
+request";
 
-  --rounds N      rounds per throughput scenario (default 5)
-  --secs S        seconds per throughput run (default 3)
-  --only LIST     comma-separated subset of S1,S2,S3,S3a,S3b,S3c,S4,S5,S6,S7,S8,S9,S9m,S9c,
-                  S9p,M,MN,N,NN,P1,P1c,P3,P3c,PN1,PNN1,PN3,PNN3,sweep; an entry ending in * selects every id it begins
-                  (S3* = S3,S3a,S3b,S3c; S9* = the four system-call counts; N* = N,NN)
-                  S3: 100 KiB in one write; S3a/S3b/S3c: a printf header, then 64 KiB,
-                  8 KiB or 100-byte pieces; M: threads by keep-alive connections;
-                  MN: threads by connections, one connection per request;
-                  N/NN: the application's CPU per request behind nginx (wrk load, --secs
-                  rounded to whole seconds), upstream keep-alive on/off; they need
-                  nginx-light and wrk, and are reported as not measured without them;
-                  PHP (P* = all eight; stock php-fpm against relinked, make php first):
-                  P1/P1c hello.php direct (fcgi-bench) with keep-alive / a connection per
-                  request, P3/P3c the same with a 100 KiB response, PN1/PNN1 and PN3/PNN3
-                  behind nginx (wrk), upstream keep-alive / a connection per request
-  --matrix-threads LIST   threads of M and MN (default 1,2,4,8)
-  --matrix-conns LIST     connections of M and MN (default 1,2,4,16,64 for M,
-                          1,4,16,64 for MN)
-  --matrix-secs S         seconds per run of a matrix point (default 2)
-  --matrix-rounds N       alternated rounds per matrix point (default 3)
-  --peers LIST    peers run beside the C programs in the hello, S3 and matrix scenarios:
-                  tokio,go,rust-async,rust-blocking (default) or none; built on first use
-                  (rust-async and rust-blocking: the safe Rust API's hello_async and hello
-                  examples, hello scenarios only)
-  --quick         1 round of 1 s (matrix too), a 64 MiB upload, 1,000 idle connections,
-                  4 sweep points, matrix threads 1,4 by connections 1,4,64
-  --strict        fail if fcgi-runtime fails a request or leaves a connection unserved
-                  in a throughput scenario, if a peer cannot be built, or if N/NN cannot
-                  run (nginx or wrk missing) (used by make bench-smoke)
-  --out FILE      where to write the report (default BENCHMARKS.md for a full run,
-                  target/bench/BENCHMARKS.partial.md otherwise); the chart goes next to a
-                  full run's report as bench/chart.svg
-  --into FILE     put this run's own sections into the report FILE (BENCHMARKS.md), each
-                  replacing the section of the same title or, if new, going before
-                  Reproduce, with a line naming this run; the rest of FILE stays. For
-                  runs whose scenarios have sections of their own (P*, S9*, M, MN): the
-                  Results table needs a full run
-  -h, --help      this text";
+/// The command line (`cargo bench --bench suite -- [OPTIONS]`).
+#[derive(Parser, Debug)]
+#[command(
+    name = "suite",
+    about = "The benchmark suite: make bench (or cargo bench --bench suite -- [OPTIONS])",
+    override_usage = "cargo bench --bench suite -- [OPTIONS]",
+    help_template = "usage: {usage}\n\n{all-args}",
+    disable_help_flag = true,
+    next_line_help = true
+)]
+struct Cli {
+    /// rounds per throughput scenario (default 5)
+    #[arg(long, value_name = "N")]
+    rounds: Option<u32>,
+    /// seconds per throughput run (default 3)
+    #[arg(long, value_name = "S")]
+    secs: Option<f64>,
+    #[arg(long, value_name = "LIST", value_delimiter = ',', help = ONLY_HELP)]
+    only: Option<Vec<String>>,
+    /// threads of M and MN (default 1,2,4,8)
+    #[arg(long, value_name = "LIST", value_parser = numbers)]
+    matrix_threads: Option<Numbers>,
+    /// connections of M and MN (default 1,2,4,16,64 for M, 1,4,16,64 for MN)
+    #[arg(long, value_name = "LIST", value_parser = numbers)]
+    matrix_conns: Option<Numbers>,
+    /// seconds per run of a matrix point (default 2)
+    #[arg(long, value_name = "S")]
+    matrix_secs: Option<f64>,
+    /// alternated rounds per matrix point (default 3)
+    #[arg(long, value_name = "N")]
+    matrix_rounds: Option<u32>,
+    /// peers run beside the C programs in the hello, S3 and matrix scenarios:
+    /// tokio,go,rust-async,rust-blocking (default) or none; built on first use (rust-async and
+    /// rust-blocking: the safe Rust API's hello_async and hello examples, hello scenarios only)
+    #[arg(long, value_name = "LIST", value_parser = peer_list)]
+    peers: Option<Peers>,
+    /// 1 round of 1 s (matrix too), a 64 MiB upload, 1,000 idle connections, 4 sweep points,
+    /// matrix threads 1,4 by connections 1,4,64 (defaults: the other options win over them)
+    #[arg(long)]
+    quick: bool,
+    /// fail if fcgi-runtime fails a request or leaves a connection unserved in a throughput
+    /// scenario, if a peer cannot be built, or if N/NN cannot run (nginx or wrk missing) (used by
+    /// make bench-smoke)
+    #[arg(long)]
+    strict: bool,
+    /// where to write the report (default BENCHMARKS.md for a full run,
+    /// target/bench/BENCHMARKS.partial.md otherwise); the chart goes next to a full run's report
+    /// as bench/chart.svg
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// put this run's own sections into the report FILE (BENCHMARKS.md), each replacing the
+    /// section of the same title or, if new, going before Reproduce, with a line naming this run;
+    /// the rest of FILE stays. For runs whose scenarios have sections of their own (P*, S9*, M,
+    /// MN): the Results table needs a full run
+    #[arg(long, value_name = "FILE")]
+    into: Option<PathBuf>,
+    /// this text
+    #[arg(short = 'h', long, action = ArgAction::Help)]
+    help: Option<bool>,
+    /// cargo bench passes --bench to the runner (ignored)
+    #[arg(long, hide = true)]
+    bench: bool,
+}
 
-/// A comma-separated list of numbers.
-fn numbers(name: &str, v: &str) -> Result<Vec<u32>, String> {
+/// A comma-separated list of positive numbers.
+#[derive(Clone, Debug)]
+struct Numbers(Vec<u32>);
+
+fn numbers(v: &str) -> Result<Numbers, String> {
     v.split(',')
         .map(|x| match x.trim().parse::<u32>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!(
-                "{name}: a comma-separated list of positive numbers"
-            )),
+            _ => Err("a comma-separated list of positive numbers".to_string()),
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Numbers)
 }
 
-/// tokio,go or none.
-fn peer_list(v: &str) -> Result<Vec<Variant>, String> {
+/// tokio, go, rust-async, rust-blocking, or none.
+#[derive(Clone, Debug)]
+struct Peers(Vec<Variant>);
+
+fn peer_list(v: &str) -> Result<Peers, String> {
     if v == "none" {
-        return Ok(Vec::new());
+        return Ok(Peers(Vec::new()));
     }
     v.split(',')
         .map(|x| {
@@ -95,10 +137,11 @@ fn peer_list(v: &str) -> Result<Vec<Variant>, String> {
                 .into_iter()
                 .find(|p| p.name() == x.trim())
                 .ok_or_else(|| {
-                    format!("--peers: {x} is not one of tokio, go, rust-async, rust-blocking, none")
+                    format!("{x} is not one of tokio, go, rust-async, rust-blocking, none")
                 })
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Peers)
 }
 
 struct Args {
@@ -109,89 +152,68 @@ struct Args {
     quick: bool,
 }
 
-fn parse() -> Result<Option<Args>, String> {
-    let mut a = Args {
-        plan: Plan {
-            rounds: 5,
-            secs: 3.0,
-            warmup: 0.5,
-            upload: 1 << 30,
-            idle_conns: 10_000,
-            sweep: vec![1, 2, 4, 8, 16, 32, 64],
-            matrix_threads: vec![1, 2, 4, 8],
-            matrix_conns: vec![1, 2, 4, 16, 64],
-            matrix_conns_nokeep: vec![1, 4, 16, 64],
-            matrix_secs: 2.0,
-            matrix_rounds: 3,
-            peers: PEERS.to_vec(),
-            strict: false,
-        },
-        only: None,
-        out: None,
-        into: None,
-        quick: false,
+/// The run's plan from the command line: the defaults (or --quick's), then the options given.
+fn parse() -> Result<Args, String> {
+    let c = Cli::parse();
+    let mut plan = Plan {
+        rounds: 5,
+        secs: 3.0,
+        warmup: 0.5,
+        upload: 1 << 30,
+        idle_conns: 10_000,
+        sweep: vec![1, 2, 4, 8, 16, 32, 64],
+        matrix_threads: vec![1, 2, 4, 8],
+        matrix_conns: vec![1, 2, 4, 16, 64],
+        matrix_conns_nokeep: vec![1, 4, 16, 64],
+        matrix_secs: 2.0,
+        matrix_rounds: 3,
+        peers: PEERS.to_vec(),
+        strict: c.strict,
     };
-    // --quick sets defaults: any other option wins over it, wherever it stands.
-    if std::env::args().any(|a| a == "--quick") {
-        a.quick = true;
-        a.plan.rounds = 1;
-        a.plan.secs = 1.0;
-        a.plan.warmup = 0.2;
-        a.plan.upload = 64 << 20;
-        a.plan.idle_conns = 1000;
-        a.plan.sweep = vec![1, 4, 16, 64];
-        a.plan.matrix_threads = vec![1, 4];
-        a.plan.matrix_conns = vec![1, 4, 64];
-        a.plan.matrix_conns_nokeep = vec![1, 4, 64];
-        a.plan.matrix_secs = 1.0;
-        a.plan.matrix_rounds = 1;
+    if c.quick {
+        plan.rounds = 1;
+        plan.secs = 1.0;
+        plan.warmup = 0.2;
+        plan.upload = 64 << 20;
+        plan.idle_conns = 1000;
+        plan.sweep = vec![1, 4, 16, 64];
+        plan.matrix_threads = vec![1, 4];
+        plan.matrix_conns = vec![1, 4, 64];
+        plan.matrix_conns_nokeep = vec![1, 4, 64];
+        plan.matrix_secs = 1.0;
+        plan.matrix_rounds = 1;
     }
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut val = || it.next().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--rounds" => a.plan.rounds = val()?.parse().map_err(|_| "--rounds: a number")?,
-            "--secs" => a.plan.secs = val()?.parse().map_err(|_| "--secs: a number")?,
-            "--only" => a.only = Some(val()?.split(',').map(|s| s.trim().to_uppercase()).collect()),
-            "--matrix-threads" => a.plan.matrix_threads = numbers(&arg, &val()?)?,
-            "--matrix-conns" => {
-                a.plan.matrix_conns = numbers(&arg, &val()?)?;
-                a.plan.matrix_conns_nokeep = a.plan.matrix_conns.clone();
-            }
-            "--matrix-secs" => {
-                a.plan.matrix_secs = val()?.parse().map_err(|_| "--matrix-secs: a number")?
-            }
-            "--matrix-rounds" => {
-                a.plan.matrix_rounds = val()?.parse().map_err(|_| "--matrix-rounds: a number")?
-            }
-            "--peers" => a.plan.peers = peer_list(&val()?)?,
-            "--strict" => a.plan.strict = true,
-            "--out" => a.out = Some(PathBuf::from(val()?)),
-            "--into" => a.into = Some(PathBuf::from(val()?)),
-            "--quick" => {}
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            // cargo bench passes --bench to the runner.
-            "--bench" => {}
-            _ => return Err(format!("unknown option {arg}\n\n{USAGE}")),
-        }
+    plan.rounds = c.rounds.unwrap_or(plan.rounds);
+    plan.secs = c.secs.unwrap_or(plan.secs);
+    plan.matrix_secs = c.matrix_secs.unwrap_or(plan.matrix_secs);
+    plan.matrix_rounds = c.matrix_rounds.unwrap_or(plan.matrix_rounds);
+    if let Some(Numbers(t)) = c.matrix_threads {
+        plan.matrix_threads = t;
     }
-    if a.plan.rounds == 0
-        || a.plan.secs <= 0.0
-        || a.plan.matrix_rounds == 0
-        || a.plan.matrix_secs <= 0.0
-    {
+    if let Some(Numbers(conns)) = c.matrix_conns {
+        plan.matrix_conns_nokeep = conns.clone();
+        plan.matrix_conns = conns;
+    }
+    if let Some(Peers(p)) = c.peers {
+        plan.peers = p;
+    }
+    if plan.rounds == 0 || plan.secs <= 0.0 || plan.matrix_rounds == 0 || plan.matrix_secs <= 0.0 {
         return Err("--rounds, --secs, --matrix-rounds and --matrix-secs must be positive".into());
     }
-    Ok(Some(a))
+    Ok(Args {
+        plan,
+        only: c
+            .only
+            .map(|l| l.iter().map(|s| s.trim().to_uppercase()).collect()),
+        out: c.out,
+        into: c.into,
+        quick: c.quick,
+    })
 }
 
 fn main() -> ExitCode {
     let args = match parse() {
-        Ok(Some(a)) => a,
-        Ok(None) => return ExitCode::SUCCESS,
+        Ok(a) => a,
         Err(e) => {
             eprintln!("bench: {e}");
             return ExitCode::from(2);

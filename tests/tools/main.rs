@@ -3,7 +3,8 @@
 //! - `fcgi_bench`, `fcgi_spawn`: the tools' behaviour and options;
 //! - `raw_client`: the blocking client library against fake applications;
 //! - `tools_vs_php_framing`: fcgi-client and fcgi-bench against PHP-style framing;
-//! - `bench_splice`: the benchmark suite's report splicing (bench/suite/splice.rs).
+//! - `bench_splice`: the benchmark suite's report splicing (bench/suite/splice.rs);
+//! - `man_pages`: `make man`'s pages, rendered, naming every option of each tool's `--help`.
 //!
 //! Run: `cargo test --release --test tools` (tests/README.md maps tests to what they cover).
 
@@ -12,5 +13,6 @@ mod fcgi_bench;
 mod fcgi_spawn;
 #[path = "../harness/mod.rs"]
 mod harness;
+mod man_pages;
 mod raw_client;
 mod tools_vs_php_framing;

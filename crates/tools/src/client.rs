@@ -18,6 +18,7 @@
 //! notes it in [`Response::stdout_unterminated`].
 
 use fcgi_runtime::addr::{self, ClientStream};
+use fcgi_runtime_protocol::nvpair::parse_pairs;
 use fcgi_runtime_protocol::record::{
     push_begin_request, push_nv_pair, push_record, push_stream, push_stream_end, rtype, Header,
     HEADER_LEN, MANAGEMENT_ID, VERSION_1,
@@ -263,34 +264,16 @@ impl ResponseBuilder {
     }
 }
 
-/// Decodes a buffer of name-value pairs (FastCGI §3.4).
-pub fn decode_nv_pairs(mut b: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    fn len(b: &mut &[u8]) -> io::Result<usize> {
-        let first = *b
-            .first()
-            .ok_or_else(|| invalid("truncated pair length".into()))?;
-        if first & 0x80 == 0 {
-            *b = &b[1..];
-            return Ok(first as usize);
-        }
-        if b.len() < 4 {
-            return Err(invalid("truncated pair length".into()));
-        }
-        let v = u32::from_be_bytes([b[0] & 0x7f, b[1], b[2], b[3]]) as usize;
-        *b = &b[4..];
-        Ok(v)
-    }
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let n = len(&mut b)?;
-        let v = len(&mut b)?;
-        if b.len() < n.saturating_add(v) {
-            return Err(invalid("truncated name-value pair".into()));
-        }
-        out.push((b[..n].to_vec(), b[n..n + v].to_vec()));
-        b = &b[n + v..];
-    }
-    Ok(out)
+/// Decodes a complete buffer of name-value pairs (FastCGI §3.4), such as a GET_VALUES_RESULT
+/// body, into owned pairs: [`parse_pairs`], the protocol's decoder, collected. A pair cut short
+/// or a length past the end is `InvalidData`.
+pub fn decode_nv_pairs(b: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    parse_pairs(b)
+        .map(|p| {
+            p.map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .map_err(|_| invalid("truncated name-value pair".into()))
+        })
+        .collect()
 }
 
 /// A blocking connection to a FastCGI application.

@@ -14,30 +14,108 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
-const USAGE: &str = "\
-usage: fcgi-client [OPTIONS] ADDRESS [SCRIPT_URI]
+#[path = "common/cli.rs"]
+mod cli;
 
+use clap::{ArgAction, Parser, ValueEnum};
+
+const AFTER_HELP: &str = "\
 ADDRESS is PORT, :PORT, HOST:PORT, [IPV6]:PORT or a Unix socket path.
 SCRIPT_URI (default /) gives SCRIPT_NAME and REQUEST_URI; a ?query part gives QUERY_STRING.
 
-options:
-  -p NAME=VALUE     add or override a parameter (repeatable)
-  -m METHOD         REQUEST_METHOD (default GET, or POST when a body is given)
-  -d DATA           request body
-  -f FILE           request body from FILE (- for standard input)
-  -q QUERY          QUERY_STRING
-  --role ROLE       responder (default), authorizer or filter
-  --data-file FILE  the DATA stream of the filter role
-  --keep            set FCGI_KEEP_CONN
-  -n N              send the request N times over one kept connection
-  --get-values      query FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS and print them
-  -i                print '# app_status=N protocol_status=N' to stderr per response
-  --strict          a response whose STDOUT ends at END_REQUEST without the empty STDOUT
-                    record (PHP's layer never sends it) is a protocol error, not a note
-  -h, --help        this help
-
 exit status: 0 request complete, 1 connection/protocol error, 2 usage error,
 3 protocol status not REQUEST_COMPLETE";
+
+/// The command line, as clap reads it (see [`Options`] for what the program uses).
+#[derive(Parser, Debug)]
+#[command(
+    name = "fcgi-client",
+    about = "Send one FastCGI request (or GET_VALUES) and print the answer, like libfcgi's \
+             cgi-fcgi -connect",
+    override_usage = "fcgi-client [OPTIONS] ADDRESS [SCRIPT_URI]",
+    help_template = cli::HELP_TEMPLATE,
+    after_help = AFTER_HELP,
+    disable_help_flag = true
+)]
+pub struct Cli {
+    /// add or override a parameter (repeatable)
+    #[arg(short = 'p', value_name = "NAME=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// REQUEST_METHOD (default GET, or POST when a body is given)
+    #[arg(short = 'm', value_name = "METHOD")]
+    method: Option<String>,
+    /// request body
+    #[arg(short = 'd', value_name = "DATA", conflicts_with = "file")]
+    data: Option<String>,
+    /// request body from FILE (- for standard input)
+    #[arg(short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// QUERY_STRING
+    #[arg(short = 'q', value_name = "QUERY")]
+    query: Option<String>,
+    /// responder (default), authorizer or filter
+    #[arg(
+        long,
+        value_name = "ROLE",
+        value_enum,
+        ignore_case = true,
+        default_value = "responder",
+        hide_default_value = true,
+        hide_possible_values = true
+    )]
+    role: RoleArg,
+    /// the DATA stream of the filter role
+    #[arg(long, value_name = "FILE")]
+    data_file: Option<PathBuf>,
+    /// set FCGI_KEEP_CONN
+    #[arg(long)]
+    keep: bool,
+    /// send the request N times over one kept connection
+    #[arg(short = 'n', value_name = "N", default_value_t = 1, hide_default_value = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+    /// query FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS and print them
+    #[arg(long)]
+    get_values: bool,
+    /// print '# app_status=N protocol_status=N' to stderr per response
+    #[arg(short = 'i')]
+    info: bool,
+    /// a response whose STDOUT ends at END_REQUEST without the empty STDOUT record (PHP's layer
+    /// never sends it) is a protocol error, not a note
+    #[arg(long)]
+    strict: bool,
+    /// this help
+    #[arg(short = 'h', long, action = ArgAction::Help)]
+    help: Option<bool>,
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true, help = cli::GENERATE_MAN_HELP)]
+    generate_man: Option<PathBuf>,
+    /// PORT, :PORT, HOST:PORT, [IPV6]:PORT or a Unix socket path
+    #[arg(value_name = "ADDRESS", required = true)]
+    address: Option<String>,
+    /// gives SCRIPT_NAME and REQUEST_URI; a ?query part gives QUERY_STRING
+    #[arg(
+        value_name = "SCRIPT_URI",
+        default_value = "/",
+        hide_default_value = true
+    )]
+    uri: String,
+}
+
+/// The roles of `--role`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum RoleArg {
+    Responder,
+    Authorizer,
+    Filter,
+}
+
+/// `-p`'s NAME=VALUE, with a non-empty NAME.
+fn parse_param(v: &str) -> Result<(String, String), String> {
+    match v.split_once('=') {
+        Some((n, val)) if !n.is_empty() => Ok((n.to_string(), val.to_string())),
+        _ => Err("expects NAME=VALUE".to_string()),
+    }
+}
 
 /// Where the request body comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +125,7 @@ enum Body {
     Stdin,
 }
 
-/// Parsed command line.
+/// What the program does, from the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Options {
     address: String,
@@ -65,101 +143,39 @@ struct Options {
     strict: bool,
 }
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Command {
-    Help,
-    Run(Options),
-}
-
-/// Parses the arguments after the program name.
-fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    let mut it = args.into_iter();
-    let mut positional = Vec::new();
-    let mut o = Options {
-        address: String::new(),
-        uri: "/".to_string(),
-        params: Vec::new(),
-        method: None,
-        body: None,
-        query: None,
-        role: 1,
-        data_file: None,
-        keep: false,
-        count: 1,
-        get_values: false,
-        info: false,
-        strict: false,
-    };
-    let mut only_positional = false;
-    while let Some(arg) = it.next() {
-        if only_positional || !arg.starts_with('-') || arg == "-" {
-            positional.push(arg);
-            continue;
+impl Options {
+    /// The options of a parsed command line; `Err` for `--data-file` without `--role filter`.
+    fn from_cli(c: Cli) -> Result<Options, String> {
+        let role = match c.role {
+            RoleArg::Responder => 1,
+            RoleArg::Authorizer => 2,
+            RoleArg::Filter => 3,
+        };
+        if c.data_file.is_some() && role != 3 {
+            return Err("--data-file needs --role filter".to_string());
         }
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--" => only_positional = true,
-            "-h" | "--help" => return Ok(Command::Help),
-            "-p" => {
-                let v = value("-p")?;
-                let (n, val) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("-p expects NAME=VALUE, got '{v}'"))?;
-                if n.is_empty() {
-                    return Err(format!("-p expects NAME=VALUE, got '{v}'"));
-                }
-                o.params.push((n.to_string(), val.to_string()));
-            }
-            "-m" => o.method = Some(value("-m")?),
-            "-d" | "-f" => {
-                if o.body.is_some() {
-                    return Err("only one of -d and -f may be given, once".to_string());
-                }
-                let v = value(&arg)?;
-                o.body = Some(match (arg.as_str(), v.as_str()) {
-                    ("-d", _) => Body::Data(v),
-                    (_, "-") => Body::Stdin,
-                    _ => Body::File(PathBuf::from(v)),
-                });
-            }
-            "-q" => o.query = Some(value("-q")?),
-            "--role" => {
-                o.role = match value("--role")?.to_ascii_lowercase().as_str() {
-                    "responder" => 1,
-                    "authorizer" => 2,
-                    "filter" => 3,
-                    r => return Err(format!("unknown role '{r}'")),
-                }
-            }
-            "--data-file" => o.data_file = Some(PathBuf::from(value("--data-file")?)),
-            "--keep" => o.keep = true,
-            "-n" => {
-                let v = value("-n")?;
-                o.count = v
-                    .parse()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| format!("-n expects a positive number, got '{v}'"))?;
-            }
-            "--get-values" => o.get_values = true,
-            "-i" => o.info = true,
-            "--strict" => o.strict = true,
-            _ => return Err(format!("unknown option '{arg}'")),
-        }
+        let body = match (c.data, c.file) {
+            (Some(d), _) => Some(Body::Data(d)),
+            (None, Some(f)) if f.as_os_str() == "-" => Some(Body::Stdin),
+            (None, Some(f)) => Some(Body::File(f)),
+            (None, None) => None,
+        };
+        Ok(Options {
+            address: c.address.unwrap_or_default(),
+            uri: c.uri,
+            params: c.params,
+            method: c.method,
+            body,
+            query: c.query,
+            role,
+            data_file: c.data_file,
+            keep: c.keep,
+            count: c.count,
+            get_values: c.get_values,
+            info: c.info,
+            strict: c.strict,
+        })
     }
-    let mut positional = positional.into_iter();
-    o.address = positional.next().ok_or("missing ADDRESS")?;
-    if let Some(uri) = positional.next() {
-        o.uri = uri;
-    }
-    if let Some(extra) = positional.next() {
-        return Err(format!("unexpected argument '{extra}'"));
-    }
-    if o.data_file.is_some() && o.role != 3 {
-        return Err("--data-file needs --role filter".to_string());
-    }
-    Ok(Command::Run(o))
 }
 
 /// The parameters to send: CGI defaults, then the `-p` overrides (in place when they replace a
@@ -309,33 +325,32 @@ fn run(o: &Options, unterminated: &mut u32) -> Result<u8, Failure> {
 }
 
 fn main() -> ExitCode {
-    match parse_args(std::env::args().skip(1)) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Run(o)) => {
-            let mut unterminated = 0;
-            let result = run(&o, &mut unterminated);
-            if unterminated > 0 {
-                eprintln!(
-                    "fcgi-client: note: {unterminated} of {} responses ended STDOUT at \
-                     END_REQUEST without the empty STDOUT record (FastCGI 1.0 §5.3; PHP's \
-                     FastCGI layer never sends it); accepted, --strict makes it an error",
-                    o.count
-                );
-            }
-            match result {
-                Ok(code) => ExitCode::from(code),
-                Err(Failure(code, msg)) => {
-                    eprintln!("fcgi-client: {msg}");
-                    ExitCode::from(code)
-                }
-            }
-        }
-        Err(msg) => {
-            eprintln!("fcgi-client: {msg}\n\n{USAGE}");
-            ExitCode::from(2)
+    let c: Cli = cli::parse_or_exit("fcgi-client", std::env::args_os());
+    if let Some(dir) = &c.generate_man {
+        cli::generate_man("fcgi-client", <Cli as clap::CommandFactory>::command(), dir);
+    }
+    let o = Options::from_cli(c).unwrap_or_else(|e| {
+        cli::usage_error(
+            "fcgi-client",
+            &mut <Cli as clap::CommandFactory>::command(),
+            &e,
+        )
+    });
+    let mut unterminated = 0;
+    let result = run(&o, &mut unterminated);
+    if unterminated > 0 {
+        eprintln!(
+            "fcgi-client: note: {unterminated} of {} responses ended STDOUT at \
+             END_REQUEST without the empty STDOUT record (FastCGI 1.0 §5.3; PHP's \
+             FastCGI layer never sends it); accepted, --strict makes it an error",
+            o.count
+        );
+    }
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(code, msg)) => {
+            eprintln!("fcgi-client: {msg}");
+            ExitCode::from(code)
         }
     }
 }
@@ -344,15 +359,21 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Command, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
+    /// The options of `args`, or the error's message (a clap error's kind for help).
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        let argv = std::iter::once("fcgi-client").chain(args.iter().copied());
+        match cli::try_parse::<Cli>(argv.map(Into::into)) {
+            Ok(c) => Options::from_cli(c),
+            Err(e) => Err(format!("{:?}: {}", e.kind(), cli::message(&e))),
+        }
     }
 
     fn opts(args: &[&str]) -> Options {
-        match parse(args) {
-            Ok(Command::Run(o)) => o,
-            other => panic!("{args:?}: {other:?}"),
-        }
+        parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn is_help(r: Result<Options, String>) -> bool {
+        r.is_err_and(|e| e.starts_with("DisplayHelp"))
     }
 
     fn get<'a>(p: &'a [(String, String)], n: &str) -> Option<&'a str> {
@@ -464,8 +485,8 @@ mod tests {
 
     #[test]
     fn misc_flags() {
-        assert_eq!(parse(&["-h"]), Ok(Command::Help));
-        assert_eq!(parse(&["1", "--help"]), Ok(Command::Help));
+        assert!(is_help(parse(&["-h"])));
+        assert!(is_help(parse(&["1", "--help"])));
         assert!(opts(&["--get-values", "[::1]:9000"]).get_values);
         assert!(!opts(&["9000"]).strict);
         assert!(opts(&["--strict", "9000"]).strict);
@@ -484,8 +505,11 @@ mod tests {
             &["-d", "a", "-f", "b", "1"],
             &["-x", "1"],
             &["1", "/", "extra"],
+            &["-d", "a", "-d", "b", "1"],
+            &["-f", "a", "-f", "b", "1"],
         ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+            let r = parse(bad);
+            assert!(r.is_err() && !is_help(r), "{bad:?}");
         }
     }
 }

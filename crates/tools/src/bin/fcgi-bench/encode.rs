@@ -1,7 +1,7 @@
 //! Requests as a web server would send them, encoded once per request id.
 
 use crate::cli::Options;
-use fcgi_runtime_protocol::record::{push_record, push_stream_end, rtype, MAX_ALIGNED_CONTENT_LEN};
+use fcgi_runtime_protocol::record::{push_stream, push_stream_end, rtype, MAX_ALIGNED_CONTENT_LEN};
 use fcgi_runtime_tools::client::{encode_begin_and_params, encode_request, Request};
 use std::io::{self, Write};
 
@@ -106,17 +106,21 @@ pub(crate) fn encode(o: &Options, params: &[(String, String)], id: u16) -> Encod
             tail: Vec::new(),
         };
     }
+    // The body as push_stream would split it, without holding it: `nchunks` records of
+    // MAX_ALIGNED_CONTENT_LEN bytes, then the rest and the stream's end.
     let mut head = Vec::new();
     encode_begin_and_params(&req, &mut head);
     let full = MAX_ALIGNED_CONTENT_LEN as u64;
     let data: Vec<u8> = (0..full).map(body_byte).collect();
     let mut chunk = Vec::new();
-    push_record(&mut chunk, rtype::STDIN, id, &data);
-    let rem = (o.body % full) as usize;
+    push_stream(&mut chunk, rtype::STDIN, id, &data);
     let mut tail = Vec::new();
-    if rem > 0 {
-        push_record(&mut tail, rtype::STDIN, id, &data[..rem]);
-    }
+    push_stream(
+        &mut tail,
+        rtype::STDIN,
+        id,
+        &data[..(o.body % full) as usize],
+    );
     push_stream_end(&mut tail, rtype::STDIN, id);
     Encoded {
         head,

@@ -11,6 +11,8 @@
 //! 2 usage error.
 
 mod cli;
+#[path = "../common/cli.rs"]
+mod common_cli;
 mod encode;
 mod matcher;
 mod monitor;
@@ -22,7 +24,8 @@ mod soak_work;
 mod stats;
 mod worker;
 
-use cli::{parse_args, Command, Options, USAGE};
+use clap::CommandFactory;
+use cli::{Cli, Options, Sub};
 use encode::{build_params, encode, Encoded, INLINE_LIMIT};
 use report::{report_json, report_text};
 use stats::{Kind, Stats};
@@ -127,32 +130,68 @@ fn run(o: &Options) -> (Stats, f64) {
     (total, elapsed)
 }
 
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+enum Command {
+    Bench(Options),
+    Soak(soak::SoakOptions),
+    /// `--generate-man DIR`.
+    Man(std::path::PathBuf),
+}
+
+/// Parses the command line (the program name first); `Err` carries the clap error, or the
+/// message of a check of the tool's own, and whether it concerns `soak`.
+fn parse_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<Command, (Result<clap::Error, String>, bool)> {
+    let args: Vec<_> = args.into_iter().collect();
+    let is_soak = args.get(1).is_some_and(|a| a == "soak");
+    match common_cli::try_parse::<Cli>(args) {
+        Ok(Cli {
+            command: Some(Sub::Soak(a)),
+            ..
+        }) => soak::SoakOptions::from_args(a)
+            .map(Command::Soak)
+            .map_err(|e| (Err(e), true)),
+        Ok(Cli { bench, .. }) if bench.generate_man.is_some() => {
+            Ok(Command::Man(bench.generate_man.unwrap_or_default()))
+        }
+        Ok(Cli { bench, .. }) => Options::from_args(bench)
+            .map(Command::Bench)
+            .map_err(|e| (Err(e), false)),
+        Err(e) => Err((Ok(e), is_soak)),
+    }
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("soak") {
-        return soak::main(args[1..].to_vec());
-    }
-    match parse_args(args) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Run(o)) => {
-            let (st, secs) = run(&o);
-            let out = if o.json {
-                report_json(&o, &st, secs)
-            } else {
-                report_text(&o, &st, secs)
+    let o = match parse_args(std::env::args_os()) {
+        Ok(Command::Soak(o)) => return soak::main(&o),
+        Ok(Command::Bench(o)) => o,
+        Ok(Command::Man(dir)) => common_cli::generate_man("fcgi-bench", Cli::command(), &dir),
+        Err((e, is_soak)) => {
+            let mut cmd = Cli::command();
+            let (prog, cmd) = match is_soak {
+                true => (
+                    "fcgi-bench soak",
+                    cmd.find_subcommand_mut("soak").expect("soak"),
+                ),
+                false => ("fcgi-bench", &mut cmd),
             };
-            // A closed stdout (fcgi-bench | head) is not worth a panic.
-            let _ = writeln!(io::stdout(), "{out}");
-            ExitCode::from(u8::from(st.error_total() > 0))
+            match e {
+                Ok(e) => common_cli::exit_on(prog, cmd, e),
+                Err(msg) => common_cli::usage_error(prog, cmd, &msg),
+            }
         }
-        Err(msg) => {
-            eprintln!("fcgi-bench: {msg}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
-    }
+    };
+    let (st, secs) = run(&o);
+    let out = if o.json {
+        report_json(&o, &st, secs)
+    } else {
+        report_text(&o, &st, secs)
+    };
+    // A closed stdout (fcgi-bench | head) is not worth a panic.
+    let _ = writeln!(io::stdout(), "{out}");
+    ExitCode::from(u8::from(st.error_total() > 0))
 }
 
 #[cfg(test)]
@@ -160,13 +199,26 @@ mod tests {
     use super::*;
     use crate::stats::Hist;
 
+    /// What `args` ask for, or the error's message (with a clap error's kind first).
     fn parse(args: &[&str]) -> Result<Command, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
+        let argv = std::iter::once("fcgi-bench").chain(args.iter().copied());
+        parse_args(argv.map(Into::into)).map_err(|(e, _)| match e {
+            Ok(e) => format!("{:?}: {}", e.kind(), common_cli::message(&e)),
+            Err(msg) => msg,
+        })
     }
 
     fn opts(args: &[&str]) -> Options {
         match parse(args) {
-            Ok(Command::Run(o)) => o,
+            Ok(Command::Bench(o)) => o,
+            Ok(Command::Man(dir)) => common_cli::generate_man("fcgi-bench", Cli::command(), &dir),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn soak_opts(args: &[&str]) -> soak::SoakOptions {
+        match parse(args) {
+            Ok(Command::Soak(o)) => o,
             other => panic!("{args:?}: {other:?}"),
         }
     }
@@ -209,10 +261,102 @@ mod tests {
             &["-d", "-1", "1"],
             &["--bogus", "1"],
             &["1", "/", "extra"],
+            &["soak"],
+            &["soak", "--kinds", "bogus", "1"],
+            &["soak", "-c", "0", "1"],
+            &["soak", "-m", "1001", "1"],
+            &["soak", "--max-upload", "2G", "1"],
+            &[
+                "soak",
+                "--server-pid",
+                "1",
+                "--secs",
+                "4",
+                "--warmup",
+                "4",
+                "1",
+            ],
+            &["soak", "1", "2"],
         ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+            let r = parse(bad);
+            assert!(
+                r.as_ref().is_err_and(|e| !e.starts_with("DisplayHelp")),
+                "{bad:?}: {r:?}"
+            );
         }
-        assert_eq!(parse(&["-h"]), Ok(Command::Help));
+        for help in [
+            &["-h"][..],
+            &["--help"],
+            &["1", "-h"],
+            &["soak", "-h"],
+            &["soak", "--help"],
+        ] {
+            let r = parse(help);
+            assert!(
+                r.as_ref().is_err_and(|e| e.starts_with("DisplayHelp")),
+                "{help:?}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn soak_options() {
+        let o = soak_opts(&["soak", "127.0.0.1:9000"]);
+        assert_eq!(o.address, "127.0.0.1:9000");
+        assert_eq!((o.secs, o.workers, o.depth), (60.0, 5, 8));
+        assert_eq!(o.kinds, ["keep", "nokeep", "mux", "upload", "abort"]);
+        assert_eq!(
+            (o.max_upload, o.timeout, o.pid, o.json),
+            (4 << 20, 30.0, None, false)
+        );
+        assert_eq!(o.bounds.warmup, 10.0);
+        assert_eq!(
+            (o.bounds.rss_growth_kib, o.bounds.rss_trend_kib),
+            (8192, 2048)
+        );
+        assert_eq!(o.bounds.fd_growth, 64);
+        let o = soak_opts(&[
+            "soak",
+            "--secs",
+            "8",
+            "--kinds",
+            "idle,keep",
+            "-c",
+            "3",
+            "-m",
+            "4",
+            "--max-upload",
+            "1M",
+            "--timeout",
+            "20",
+            "--server-pid",
+            "42",
+            "--rss-growth",
+            "4M",
+            "--rss-trend",
+            "1M",
+            "--fd-growth",
+            "9",
+            "--json",
+            "/tmp/s",
+        ]);
+        assert_eq!(
+            (o.address.as_str(), o.secs, o.workers, o.depth),
+            ("/tmp/s", 8.0, 3, 4)
+        );
+        assert_eq!(o.kinds, ["idle", "keep"]);
+        assert_eq!(
+            (o.max_upload, o.timeout, o.pid, o.json),
+            (1 << 20, 20.0, Some(42), true)
+        );
+        assert_eq!(o.bounds.warmup, 2.0);
+        assert_eq!(
+            (o.bounds.rss_growth_kib, o.bounds.rss_trend_kib),
+            (4096, 1024)
+        );
+        assert_eq!(o.bounds.fd_growth, 9);
+        // An address named soak is still an address after an option.
+        assert_eq!(opts(&["-c", "2", "soak"]).address, "soak");
     }
 
     #[test]
@@ -240,6 +384,24 @@ mod tests {
         let mut all = Vec::new();
         e.write_to(&mut all).unwrap();
         assert_eq!(all.len() as u64, e.len());
+        // The same bytes as the client's encoder writes for the whole body at once.
+        for body in [1 << 20, 5 * 65528, 5 * 65528 + 1] {
+            o.body = body;
+            let params = build_params(&o);
+            let e = encode(&o, &params, 3);
+            let mut chunked = Vec::new();
+            e.write_to(&mut chunked).unwrap();
+            let mut req = fcgi_runtime_tools::client::Request::new(3).keep_conn(o.keep);
+            for (n, v) in &params {
+                req = req.param(n, v);
+            }
+            // Each chunk repeats the pattern from its start.
+            let full = fcgi_runtime_protocol::record::MAX_ALIGNED_CONTENT_LEN as u64;
+            req.stdin = (0..body).map(|i| encode::body_byte(i % full)).collect();
+            let mut whole = Vec::new();
+            fcgi_runtime_tools::client::encode_request(&req, &mut whole);
+            assert!(chunked == whole, "body {body}");
+        }
         o.body = 1000;
         let small = encode(&o, &build_params(&o), 3);
         assert_eq!(small.nchunks, 0);

@@ -44,7 +44,7 @@ pub(crate) fn run(pid: u32, t0: Instant, stop: &dyn Fn() -> bool) -> Result<Vec<
 }
 
 /// min, max, first, last of one measure over samples.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub(crate) struct Summary {
     pub(crate) min: u64,
     pub(crate) max: u64,

@@ -2,6 +2,7 @@
 
 use crate::cli::Options;
 use crate::stats::{Stats, KIND_NAMES};
+use serde::{Serialize, Serializer};
 
 pub(crate) fn rate(n: u64, secs: f64) -> f64 {
     if secs > 0.0 {
@@ -11,72 +12,94 @@ pub(crate) fn rate(n: u64, secs: f64) -> f64 {
     }
 }
 
-pub(crate) fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+/// A float for the JSON output: three decimals, as the text shows them (0 if not finite).
+pub(crate) fn json_f(v: f64) -> f64 {
+    if v.is_finite() {
+        (v * 1000.0).round() / 1000.0
+    } else {
+        0.0
     }
-    out.push('"');
-    out
 }
 
-/// A float as JSON (never NaN or infinite here, but be safe).
-pub(crate) fn json_f(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3}")
-    } else {
-        "0".to_string()
-    }
+/// `(name, count)` pairs as a JSON object, in their order.
+pub(crate) fn ordered_map<S: Serializer, K: Serialize, V: Serialize>(
+    pairs: &[(K, V)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+/// The `--json` output: one object.
+#[derive(Serialize)]
+struct Report<'a> {
+    address: &'a str,
+    uri: &'a str,
+    connections: usize,
+    depth: u16,
+    keep_alive: bool,
+    body_bytes: u64,
+    elapsed_s: f64,
+    requests: u64,
+    ok: u64,
+    errors: u64,
+    requests_per_s: f64,
+    bytes_out: u64,
+    bytes_in: u64,
+    mb_per_s_out: f64,
+    mb_per_s_in: f64,
+    latency_us: Latency,
+    #[serde(serialize_with = "ordered_map")]
+    error_kinds: Vec<(&'static str, u64)>,
+    connections_never_served: u64,
+    late_responses: u64,
+    retried: u64,
+    stdout_unterminated: u64,
+}
+
+/// Latency quantiles in microseconds.
+#[derive(Serialize)]
+struct Latency {
+    min: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    max: u64,
+    mean: u64,
 }
 
 pub(crate) fn report_json(o: &Options, st: &Stats, secs: f64) -> String {
     let h = &st.hist;
-    let kinds: Vec<String> = KIND_NAMES
-        .iter()
-        .zip(&st.errors)
-        .map(|(n, c)| format!("{}:{c}", json_str(n)))
-        .collect();
-    format!(
-        concat!(
-            "{{\"address\":{},\"uri\":{},\"connections\":{},\"depth\":{},\"keep_alive\":{},",
-            "\"body_bytes\":{},\"elapsed_s\":{},\"requests\":{},\"ok\":{},\"errors\":{},",
-            "\"requests_per_s\":{},\"bytes_out\":{},\"bytes_in\":{},\"mb_per_s_out\":{},",
-            "\"mb_per_s_in\":{},\"latency_us\":{{\"min\":{},\"p50\":{},\"p90\":{},\"p99\":{},",
-            "\"max\":{},\"mean\":{}}},\"error_kinds\":{{{}}},\"connections_never_served\":{},\"late_responses\":{},",
-            "\"retried\":{},\"stdout_unterminated\":{}}}"
-        ),
-        json_str(&o.address),
-        json_str(&o.uri),
-        o.connections,
-        o.depth,
-        o.keep,
-        o.body,
-        json_f(secs),
-        st.ok + st.failed,
-        st.ok,
-        st.error_total(),
-        json_f(rate(st.ok + st.failed, secs)),
-        st.bytes_out,
-        st.bytes_in,
-        json_f(rate(st.bytes_out, secs) / 1e6),
-        json_f(rate(st.bytes_in, secs) / 1e6),
-        if h.n == 0 { 0 } else { h.min },
-        h.quantile(0.5),
-        h.quantile(0.9),
-        h.quantile(0.99),
-        h.max,
-        h.mean(),
-        kinds.join(","),
-        st.never_served,
-        st.late,
-        st.retried,
-        st.stdout_unterminated,
-    )
+    let r = Report {
+        address: &o.address,
+        uri: &o.uri,
+        connections: o.connections,
+        depth: o.depth,
+        keep_alive: o.keep,
+        body_bytes: o.body,
+        elapsed_s: json_f(secs),
+        requests: st.ok + st.failed,
+        ok: st.ok,
+        errors: st.error_total(),
+        requests_per_s: json_f(rate(st.ok + st.failed, secs)),
+        bytes_out: st.bytes_out,
+        bytes_in: st.bytes_in,
+        mb_per_s_out: json_f(rate(st.bytes_out, secs) / 1e6),
+        mb_per_s_in: json_f(rate(st.bytes_in, secs) / 1e6),
+        latency_us: Latency {
+            min: if h.n == 0 { 0 } else { h.min },
+            p50: h.quantile(0.5),
+            p90: h.quantile(0.9),
+            p99: h.quantile(0.99),
+            max: h.max,
+            mean: h.mean(),
+        },
+        error_kinds: KIND_NAMES.iter().copied().zip(st.errors).collect(),
+        connections_never_served: st.never_served,
+        late_responses: st.late,
+        retried: st.retried,
+        stdout_unterminated: st.stdout_unterminated,
+    };
+    serde_json::to_string(&r).expect("a report serializes")
 }
 
 pub(crate) fn report_text(o: &Options, st: &Stats, secs: f64) -> String {

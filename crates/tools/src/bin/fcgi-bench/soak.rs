@@ -1,47 +1,13 @@
 //! `fcgi-bench soak`: a mixed load for a given time that fails on any error and, given the
 //! server's pid, on growth of its resident memory or open descriptors (docs/soak.md).
 
-use crate::cli::{parse_num, parse_secs, parse_size};
+use crate::cli::SoakArgs;
 use crate::monitor::{self, Bounds, Sample};
 use crate::soak_work::{Counts, Soak, Worker, KINDS};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-pub(crate) const SOAK_USAGE: &str = "\
-usage: fcgi-bench soak [OPTIONS] ADDRESS
-
-A mixed load against an echoing application (c-examples/soak-echo, or lf-echo on the
-project's libfcgi.so.0) for a given time; every response is verified (status, SOAK_ID, the
-echoed length and FNV-1a of the upload). Worker kinds:
-  keep     keep-alive connection, one request at a time, bodies of 0 to 100000 bytes
-  nokeep   a connection per request, FCGI_KEEP_CONN unset: the server must close it
-  mux      DEPTH request ids in flight on one connection; every tenth aborted at once
-  upload   keep-alive uploads of 256 KiB to MAX_UPLOAD (and of MAX_UPLOAD and 0 bytes)
-  abort    ABORT_REQUEST before the upload, during it and while the response streams, then a
-           normal request: each must end with exactly one END_REQUEST
-  idle     a request, then idle until the server closes the connection, then reconnect
-           (needs the server's idle timeout, FCGI_RUNTIME_KEEPALIVE_TIMEOUT_MS, below --timeout)
-
-options:
-  --secs SECONDS        run time (default 60)
-  --kinds LIST          comma-separated kinds (default keep,nokeep,mux,upload,abort)
-  -c N                  workers, given the kinds in turn (default: one per kind)
-  -m DEPTH              ids in flight on a mux connection (default 8)
-  --max-upload BYTES    largest upload, suffixes k, M (default 4M)
-  --timeout SECONDS     longest wait for any read or write (default 30)
-  --server-pid PID      sample VmRSS and open fds of PID every second and judge them
-  --warmup SECONDS      samples before this are not judged (default: a quarter of --secs, <= 10)
-  --rss-growth BYTES    fail when VmRSS rises more than this above its level after the warm-up
-                        (default 8M)
-  --rss-trend BYTES     fail when the last third of the samples stays this far above the first
-                        third's highest (default 2M)
-  --fd-growth N         fail when open fds rise more than N above the level after the warm-up
-                        (default 64)
-  --json                print one JSON object instead of text
-
-exit status: 0 every request verified and the server within bounds, 1 otherwise, 2 usage error";
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SoakOptions {
@@ -57,89 +23,45 @@ pub(crate) struct SoakOptions {
     pub(crate) json: bool,
 }
 
-pub(crate) fn parse_soak<I: IntoIterator<Item = String>>(
-    args: I,
-) -> Result<Option<SoakOptions>, String> {
-    let mut it = args.into_iter();
-    let mut address = None;
-    let mut secs = 60.0;
-    let mut kinds: Vec<&'static str> = KINDS[..5].to_vec();
-    let mut workers = None;
-    let mut depth = 8usize;
-    let mut max_upload = 4usize << 20;
-    let mut timeout = 30.0;
-    let mut pid = None;
-    let mut warmup = None;
-    let mut rss_growth = 8u64 << 20;
-    let mut rss_trend = 2u64 << 20;
-    let mut fd_growth = 64u64;
-    let mut json = false;
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--secs" => secs = parse_secs("--secs", &value("--secs")?)?,
-            "--kinds" => {
-                kinds = Vec::new();
-                for k in value("--kinds")?.split(',') {
-                    match KINDS.iter().find(|&&n| n == k) {
-                        Some(n) => kinds.push(*n),
-                        None => return Err(format!("unknown kind '{k}' (kinds: {KINDS:?})")),
-                    }
-                }
-            }
-            "-c" => workers = Some(parse_num::<usize>("-c", &value("-c")?)?),
-            "-m" => depth = parse_num("-m", &value("-m")?)?,
-            "--max-upload" => {
-                max_upload = parse_size("--max-upload", &value("--max-upload")?)? as usize
-            }
-            "--timeout" => timeout = parse_secs("--timeout", &value("--timeout")?)?,
-            "--server-pid" => pid = Some(parse_num("--server-pid", &value("--server-pid")?)?),
-            "--warmup" => warmup = Some(parse_secs("--warmup", &value("--warmup")?)?),
-            "--rss-growth" => rss_growth = parse_size("--rss-growth", &value("--rss-growth")?)?,
-            "--rss-trend" => rss_trend = parse_size("--rss-trend", &value("--rss-trend")?)?,
-            "--fd-growth" => fd_growth = parse_num("--fd-growth", &value("--fd-growth")?)?,
-            "--json" => json = true,
-            a if a.starts_with('-') && a.len() > 1 => return Err(format!("unknown option '{a}'")),
-            a if address.is_none() => address = Some(a.to_string()),
-            a => return Err(format!("unexpected argument '{a}'")),
+impl SoakOptions {
+    /// The soak's options; `Err` for values out of range and combinations that cannot work.
+    pub(crate) fn from_args(a: SoakArgs) -> Result<SoakOptions, String> {
+        let kinds = a.kinds.map_or_else(|| KINDS[..5].to_vec(), |k| k.0);
+        let workers = a.workers.unwrap_or(kinds.len());
+        if kinds.is_empty() || workers == 0 || workers > 1000 {
+            return Err("-c expects 1..=1000 workers".to_string());
         }
+        if a.depth == 0 || a.depth > 1000 {
+            return Err("-m expects 1..=1000".to_string());
+        }
+        if a.max_upload > 1 << 30 {
+            return Err("--max-upload is at most 1G".to_string());
+        }
+        if a.timeout < 0.001 {
+            return Err("--timeout must be at least 0.001".to_string());
+        }
+        let warmup = a.warmup.unwrap_or((a.secs / 4.0).min(10.0));
+        if a.pid.is_some() && warmup >= a.secs {
+            return Err("--warmup must be shorter than --secs".to_string());
+        }
+        Ok(SoakOptions {
+            address: a.address,
+            secs: a.secs,
+            kinds,
+            workers,
+            depth: a.depth,
+            max_upload: a.max_upload as usize,
+            timeout: a.timeout,
+            pid: a.pid,
+            bounds: Bounds {
+                warmup,
+                rss_growth_kib: a.rss_growth / 1024,
+                rss_trend_kib: a.rss_trend / 1024,
+                fd_growth: a.fd_growth,
+            },
+            json: a.json,
+        })
     }
-    let address = address.ok_or("missing ADDRESS")?;
-    let workers = workers.unwrap_or(kinds.len());
-    if kinds.is_empty() || workers == 0 || workers > 1000 {
-        return Err("-c expects 1..=1000 workers".to_string());
-    }
-    if depth == 0 || depth > 1000 {
-        return Err("-m expects 1..=1000".to_string());
-    }
-    if max_upload > 1 << 30 {
-        return Err("--max-upload is at most 1G".to_string());
-    }
-    if timeout < 0.001 {
-        return Err("--timeout must be at least 0.001".to_string());
-    }
-    let warmup = warmup.unwrap_or((secs / 4.0).min(10.0));
-    if pid.is_some() && warmup >= secs {
-        return Err("--warmup must be shorter than --secs".to_string());
-    }
-    Ok(Some(SoakOptions {
-        address,
-        secs,
-        kinds,
-        workers,
-        depth,
-        max_upload,
-        timeout,
-        pid,
-        bounds: Bounds {
-            warmup,
-            rss_growth_kib: rss_growth / 1024,
-            rss_trend_kib: rss_trend / 1024,
-            fd_growth,
-        },
-        json,
-    }))
 }
 
 /// What a run found.
@@ -265,23 +187,13 @@ fn progress(s: &Soak, t0: Instant, finished: &AtomicBool) {
     }
 }
 
-pub(crate) fn main(args: Vec<String>) -> ExitCode {
-    let o = match parse_soak(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{SOAK_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("fcgi-bench soak: {e}\n\n{SOAK_USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let out = run(&o);
+/// Runs `fcgi-bench soak` with options `o`: exit status 0 when it passed, 1 otherwise.
+pub(crate) fn main(o: &SoakOptions) -> ExitCode {
+    let out = run(o);
     let text = if o.json {
-        crate::soak_report::json(&o, &out)
+        crate::soak_report::json(o, &out)
     } else {
-        crate::soak_report::text(&o, &out)
+        crate::soak_report::text(o, &out)
     };
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{text}");

@@ -3,7 +3,7 @@
 
 use fcgi_runtime::addr::{self, ClientStream};
 use fcgi_runtime_protocol::record::{
-    push_abort_request, push_record, push_stream_end, rtype, Header, HEADER_LEN,
+    push_abort_request, push_stream, push_stream_end, rtype, Header, HEADER_LEN,
     MAX_ALIGNED_CONTENT_LEN, VERSION_1,
 };
 use std::io::{self, Read, Write};
@@ -175,7 +175,7 @@ fn write_stdin(
 ) -> io::Result<()> {
     for piece in data.chunks(MAX_ALIGNED_CONTENT_LEN) {
         scratch.clear();
-        push_record(scratch, rtype::STDIN, id, piece);
+        push_stream(scratch, rtype::STDIN, id, piece);
         w.write_all(scratch)?;
     }
     if end {

@@ -1,8 +1,10 @@
 //! The soak's results as text or as one JSON object.
 
 use crate::monitor::{summary, Sample, Summary};
-use crate::report::{json_f, json_str};
+use crate::report::json_f;
 use crate::soak::{Outcome, SoakOptions};
+use crate::soak_work::Counts;
+use serde::Serialize;
 
 fn total(out: &Outcome) -> u64 {
     out.counts
@@ -18,13 +20,6 @@ fn after_warmup(o: &SoakOptions, out: &Outcome) -> Vec<Sample> {
         .copied()
         .filter(|s| s.t >= o.bounds.warmup)
         .collect()
-}
-
-fn sum_json(s: &Summary) -> String {
-    format!(
-        "{{\"min\":{},\"max\":{},\"first\":{},\"last\":{}}}",
-        s.min, s.max, s.first, s.last
-    )
 }
 
 fn sum_text(s: &Summary) -> String {
@@ -94,56 +89,72 @@ pub(crate) fn text(o: &SoakOptions, out: &Outcome) -> String {
     s
 }
 
+/// The `--json` output: one object.
+#[derive(Serialize)]
+struct Report<'a> {
+    address: &'a str,
+    elapsed_s: f64,
+    workers: usize,
+    kinds: &'a [&'static str],
+    requests: u64,
+    by_kind: &'a Counts,
+    errors: u64,
+    error_messages: &'a [String],
+    server: Option<Server>,
+    memory_failures: &'a [String],
+    pass: bool,
+}
+
+/// What the monitor saw of the server (with --server-pid).
+#[derive(Serialize)]
+struct Server {
+    pid: u32,
+    samples: usize,
+    warmup_s: f64,
+    rss_kib: Summary,
+    rss_kib_after_warmup: Summary,
+    fds: Summary,
+    rss_growth_bound_kib: u64,
+    rss_trend_bound_kib: u64,
+    fd_growth_bound: u64,
+    baseline: Option<Baseline>,
+}
+
+/// The first sample after the warm-up.
+#[derive(Serialize)]
+struct Baseline {
+    rss_kib: u64,
+    fds: u64,
+}
+
 pub(crate) fn json(o: &SoakOptions, out: &Outcome) -> String {
-    let counts: Vec<String> = out
-        .counts
-        .iter()
-        .map(|(k, n)| format!("{}:{n}", json_str(k)))
-        .collect();
-    let list = |v: &[String]| v.iter().map(|m| json_str(m)).collect::<Vec<_>>().join(",");
-    let kinds: Vec<String> = o.kinds.iter().map(|k| k.to_string()).collect();
-    let server = match o.pid {
-        None => "null".to_string(),
-        Some(pid) => {
-            let late = after_warmup(o, out);
-            format!(
-                concat!(
-                    "{{\"pid\":{},\"samples\":{},\"warmup_s\":{},\"rss_kib\":{},",
-                    "\"rss_kib_after_warmup\":{},\"fds\":{},\"rss_growth_bound_kib\":{},",
-                    "\"rss_trend_bound_kib\":{},\"fd_growth_bound\":{},\"baseline\":{}}}"
-                ),
-                pid,
-                out.samples.len(),
-                json_f(o.bounds.warmup),
-                sum_json(&summary(&out.samples, |x| x.rss_kib)),
-                sum_json(&summary(&late, |x| x.rss_kib)),
-                sum_json(&summary(&out.samples, |x| x.fds)),
-                o.bounds.rss_growth_kib,
-                o.bounds.rss_trend_kib,
-                o.bounds.fd_growth,
-                match out.base {
-                    Some(b) => format!("{{\"rss_kib\":{},\"fds\":{}}}", b.rss_kib, b.fds),
-                    None => "null".to_string(),
-                }
-            )
-        }
-    };
-    format!(
-        concat!(
-            "{{\"address\":{},\"elapsed_s\":{},\"workers\":{},\"kinds\":[{}],\"requests\":{},",
-            "\"by_kind\":{{{}}},\"errors\":{},\"error_messages\":[{}],\"server\":{},",
-            "\"memory_failures\":[{}],\"pass\":{}}}"
-        ),
-        json_str(&o.address),
-        json_f(out.elapsed),
-        o.workers,
-        list(&kinds),
-        total(out),
-        counts.join(","),
-        out.errors,
-        list(&out.messages),
+    let server = o.pid.map(|pid| Server {
+        pid,
+        samples: out.samples.len(),
+        warmup_s: json_f(o.bounds.warmup),
+        rss_kib: summary(&out.samples, |x| x.rss_kib),
+        rss_kib_after_warmup: summary(&after_warmup(o, out), |x| x.rss_kib),
+        fds: summary(&out.samples, |x| x.fds),
+        rss_growth_bound_kib: o.bounds.rss_growth_kib,
+        rss_trend_bound_kib: o.bounds.rss_trend_kib,
+        fd_growth_bound: o.bounds.fd_growth,
+        baseline: out.base.map(|b| Baseline {
+            rss_kib: b.rss_kib,
+            fds: b.fds,
+        }),
+    });
+    let r = Report {
+        address: &o.address,
+        elapsed_s: json_f(out.elapsed),
+        workers: o.workers,
+        kinds: &o.kinds,
+        requests: total(out),
+        by_kind: &out.counts,
+        errors: out.errors,
+        error_messages: &out.messages,
         server,
-        list(&out.memory),
-        out.pass()
-    )
+        memory_failures: &out.memory,
+        pass: out.pass(),
+    };
+    serde_json::to_string(&r).expect("a report serializes")
 }

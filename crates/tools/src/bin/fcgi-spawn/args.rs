@@ -1,55 +1,18 @@
-//! The command line: spawn-fcgi's options (same letters, same meanings), the pool's settings as
-//! long options, then `--` and the program with its arguments.
+//! The command line (clap): spawn-fcgi's options (same letters, same meanings), the pool's
+//! settings as long options, then `--` and the program with its arguments.
 
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub const USAGE: &str = "\
-usage: fcgi-spawn [options] [--] program [args...]
-
+const ABOUT: &str = "\
 Runs a FastCGI program under the fcgi-runtime pool: the program's workers are forked and
 supervised (replaced when they exit, recycled, reloaded on SIGHUP); each one gets the
-listening socket on fd 0, as spawn-fcgi gives it.
+listening socket on fd 0, as spawn-fcgi gives it.";
 
-spawn-fcgi's options:
-  -a ADDR        IPv4/IPv6 address to bind with -p (default 0.0.0.0)
-  -p PORT        TCP port to bind
-  -s PATH        Unix socket to bind (a stale socket file is removed; a live one refused)
-  -M MODE        Unix socket mode, octal (default 0660 as far as the umask allows)
-  -b BACKLOG     listen backlog (default 1024)
-  -F N           number of workers: the pool's max_children (default: one per CPU,
-                 or PHP_FCGI_CHILDREN from fcgi-spawn's own environment)
-  -C N           set PHP_FCGI_CHILDREN=N in the program's environment
-  -n             no fork, no pool: exec the program with the socket on fd 0
-  -P FILE        pid file (the supervisor's pid; with -n the program's, the same process)
-  -d DIR         chdir to DIR before starting the program
-  -v, --version  show the version
-  -h, -?, --help this help
- (root only; ignored with a warning otherwise)
-  -c DIR         chroot to DIR (the pool reads /proc: mount it inside)
-  -S             create the socket before the chroot (default: inside it)
-  -u USER        user to run as (name or uid)
-  -g GROUP       group to run as (default: the primary group of -u's user)
-  -U USER        Unix socket owner (default: -u's user)
-  -G GROUP       Unix socket group (default: -U's primary group, else -g's)
-
+const AFTER_HELP: &str = "\
 Without -p and -s the socket is inherited: LISTEN_FDS/LISTEN_PID (systemd), else fd 0.
-
-pool options (docs/pool-design.md):
-  --pm static|dynamic|ondemand         process manager (default static)
-  --max-children N                     the same as -F
-  --start-servers N, --min-spare N, --max-spare N
-  --idle-timeout-ms N                  ondemand: drain a worker idle this long
-  --max-requests N                     recycle a worker after N requests
-  --max-memory BYTES                   recycle a worker above this RSS (K, M, G suffixes)
-  --graceful-timeout-ms N              drain and graceful stop limit before SIGKILL
-  --name NAME                          pool name (status page, logs)
-  --status-path /PATH                  answer the status page at this SCRIPT_NAME
-  --slowlog FILE                       slow-request log (default: stderr)
-  --slowlog-timeout-ms N               log requests running longer than this
-  --request-terminate-timeout-ms N     kill a worker whose request runs longer than this
-  --reuseport                          SO_REUSEPORT on the TCP socket
-  --set NAME=VALUE                     any pool setting (repeatable)
 
 signals: SIGTERM/SIGINT fast stop, SIGQUIT graceful stop, SIGHUP/SIGUSR2 reload (the
 program is exec'd again), SIGUSR1 reopen the slow log.
@@ -57,13 +20,181 @@ program is exec'd again), SIGUSR1 reopen the slow log.
 exit status: 0 after a clean stop, 1 on a startup error, 2 on a usage or settings error;
 with -n, the program's.";
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
-    Run(Box<Options>),
-    Help,
-    Version,
+/// The command line as clap reads it; [`parse`] turns it into [`Options`].
+#[derive(Parser, Debug)]
+#[command(
+    name = "fcgi-spawn",
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (fcgi-runtime) - spawns and supervises FastCGI programs"
+    ),
+    about = "Runs any FastCGI program under the fcgi-runtime pool, with spawn-fcgi's command line",
+    long_about = ABOUT,
+    before_help = ABOUT,
+    override_usage = "fcgi-spawn [options] [--] program [args...]",
+    help_template = crate::cli::HELP_TEMPLATE_PARAGRAPH,
+    after_help = AFTER_HELP,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(flatten, next_help_heading = "spawn-fcgi's options")]
+    spawn: SpawnArgs,
+    #[command(
+        flatten,
+        next_help_heading = "root only (ignored with a warning otherwise)"
+    )]
+    root: RootArgs,
+    #[command(flatten, next_help_heading = "pool options (docs/pool-design.md)")]
+    pool: PoolArgs,
+    /// the FastCGI program and its arguments (the first operand starts them: what follows is
+    /// the program's, options included)
+    #[arg(value_name = "program", trailing_var_arg = true,
+          value_parser = clap::value_parser!(OsString))]
+    program: Vec<OsString>,
 }
+
+/// spawn-fcgi's options that anyone may use.
+#[derive(Args, Debug)]
+struct SpawnArgs {
+    /// IPv4/IPv6 address to bind with -p (default 0.0.0.0)
+    #[arg(short = 'a', value_name = "ADDR")]
+    addr: Option<String>,
+    /// TCP port to bind
+    #[arg(short = 'p', value_name = "PORT", value_parser = parse_port)]
+    port: Option<u16>,
+    /// Unix socket to bind (a stale socket file is removed; a live one refused)
+    #[arg(short = 's', value_name = "PATH")]
+    unix: Option<String>,
+    /// Unix socket mode, octal (default 0660 as far as the umask allows)
+    #[arg(short = 'M', value_name = "MODE", value_parser = parse_mode)]
+    mode: Option<u32>,
+    /// listen backlog (default 1024)
+    #[arg(short = 'b', value_name = "BACKLOG", value_parser = parse_backlog)]
+    backlog: Option<i32>,
+    /// number of workers: the pool's max_children (default: one per CPU, or PHP_FCGI_CHILDREN
+    /// from fcgi-spawn's own environment)
+    #[arg(short = 'F', long = "max-children", value_name = "N", action = ArgAction::Append)]
+    max_children: Vec<String>,
+    /// set PHP_FCGI_CHILDREN=N in the program's environment
+    #[arg(short = 'C', value_name = "N", value_parser = number::<u32>)]
+    php_children: Option<u32>,
+    /// no fork, no pool: exec the program with the socket on fd 0
+    #[arg(short = 'n')]
+    nofork: bool,
+    /// pid file (the supervisor's pid; with -n the program's, the same process)
+    #[arg(short = 'P', value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// chdir to DIR before starting the program
+    #[arg(short = 'd', value_name = "DIR")]
+    chdir: Option<PathBuf>,
+    /// show the version
+    #[arg(short = 'v', long, action = ArgAction::Version)]
+    version: Option<bool>,
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true,
+          help = crate::cli::GENERATE_MAN_HELP)]
+    generate_man: Option<PathBuf>,
+    /// this help (also -?)
+    #[arg(short = 'h', long, short_alias = '?', action = ArgAction::HelpShort)]
+    help: Option<bool>,
+}
+
+/// spawn-fcgi's options for root.
+#[derive(Args, Debug)]
+struct RootArgs {
+    /// chroot to DIR (the pool reads /proc: mount it inside)
+    #[arg(short = 'c', value_name = "DIR")]
+    chroot: Option<PathBuf>,
+    /// create the socket before the chroot (default: inside it)
+    #[arg(short = 'S')]
+    sock_before_chroot: bool,
+    /// user to run as (name or uid)
+    #[arg(short = 'u', value_name = "USER")]
+    user: Option<String>,
+    /// group to run as (default: the primary group of -u's user)
+    #[arg(short = 'g', value_name = "GROUP")]
+    group: Option<String>,
+    /// Unix socket owner (default: -u's user)
+    #[arg(short = 'U', value_name = "USER")]
+    sock_user: Option<String>,
+    /// Unix socket group (default: -U's primary group, else -g's)
+    #[arg(short = 'G', value_name = "GROUP")]
+    sock_group: Option<String>,
+}
+
+/// The pool's settings (docs/pool-design.md); each may be repeated, the last one wins.
+#[derive(Args, Debug)]
+struct PoolArgs {
+    /// process manager: static (default), dynamic or ondemand
+    #[arg(long, value_name = "static|dynamic|ondemand", action = ArgAction::Append)]
+    pm: Vec<String>,
+    /// dynamic: workers started at first
+    #[arg(long, value_name = "N", action = ArgAction::Append)]
+    start_servers: Vec<String>,
+    /// dynamic: fewest idle workers
+    #[arg(long, value_name = "N", action = ArgAction::Append)]
+    min_spare: Vec<String>,
+    /// dynamic: most idle workers
+    #[arg(long, value_name = "N", action = ArgAction::Append)]
+    max_spare: Vec<String>,
+    /// ondemand: drain a worker idle this long
+    #[arg(long, value_name = "N", action = ArgAction::Append)]
+    idle_timeout_ms: Vec<String>,
+    /// recycle a worker after N requests
+    #[arg(long, value_name = "N", action = ArgAction::Append)]
+    max_requests: Vec<String>,
+    /// recycle a worker above this RSS (K, M, G suffixes)
+    #[arg(long, value_name = "BYTES", action = ArgAction::Append, value_parser = parse_bytes)]
+    max_memory: Vec<u64>,
+    /// drain and graceful stop limit before SIGKILL
+    #[arg(long, value_name = "N", action = ArgAction::Append)]
+    graceful_timeout_ms: Vec<String>,
+    /// pool name (status page, logs)
+    #[arg(long, value_name = "NAME", action = ArgAction::Append)]
+    name: Vec<String>,
+    /// answer the status page at this SCRIPT_NAME
+    #[arg(long, value_name = "/PATH", action = ArgAction::Append)]
+    status_path: Vec<String>,
+    /// slow-request log (default: stderr)
+    #[arg(long, value_name = "FILE", action = ArgAction::Append)]
+    slowlog: Vec<String>,
+    /// log requests running longer than this
+    #[arg(long, value_name = "N", action = ArgAction::Append)]
+    slowlog_timeout_ms: Vec<String>,
+    /// kill a worker whose request runs longer than this
+    #[arg(long, value_name = "N", action = ArgAction::Append)]
+    request_terminate_timeout_ms: Vec<String>,
+    /// SO_REUSEPORT on the TCP socket
+    #[arg(long, action = ArgAction::Append, num_args = 0, default_missing_value = "1")]
+    reuseport: Vec<String>,
+    /// any pool setting (repeatable)
+    #[arg(long, value_name = "NAME=VALUE", action = ArgAction::Append, value_parser = parse_set)]
+    set: Vec<(String, String)>,
+}
+
+/// The pool settings the long options (and -F) set: clap's id of the option, the setting.
+const SETTINGS: &[(&str, &str)] = &[
+    ("max_children", "max_children"),
+    ("pm", "pm"),
+    ("start_servers", "start_servers"),
+    ("min_spare", "min_spare_servers"),
+    ("max_spare", "max_spare_servers"),
+    ("idle_timeout_ms", "process_idle_timeout_ms"),
+    ("max_requests", "max_requests"),
+    ("max_memory", "max_memory"),
+    ("graceful_timeout_ms", "graceful_timeout_ms"),
+    ("name", "name"),
+    ("status_path", "status_path"),
+    ("slowlog", "slowlog"),
+    ("slowlog_timeout_ms", "slowlog_timeout_ms"),
+    (
+        "request_terminate_timeout_ms",
+        "request_terminate_timeout_ms",
+    ),
+    ("reuseport", "reuseport"),
+    ("set", ""),
+];
 
 /// The parsed options.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -87,32 +218,9 @@ pub struct Options {
     pub settings: Vec<(String, String)>,
     /// The program and its arguments.
     pub program: Vec<OsString>,
+    /// `--generate-man DIR` (nothing else is set then).
+    pub generate_man: Option<PathBuf>,
 }
-
-/// Long options that take a value, and the pool setting each one sets.
-const LONG_SETTINGS: &[(&str, &str)] = &[
-    ("pm", "pm"),
-    ("max-children", "max_children"),
-    ("start-servers", "start_servers"),
-    ("min-spare", "min_spare_servers"),
-    ("max-spare", "max_spare_servers"),
-    ("idle-timeout-ms", "process_idle_timeout_ms"),
-    ("max-requests", "max_requests"),
-    ("max-memory", "max_memory"),
-    ("graceful-timeout-ms", "graceful_timeout_ms"),
-    ("name", "name"),
-    ("status-path", "status_path"),
-    ("slowlog", "slowlog"),
-    ("slowlog-timeout-ms", "slowlog_timeout_ms"),
-    (
-        "request-terminate-timeout-ms",
-        "request_terminate_timeout_ms",
-    ),
-];
-
-/// Short options that take a value (getopt's "a:p:s:..."); the others are flags.
-const SHORT_WITH_VALUE: &str = "apsMbUGugCFPcd";
-const SHORT_FLAGS: &str = "nSvh?";
 
 /// `12`, `64K`, `512M`, `2G` (powers of 1024) in bytes.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
@@ -123,7 +231,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
                 'K' => 1 << 10,
                 'M' => 1 << 20,
                 'G' => 1 << 30,
-                _ => return Err(format!("--max-memory: bad suffix in '{s}' (K, M or G)")),
+                _ => return Err(format!("bad suffix in '{s}' (K, M or G)")),
             };
             (&t[..i], m)
         }
@@ -133,134 +241,106 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("--max-memory: '{s}' is not a byte count"))
+        .ok_or_else(|| format!("'{s}' is not a byte count"))
 }
 
-fn number<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, String> {
+fn number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
     v.trim()
         .parse::<T>()
-        .map_err(|_| format!("{opt}: '{v}' is not a valid number"))
+        .map_err(|_| format!("'{v}' is not a valid number"))
 }
 
-/// Parses the arguments after the program name.
-pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
-    let mut o = Options::default();
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        let Some(s) = arg.to_str().map(str::to_string) else {
-            // Not UTF-8: not an option of ours, so the program.
-            o.program.push(arg);
-            break;
-        };
-        if s == "--" {
-            break;
-        }
-        if let Some(long) = s.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (long, None),
-            };
-            let value = |it: &mut std::vec::IntoIter<OsString>| -> Result<String, String> {
-                if let Some(v) = inline.clone() {
-                    return Ok(v);
-                }
-                it.next()
-                    .and_then(|v| v.into_string().ok())
-                    .ok_or_else(|| format!("--{name} wants a value"))
-            };
-            match name {
-                "help" => return Ok(Parsed::Help),
-                "version" => return Ok(Parsed::Version),
-                "reuseport" => {
-                    if inline.is_some() {
-                        return Err("--reuseport takes no value".to_string());
-                    }
-                    o.settings.push(("reuseport".into(), "1".into()));
-                }
-                "set" => {
-                    let v = value(&mut it)?;
-                    let (n, val) = v
-                        .split_once('=')
-                        .ok_or_else(|| format!("--set wants NAME=VALUE, not '{v}'"))?;
-                    o.settings.push((n.trim().to_string(), val.to_string()));
-                }
-                "max-memory" => {
-                    let v = value(&mut it)?;
-                    let n = parse_bytes(&v)?;
-                    o.settings.push(("max_memory".into(), n.to_string()));
-                }
-                _ => match LONG_SETTINGS.iter().find(|(l, _)| *l == name) {
-                    Some((_, setting)) => {
-                        let v = value(&mut it)?;
-                        o.settings.push((setting.to_string(), v));
-                    }
-                    None => return Err(format!("unknown option --{name}")),
-                },
-            }
+fn parse_port(v: &str) -> Result<u16, String> {
+    match number::<u16>(v)? {
+        0 => Err("port 0 is not a port".to_string()),
+        p => Ok(p),
+    }
+}
+
+fn parse_backlog(v: &str) -> Result<i32, String> {
+    match number::<i32>(v)? {
+        b if b < 1 => Err("the backlog must be at least 1".to_string()),
+        b => Ok(b),
+    }
+}
+
+fn parse_mode(v: &str) -> Result<u32, String> {
+    fcgi_runtime::sockperm::parse_mode(v)
+}
+
+fn parse_set(v: &str) -> Result<(String, String), String> {
+    let (n, val) = v
+        .split_once('=')
+        .ok_or_else(|| format!("wants NAME=VALUE, not '{v}'"))?;
+    Ok((n.trim().to_string(), val.to_string()))
+}
+
+/// The pool settings of the command line, in the order given.
+fn settings_in_order(m: &ArgMatches) -> Vec<(String, String)> {
+    let mut all: Vec<(usize, String, String)> = Vec::new();
+    for &(id, setting) in SETTINGS {
+        if m.value_source(id) != Some(ValueSource::CommandLine) {
             continue;
         }
-        if s.len() < 2 || !s.starts_with('-') {
-            // The first operand starts the program (POSIX getopt: options end there).
-            o.program.push(arg);
-            break;
-        }
-        // A cluster of short options: flags, then at most one option with a value, whose
-        // value is the rest of the cluster or the next argument (getopt's rules).
-        for (i, c) in s[1..].char_indices() {
-            if SHORT_FLAGS.contains(c) {
-                match c {
-                    'n' => o.nofork = true,
-                    'S' => o.sock_before_chroot = true,
-                    'v' => return Ok(Parsed::Version),
-                    _ => return Ok(Parsed::Help),
-                }
-                continue;
-            }
-            if !SHORT_WITH_VALUE.contains(c) {
-                return Err(format!("unknown option -{c}"));
-            }
-            let rest = &s[1 + i + c.len_utf8()..];
-            let v = if !rest.is_empty() {
-                rest.to_string()
-            } else {
-                it.next()
-                    .and_then(|v| v.into_string().ok())
-                    .ok_or_else(|| format!("-{c} wants a value"))?
+        let raw: Vec<String> = m
+            .get_raw(id)
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let indices = m.indices_of(id).into_iter().flatten();
+        for (i, v) in indices.zip(raw) {
+            let (name, value) = match (id, setting) {
+                ("set", _) => parse_set(&v).expect("checked by clap"),
+                ("max_memory", _) => (
+                    setting.to_string(),
+                    parse_bytes(&v).expect("checked").to_string(),
+                ),
+                ("reuseport", _) => (setting.to_string(), "1".to_string()),
+                _ => (setting.to_string(), v),
             };
-            let opt = format!("-{c}");
-            match c {
-                'a' => o.addr = Some(v),
-                'p' => {
-                    let p: u16 = number(&opt, &v)?;
-                    if p == 0 {
-                        return Err("-p: port 0 is not a port".to_string());
-                    }
-                    o.port = Some(p);
-                }
-                's' => o.unix = Some(v),
-                'M' => o.mode = Some(fcgi_runtime::sockperm::parse_mode(&v)?),
-                'b' => {
-                    let b: i32 = number(&opt, &v)?;
-                    if b < 1 {
-                        return Err("-b: the backlog must be at least 1".to_string());
-                    }
-                    o.backlog = Some(b);
-                }
-                'U' => o.sock_user = Some(v),
-                'G' => o.sock_group = Some(v),
-                'u' => o.user = Some(v),
-                'g' => o.group = Some(v),
-                'C' => o.php_children = Some(number(&opt, &v)?),
-                'F' => o.settings.push(("max_children".into(), v)),
-                'P' => o.pid_file = Some(PathBuf::from(v)),
-                'c' => o.chroot = Some(PathBuf::from(v)),
-                'd' => o.chdir = Some(PathBuf::from(v)),
-                _ => unreachable!("listed in SHORT_WITH_VALUE"),
-            }
-            break;
+            all.push((i, name, value));
         }
     }
-    o.program.extend(it);
+    all.sort_by_key(|(i, _, _)| *i);
+    all.into_iter().map(|(_, n, v)| (n, v)).collect()
+}
+
+/// Parses the command line (the program name first). `Err` carries clap's error (help and
+/// version requests included) or the message of a check of fcgi-spawn's own.
+pub fn parse(args: Vec<OsString>) -> Result<Options, Result<clap::Error, String>> {
+    let mut cmd = Cli::command();
+    let m = cmd.try_get_matches_from_mut(args).map_err(Ok)?;
+    let c = Cli::from_arg_matches(&m).map_err(|e| Ok(e.format(&mut cmd)))?;
+    let o = Options {
+        addr: c.spawn.addr,
+        port: c.spawn.port,
+        unix: c.spawn.unix,
+        mode: c.spawn.mode,
+        backlog: c.spawn.backlog,
+        sock_user: c.root.sock_user,
+        sock_group: c.root.sock_group,
+        user: c.root.user,
+        group: c.root.group,
+        php_children: c.spawn.php_children,
+        nofork: c.spawn.nofork,
+        pid_file: c.spawn.pid_file,
+        chroot: c.root.chroot,
+        sock_before_chroot: c.root.sock_before_chroot,
+        chdir: c.spawn.chdir,
+        settings: settings_in_order(&m),
+        program: c.program,
+        generate_man: c.spawn.generate_man,
+    };
+    if o.generate_man.is_some() {
+        return Ok(o);
+    }
+    let _ = (c.pool, c.spawn.max_children, c.spawn.version, c.spawn.help);
+    check(o).map_err(Err)
+}
+
+/// fcgi-spawn's own checks of a command line that clap accepted.
+fn check(o: Options) -> Result<Options, String> {
     if o.program.is_empty() {
         return Err("no FastCGI program given (fcgi-spawn [options] -- program [args])".into());
     }
@@ -274,22 +354,31 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             ));
         }
     }
-    Ok(Parsed::Run(Box::new(o)))
+    Ok(o)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Result<Parsed, String> {
-        parse(args.iter().map(OsString::from).collect())
+    /// The options of `args`, or the error's message (with a clap error's kind first).
+    fn p(args: &[&str]) -> Result<Options, String> {
+        let argv = std::iter::once("fcgi-spawn").chain(args.iter().copied());
+        parse(argv.map(OsString::from).collect()).map_err(|e| match e {
+            Ok(e) => format!("{:?}: {}", e.kind(), crate::cli::message(&e)),
+            Err(msg) => msg,
+        })
     }
 
     fn run(args: &[&str]) -> Options {
-        match p(args) {
-            Ok(Parsed::Run(o)) => *o,
-            other => panic!("{args:?}: {other:?}"),
-        }
+        p(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn kind(args: &[&str]) -> String {
+        p(args).map_or_else(
+            |e| e.split(':').next().unwrap_or("").to_string(),
+            |_| "Ok".into(),
+        )
     }
 
     #[test]
@@ -345,9 +434,48 @@ mod tests {
                 ("name".into(), "api".into()),
             ]
         );
-        assert_eq!(p(&["--help"]), Ok(Parsed::Help));
-        assert_eq!(p(&["-h"]), Ok(Parsed::Help));
-        assert_eq!(p(&["--version"]), Ok(Parsed::Version));
+        for help in ["--help", "-h", "-?"] {
+            assert_eq!(kind(&[help]), "DisplayHelp", "{help}");
+        }
+        assert_eq!(kind(&["--version"]), "DisplayVersion");
+        assert_eq!(kind(&["-v"]), "DisplayVersion");
+        // Repeated settings keep their order; the pool takes the last one.
+        let o = run(&[
+            "-F",
+            "2",
+            "--pm",
+            "static",
+            "--max-children",
+            "3",
+            "-F4",
+            "app",
+        ]);
+        assert_eq!(
+            o.settings,
+            vec![
+                ("max_children".into(), "2".into()),
+                ("pm".into(), "static".into()),
+                ("max_children".into(), "3".into()),
+                ("max_children".into(), "4".into()),
+            ]
+        );
+        // getopt: a repeated option's last value wins; -- ends the options.
+        let o = run(&[
+            "-a",
+            "::1",
+            "-a",
+            "127.0.0.1",
+            "-n",
+            "-n",
+            "--",
+            "-app-",
+            "-a",
+        ]);
+        assert_eq!(o.addr.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            o.program,
+            vec![OsString::from("-app-"), OsString::from("-a")]
+        );
     }
 
     #[test]
@@ -361,6 +489,11 @@ mod tests {
         assert!(p(&["--set", "novalue", "app"]).is_err());
         assert!(p(&["-n", "--max-requests", "5", "app"]).is_err());
         assert!(p(&["-p"]).is_err());
+        assert!(p(&["--reuseport=1", "app"]).is_err());
+        assert!(p(&["-b", "0", "app"]).is_err());
+        assert!(p(&["-p", "0", "app"]).is_err());
+        assert!(p(&["--max-memory", "1T", "app"]).is_err());
+        assert!(p(&["-x", "--", "app"]).is_err_and(|e| e.contains("unknown option -x")));
         assert_eq!(parse_bytes("2G"), Ok(2 << 30));
         assert_eq!(parse_bytes("512k"), Ok(512 << 10));
         assert_eq!(parse_bytes("100"), Ok(100));

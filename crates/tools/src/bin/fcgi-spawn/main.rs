@@ -9,12 +9,15 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod args;
+#[path = "../common/cli.rs"]
+mod cli;
 mod privs;
 mod socket;
 
-use args::{Options, Parsed};
+use args::Options;
+use clap::CommandFactory;
 use fcgi_runtime::pool::{listen, Pool, Role};
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::IntoRawFd;
@@ -29,29 +32,20 @@ fn fail(msg: impl std::fmt::Display) -> ! {
     exit(1)
 }
 
-/// Usage and settings errors: exit status 2.
-fn usage_error(msg: impl std::fmt::Display) -> ! {
-    eprintln!("fcgi-spawn: {msg}\n\n{}", args::USAGE);
-    exit(2)
-}
-
 fn main() {
-    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let mut o = match args::parse(argv) {
-        Ok(Parsed::Run(o)) => *o,
-        Ok(Parsed::Help) => {
-            println!("{}", args::USAGE);
-            exit(0)
+    let mut o = match args::parse(std::env::args_os().collect()) {
+        Ok(o) => o,
+        Err(e) => {
+            let mut cmd = args::Cli::command();
+            match e {
+                Ok(e) => cli::exit_on("fcgi-spawn", &mut cmd, e),
+                Err(msg) => cli::usage_error("fcgi-spawn", &mut cmd, &msg),
+            }
         }
-        Ok(Parsed::Version) => {
-            println!(
-                "fcgi-spawn {} (fcgi-runtime) - spawns and supervises FastCGI programs",
-                env!("CARGO_PKG_VERSION")
-            );
-            exit(0)
-        }
-        Err(e) => usage_error(e),
     };
+    if let Some(dir) = &o.generate_man {
+        cli::generate_man("fcgi-spawn", args::Cli::command(), dir);
+    }
     let mut pool = if o.nofork {
         None
     } else {
@@ -202,7 +196,9 @@ fn bind_socket(
             }
             socket::onto_fd0(first).unwrap_or_else(|e| fail(e));
         } else if !fcgi_runtime::addr::fd_is_listening_socket(0) {
-            usage_error(
+            cli::usage_error(
+                "fcgi-spawn",
+                &mut args::Cli::command(),
                 "no socket given: use -p or -s, or pass a listening socket on fd 0 or with \
                  LISTEN_FDS/LISTEN_PID",
             );
