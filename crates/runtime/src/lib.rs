@@ -1,6 +1,28 @@
-//! The engine around the protocol: a reactor per listening socket whose epoll every waiting
-//! application thread waits in, connections owned one by one, limits, timers (see
-//! docs/runtime-design.md).
+//! A FastCGI application runtime: serve FastCGI requests from Rust, behind nginx, Apache,
+//! HAProxy, lighttpd or Caddy.
+//!
+//! The Rust API is [`api`]: a blocking [`Server`] whose [`Request`]s are `std::io::Read` (the
+//! body) and `std::io::Write` (the response), and, with the cargo feature `tokio`, an async
+//! `AsyncServer` on the same engine. Start with the `hello` example:
+//! `cargo run --release -p fcgi-runtime --example hello -- 127.0.0.1:9555`.
+//!
+//! ```no_run
+//! use fcgi_runtime::Server;
+//! use std::io::Write;
+//!
+//! fn main() -> std::io::Result<()> {
+//!     Server::bind("127.0.0.1:9000")?.threads(4).serve(|req| {
+//!         let uri = req.param_str("REQUEST_URI").unwrap_or("/").to_owned();
+//!         write!(req, "Content-Type: text/plain\r\n\r\nHello from {uri}\n")
+//!     })
+//! }
+//! ```
+//!
+//! Underneath is the engine the project's C library (`libfcgi.so`) runs on: a reactor per
+//! listening socket whose epoll every waiting application thread waits in, connections owned
+//! one by one, limits, timers, aborts and back-pressure (docs/runtime-design.md), the pre-fork
+//! pool, and the system-call fence (`sys`). The modules the C library uses are public but
+//! hidden from this documentation: they are shaped for C and are not a stable Rust API.
 
 // The engine's own rooms.
 mod accept;
