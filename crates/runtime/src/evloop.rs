@@ -63,7 +63,6 @@ impl EvLoop {
     /// must run again at once (the backlog holds more connections than one round takes), or
     /// -1 for "when the descriptor is readable" (a due timer makes it readable too).
     pub fn work(&self) -> i32 {
-        self.wake.drain();
         let s = &self.server;
         let r: &Reactor = &s.r;
         let _guard = r.guard();
@@ -74,7 +73,11 @@ impl EvLoop {
             r.begin_drain();
         }
         let mut buf = [const { MaybeUninit::uninit() }; 64];
-        s.sweep(&self.worker.ep, &mut buf, true);
+        // The loop's eventfd is read only when the sweep saw it readable; a wake after that
+        // read makes the descriptor readable again, and its request was queued before it.
+        if s.sweep(&self.worker.ep, &mut buf, true) {
+            self.wake.drain();
+        }
         let mut found = Found {
             from_loop: true,
             ..Found::default()

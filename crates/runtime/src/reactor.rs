@@ -49,6 +49,8 @@ pub struct Found<'a> {
     pub from_loop: bool,
     /// Handled by the standby for a busy worker: input on an idle connection may be relayed.
     pub standby: bool,
+    /// The worker's own descriptor (an event loop's eventfd) was readable.
+    pub own: bool,
 }
 
 impl<'a> Found<'a> {
@@ -327,8 +329,10 @@ impl Reactor {
                         self.timerfd.drain();
                         self.fire_timers(now);
                     }
-                    // KICK: the caller looks at the ready queue and the listener anyway; OWN:
-                    // the owner's business (an event loop drains its eventfd in `work`).
+                    // The owner's business: an event loop drains its eventfd in `work`, only
+                    // when it was written (a read that fails costs a system call per turn).
+                    OWN => found.own = true,
+                    // KICK: the caller looks at the ready queue and the listener anyway.
                     _ => {}
                 },
             }

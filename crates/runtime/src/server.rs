@@ -655,7 +655,8 @@ impl Server {
         ep: &crate::sys::Epoll,
         buf: &mut [MaybeUninit<Event>],
         from_loop: bool,
-    ) {
+    ) -> bool {
+        let mut own = false;
         loop {
             let evs = self.r.wait(ep, buf, 0);
             let n = evs.len();
@@ -665,6 +666,7 @@ impl Server {
                 ..Found::default()
             };
             self.r.dispatch(evs, Instant::now(), &mut found);
+            own |= found.own;
             if n < buf.len() {
                 break;
             }
@@ -675,5 +677,6 @@ impl Server {
             // for a queued request): it passes them on.
             self.r.pass_on();
         }
+        own
     }
 }
