@@ -188,7 +188,7 @@ impl Reactor {
     }
 
     /// The standby found input on the connection in `slot`: when it would wait behind a busy
-    /// worker, the connection goes to the relay (a job for [`Reactor::take_relays`]). Returns
+    /// worker, the connection goes to the relay (a job `Server::start_relays` starts). Returns
     /// true if it did.
     pub(super) fn try_relay(&self, slot: &mut Option<Conn>, idx: u32) -> bool {
         let Some((target, appears_as)) = &self.relay.target else {

@@ -6,7 +6,7 @@
 //! first on a multiplexed connection, or saw an abort or a close). A loop request's waiter
 //! carries a [`LoopHook`]: notifying it queues the request on its loop's [`LoopWake`] and makes
 //! the loop's descriptor readable. Everything that ends a wait goes through
-//! [`Waiter::notify`].
+//! `Waiter::notify`.
 //!
 //! Threads waiting in accept are not `Waiter`s: they wait in the server's epoll, where the
 //! kernel hands each event to one of them (see reactor.rs).

@@ -1,7 +1,7 @@
 //! The system-call fence: the libc calls of the library (descriptors, sockets and their
 //! addresses, signal dispositions and masks, errno, starting a program) live here, in files
 //! named for the operating-system concept they wrap (mio's `sys/unix` layout). Each goes
-//! through [`syscall!`], which turns `-1` into `io::Error::last_os_error()`, where the call
+//! through `syscall!`, which turns `-1` into `io::Error::last_os_error()`, where the call
 //! reports errors that way; each call site says in a `// SAFETY:` line why its pointers are
 //! valid. `tools/check-syscall-fence.sh` (part of `make lint`) rejects a `libc::` call
 //! elsewhere in src/ unless its allow-list names it with a reason.

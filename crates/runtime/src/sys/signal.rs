@@ -83,7 +83,7 @@ pub fn is_member(set: &libc::sigset_t, sig: libc::c_int) -> bool {
 }
 
 /// `pthread_sigmask(how, set, old)` on the calling thread. It returns its error number
-/// instead of setting errno, so it does not go through [`syscall!`].
+/// instead of setting errno, so it does not go through `syscall!`.
 pub fn sigmask(
     how: libc::c_int,
     set: &libc::sigset_t,
