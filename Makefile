@@ -129,6 +129,8 @@ test: build
 	$(CARGO) test --release -p fcgi-runtime --features tokio --doc
 	$(MAKE) php-test
 	$(MAKE) check-header
+	# make lint runs before the build in CI; the exports are checked against the map here.
+	$(PYTHON) tools/check-test-map.py
 	$(MAKE) bench-smoke
 
 # PHP_DEB_VERSION (8.2.32-1~deb12u1) and PHP_JOBS (nproc) pass to php/build.sh.
