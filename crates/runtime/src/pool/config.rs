@@ -56,6 +56,36 @@ pub struct Settings {
     /// Requests running longer than this get their worker killed (SIGKILL) and replaced;
     /// zero: no limit.
     pub terminate_timeout: Duration,
+    /// A request whose SCRIPT_NAME (else path) is this gets `ping_response` (503 while the
+    /// pool or the worker drains); empty: no ping path. FPM's `ping.path`.
+    pub ping_path: String,
+    /// The ping path's body (FPM's `ping.response`, default `pong`).
+    pub ping_response: String,
+    /// An address the supervisor itself serves the status page and ping on (FPM's
+    /// `pm.status_listen`); empty: none.
+    pub status_listen: String,
+    /// On a graceful stop, how long ping answers 503 while the workers keep serving, so a load
+    /// balancer stops sending first (a second SIGQUIT ends it early); zero: drain at once.
+    pub drain_delay: Duration,
+    /// File the access log is appended to (FPM's `access.log`); empty: no access log.
+    pub access_log: String,
+    /// The access log line's format (FPM's `access.format`).
+    pub access_format: String,
+    /// Each worker's `max_requests` is `max_requests` plus a random 0..=this.
+    pub max_requests_jitter: u64,
+    /// A worker older than this (plus its own random 0..=`max_lifetime_jitter`) drains and is
+    /// replaced; zero: no limit.
+    pub max_lifetime: Duration,
+    pub max_lifetime_jitter: Duration,
+    /// The supervisor reads workers' stdout and stderr line by line into its log (FPM's
+    /// `catch_workers_output`); otherwise they share the supervisor's.
+    pub catch_workers_output: bool,
+    /// Captured lines carry the pool's name and the worker's pid (FPM's
+    /// `decorate_workers_output`, default on).
+    pub decorate_workers_output: bool,
+    /// The library's log threshold in the supervisor and attached workers (FPM's `log_level`);
+    /// `None`: unchanged (notice).
+    pub log_level: Option<crate::log::Level>,
     /// Workers exec programs (fcgi-spawn): the scoreboard is a memfd they inherit, and a
     /// program not on this library is drained with SIGTERM. Not a string setting.
     pub exec: bool,
@@ -96,6 +126,18 @@ impl Settings {
             slowlog: String::new(),
             slowlog_timeout: Duration::ZERO,
             terminate_timeout: Duration::ZERO,
+            ping_path: String::new(),
+            ping_response: "pong".to_string(),
+            status_listen: String::new(),
+            drain_delay: Duration::ZERO,
+            access_log: String::new(),
+            access_format: DEFAULT_ACCESS_FORMAT.to_string(),
+            max_requests_jitter: 0,
+            max_lifetime: Duration::ZERO,
+            max_lifetime_jitter: Duration::ZERO,
+            catch_workers_output: false,
+            decorate_workers_output: true,
+            log_level: None,
             exec: false,
         }
     }
@@ -115,6 +157,19 @@ impl Settings {
                 ));
             }
             Ok(n as usize)
+        };
+        let flag = || -> Result<bool, String> {
+            match v {
+                "0" | "no" | "false" | "off" => Ok(false),
+                "1" | "yes" | "true" | "on" => Ok(true),
+                _ => Err(format!("pool setting {name}: '{value}' is not yes or no")),
+            }
+        };
+        let path = |max: usize| -> Result<String, String> {
+            if v.len() > max {
+                return Err(format!("pool setting {name}: longer than {max} bytes"));
+            }
+            Ok(v.to_string())
         };
         match name {
             "pm" => {
@@ -137,13 +192,7 @@ impl Settings {
             "max_requests" => self.max_requests = num()?,
             "max_memory" => self.max_memory = num()?,
             "graceful_timeout_ms" => self.graceful_timeout = Duration::from_millis(num()?),
-            "reuseport" => {
-                self.reuseport = match v {
-                    "0" | "no" | "false" | "off" => false,
-                    "1" | "yes" | "true" | "on" => true,
-                    _ => return Err(format!("pool setting reuseport: '{value}' is not 0 or 1")),
-                }
-            }
+            "reuseport" => self.reuseport = flag()?,
             "name" => {
                 if v.is_empty() || v.len() > 63 || v.bytes().any(|b| !b.is_ascii_graphic()) {
                     return Err(format!(
@@ -169,6 +218,40 @@ impl Settings {
             "slowlog_timeout_ms" => self.slowlog_timeout = Duration::from_millis(num()?),
             "request_terminate_timeout_ms" => {
                 self.terminate_timeout = Duration::from_millis(num()?)
+            }
+            "ping_path" => {
+                if !v.is_empty() && (!v.starts_with('/') || v.len() > 127) {
+                    return Err(format!(
+                        "pool setting ping_path: '{value}' must start with / (at most 127 bytes)"
+                    ));
+                }
+                self.ping_path = v.to_string();
+            }
+            "ping_response" => self.ping_response = path(127)?,
+            "status_listen" => self.status_listen = path(255)?,
+            "drain_delay_ms" => self.drain_delay = Duration::from_millis(num()?),
+            "access_log" => self.access_log = path(255)?,
+            "access_format" => self.access_format = path(1023)?,
+            "max_requests_jitter" => self.max_requests_jitter = num()?,
+            "max_lifetime_ms" => self.max_lifetime = Duration::from_millis(num()?),
+            "max_lifetime_jitter_ms" => self.max_lifetime_jitter = Duration::from_millis(num()?),
+            "catch_workers_output" => self.catch_workers_output = flag()?,
+            "decorate_workers_output" => self.decorate_workers_output = flag()?,
+            "log_level" => {
+                use crate::log::Level;
+                self.log_level = Some(match v.to_ascii_lowercase().as_str() {
+                    "debug" => Level::Debug,
+                    "notice" => Level::Notice,
+                    "warning" => Level::Warning,
+                    "error" => Level::Error,
+                    "alert" => Level::Alert,
+                    _ => {
+                        return Err(format!(
+                            "pool setting log_level: '{value}' is not debug, notice, warning, \
+                             error or alert"
+                        ))
+                    }
+                })
             }
             _ => return Err(format!("unknown pool setting '{name}'")),
         }
@@ -208,6 +291,9 @@ impl Settings {
         Ok(())
     }
 }
+
+/// FPM's default `access.format`.
+pub const DEFAULT_ACCESS_FORMAT: &str = "%R - %u %t \"%m %r\" %s";
 
 /// The most workers a pool may have (the scoreboard holds twice as many slots, for reloads).
 pub const MAX_CHILDREN: usize = 4096;
