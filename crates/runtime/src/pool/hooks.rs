@@ -18,6 +18,8 @@ static MAX_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static SLOW_MS: AtomicU64 = AtomicU64::new(0);
 /// The status page's path (empty: none), read from the header when attaching.
 static STATUS_PATH: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+/// The ping path (empty: none) and its body, read from the header when attaching.
+static PING: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
 
 /// The environment variable fcgi-spawn passes to the programs it execs.
 pub const ENV: &str = "FCGI_RUNTIME_SCOREBOARD";
@@ -38,7 +40,7 @@ impl RequestHooks for WorkerHooks {
     fn begin(&self, params: &ParamStore, listen_fd: RawFd) -> Begin {
         Begin {
             token: describe(params),
-            answer: status_response(params, listen_fd),
+            answer: ping_response(params).or_else(|| status_response(params, listen_fd)),
         }
     }
 
@@ -58,6 +60,7 @@ pub(crate) fn attach(h: *const Header, s: *const Slot) {
         Ordering::Relaxed,
     );
     let _ = STATUS_PATH.set(hd.status_path.load());
+    let _ = PING.set((hd.ping_path.load(), hd.ping_response.load()));
     // SAFETY: as above.
     unsafe { &*s }.attached.store(1, Ordering::Release);
     crate::hooks::install(&WORKER_HOOKS);
@@ -151,6 +154,19 @@ fn describe(params: &ParamStore) -> u8 {
     i as u8
 }
 
+/// The ping answer when the request asks for it: 503 while the pool (the header's flag) or
+/// this worker (an old generation, a recycled worker) drains.
+fn ping_response(params: &ParamStore) -> Option<Vec<u8>> {
+    let (path, body) = PING.get()?;
+    if !super::status::matches(params, path) {
+        return None;
+    }
+    let pool_draining = header().is_some_and(|h| h.draining.load(Ordering::Acquire) != 0);
+    let me_draining = rt::draining()
+        || slot().is_some_and(|s| s.state.load(Ordering::Acquire) == scoreboard::DRAINING);
+    Some(super::ping::response(body, pool_draining || me_draining))
+}
+
 /// The status page when the request asks for it (`None`: an ordinary request).
 fn status_response(params: &ParamStore, listen_fd: RawFd) -> Option<Vec<u8>> {
     let path = STATUS_PATH.get()?;
@@ -170,9 +186,7 @@ fn status_response(params: &ParamStore, listen_fd: RawFd) -> Option<Vec<u8>> {
             n,
         )
     };
-    let (format, full) = super::status::parse_query(params.get(b"QUERY_STRING").unwrap_or(b""));
-    let snap = super::status::snapshot(h, slots, listen_fd);
-    Some(super::status_render::render(&snap, format, full))
+    Some(super::status::page(h, slots, listen_fd, params))
 }
 
 /// A taken request ended (`entry` from `describe`).

@@ -6,10 +6,12 @@
 pub mod config;
 pub mod hooks;
 pub mod listen;
+mod ping;
 pub mod scoreboard;
 pub mod signals;
 pub mod slowlog;
 pub mod status;
+mod status_listen;
 mod status_render;
 mod supervisor;
 mod worker;

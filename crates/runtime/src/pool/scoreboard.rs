@@ -15,7 +15,9 @@ use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u32 = 0x4643_5342; // "FCSB"
-pub const VERSION: u32 = 2;
+/// 3: the pool's `draining` flag, ping and access log settings, connection and refusal
+/// counters, the request-duration histogram, per-slot open connections.
+pub const VERSION: u32 = 3;
 
 /// Slot states. Busy is not a state: a running worker with requests in flight is busy.
 pub const FREE: u32 = 0;
@@ -34,6 +36,19 @@ const URI_WORDS: usize = 28;
 const PATH_WORDS: usize = 32;
 const NAME_WORDS: usize = 8;
 const STATUS_WORDS: usize = 16;
+const FORMAT_WORDS: usize = 128;
+
+/// Upper bounds (seconds) of the request-duration histogram's buckets; one more bucket holds
+/// what is above the last (`+Inf`). Prometheus's default buckets.
+pub const DURATION_BOUNDS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets of the histogram (the bounds and `+Inf`).
+pub const BUCKETS: usize = DURATION_BOUNDS.len() + 1;
+
+/// Why the runtime refused a request (FastCGI's END_REQUEST protocol statuses), an index into
+/// `Header::refused`.
+pub const REFUSAL_REASONS: [&str; 3] = ["overloaded", "cant_mpx_conn", "unknown_role"];
 
 /// A fixed-size string in atomic words (NUL-padded; at most `8 * N - 1` bytes).
 #[repr(C)]
@@ -75,7 +90,8 @@ pub struct Header {
     /// `Mode` as 0 static, 1 dynamic, 2 ondemand.
     pub mode: AtomicU32,
     pub max_children: AtomicU32,
-    _pad: AtomicU32,
+    /// 1 while the pool drains (a graceful stop, its drain delay included): ping answers 503.
+    pub draining: AtomicU32,
     /// Unix time the pool started.
     pub start_time: AtomicU64,
     /// Requests taken by workers (FPM's "accepted conn").
@@ -92,9 +108,36 @@ pub struct Header {
     pub max_requests: AtomicU64,
     pub slowlog_timeout_ms: AtomicU64,
     pub terminate_timeout_ms: AtomicU64,
+    /// Connections workers accepted.
+    pub connections: AtomicU64,
+    /// Requests the runtime refused, by `REFUSAL_REASONS`.
+    pub refused: [AtomicU64; REFUSAL_REASONS.len()],
+    /// Ended requests by duration (not cumulative: bucket i counts durations in
+    /// (bound i-1, bound i]), their sum in microseconds and their count.
+    pub duration_buckets: [AtomicU64; BUCKETS],
+    pub duration_sum_us: AtomicU64,
+    pub duration_count: AtomicU64,
     pub pool_name: Text<NAME_WORDS>,
     pub status_path: Text<STATUS_WORDS>,
     pub slowlog_path: Text<PATH_WORDS>,
+    pub ping_path: Text<STATUS_WORDS>,
+    pub ping_response: Text<STATUS_WORDS>,
+    pub access_log: Text<PATH_WORDS>,
+    pub access_format: Text<FORMAT_WORDS>,
+}
+
+impl Header {
+    /// Counts an ended request of `us` microseconds in the histogram.
+    pub fn observe_duration(&self, us: u64) {
+        let secs = us as f64 / 1e6;
+        let i = DURATION_BOUNDS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(DURATION_BOUNDS.len());
+        self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// One in-flight request of a worker.
@@ -195,7 +238,8 @@ pub struct Slot {
     pub started_unix: AtomicU64,
     /// The entry of the request that ended last, + 1 (0: none yet), and its duration.
     pub last_entry: AtomicU32,
-    _pad: AtomicU32,
+    /// Connections the worker holds open.
+    pub open_conns: AtomicU32,
     pub last_duration_ms: AtomicU64,
     pub entries: [Entry; ENTRIES],
 }
@@ -298,6 +342,17 @@ impl Scoreboard {
     /// Number of worker slots.
     pub fn slot_count(&self) -> usize {
         self.slots
+    }
+
+    /// Every slot.
+    pub fn slots(&self) -> &[Slot] {
+        // SAFETY: `slots` slots follow the header inside the mapping; all fields are atomics.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base.add(std::mem::size_of::<Header>()).cast::<Slot>(),
+                self.slots,
+            )
+        }
     }
 
     pub fn slot(&self, i: usize) -> &Slot {

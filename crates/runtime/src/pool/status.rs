@@ -44,6 +44,13 @@ pub fn parse_query(q: &[u8]) -> (Format, bool) {
     (f, full)
 }
 
+/// The whole response to a status request (its query picks the format).
+pub fn page(h: &Header, slots: &[Slot], listen_fd: RawFd, params: &ParamStore) -> Vec<u8> {
+    let (format, full) = parse_query(params.get(b"QUERY_STRING").unwrap_or(b""));
+    let snap = snapshot(h, slots, listen_fd);
+    super::status_render::render(&snap, format, full)
+}
+
 /// One worker as the page shows it.
 pub(super) struct Proc {
     pub(super) pid: i32,

@@ -65,6 +65,10 @@ struct Sup<'a> {
     slot_warned: bool,
     /// Set in a forked worker.
     seat: Option<WorkerSeat>,
+    /// `status_listen`, served by this loop (closed in a worker when `Sup` is dropped).
+    status: Option<super::status_listen::StatusListener>,
+    /// A graceful stop waiting out `drain_delay_ms` (ping answers 503 meanwhile).
+    drain_at: Option<Instant>,
 }
 
 /// In a worker: where its scoreboard slot is, for a program it will exec.
@@ -82,6 +86,7 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
         .map_err(|e| format!("pool: cannot map the scoreboard: {e}"))?;
     publish_settings(&board, cfg);
     super::slowlog::configure(&cfg.slowlog).map_err(|e| format!("pool: {e}"))?;
+    let status = open_status_listen(cfg)?;
     let pipe = sys::pipe(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .map_err(|e| format!("pool: cannot create the signal pipe: {e}"))?;
     let saved = match signals::install_parent(pipe[1]) {
@@ -108,6 +113,8 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
         listen_quiet_until: now,
         slot_warned: false,
         seat: None,
+        status,
+        drain_at: None,
     };
     crate::fcgi_log!(
         Notice,
@@ -155,6 +162,27 @@ fn publish_settings(board: &Scoreboard, cfg: &Settings) {
     h.pool_name.store(cfg.name.as_bytes());
     h.status_path.store(cfg.status_path.as_bytes());
     h.slowlog_path.store(cfg.slowlog.as_bytes());
+    h.ping_path.store(cfg.ping_path.as_bytes());
+    h.ping_response.store(cfg.ping_response.as_bytes());
+    h.access_log.store(cfg.access_log.as_bytes());
+    h.access_format.store(cfg.access_format.as_bytes());
+}
+
+/// Opens `status_listen` if set. It answers the status page at `status_path` (`/status` when
+/// unset) and ping at `ping_path` (`/ping` when unset).
+fn open_status_listen(
+    cfg: &Settings,
+) -> Result<Option<super::status_listen::StatusListener>, String> {
+    if cfg.status_listen.is_empty() {
+        return Ok(None);
+    }
+    let or = |v: &str, d: &str| if v.is_empty() { d } else { v }.as_bytes().to_vec();
+    let paths = super::status_listen::Paths {
+        status: or(&cfg.status_path, "/status"),
+        ping: or(&cfg.ping_path, "/ping"),
+        ping_body: cfg.ping_response.as_bytes().to_vec(),
+    };
+    super::status_listen::StatusListener::open(&cfg.status_listen, paths).map(Some)
 }
 
 fn close_pipe(p: &[RawFd; 2]) {
@@ -208,6 +236,9 @@ impl Sup<'_> {
             if let Some(role) = self.read_signals() {
                 return role;
             }
+            if self.stopping.is_none() && self.drain_at.is_some_and(|t| Instant::now() >= t) {
+                self.graceful_stop();
+            }
             if let Some(role) = self.reap_and_maintain() {
                 return role;
             }
@@ -254,18 +285,21 @@ impl Sup<'_> {
                 if self.stopping.is_some() {
                     return None;
                 }
-                crate::fcgi_log!(Notice, "pool: graceful stop");
-                let limit = match self.cfg.graceful_timeout {
-                    d if d.is_zero() => NO_LIMIT,
-                    d => d,
-                };
-                self.stopping = Some((Stop::Graceful, now + limit));
-                for k in 0..self.workers.len() {
-                    self.workers[k].draining = true;
-                    self.ask_to_drain(k);
+                if self.drain_at.is_none() && !self.cfg.drain_delay.is_zero() {
+                    // Ping answers 503 from now; the workers serve on until the delay ends
+                    // (or a second SIGQUIT), so a load balancer stops sending first.
+                    crate::fcgi_log!(
+                        Notice,
+                        "pool: graceful stop in {} ms (drain_delay_ms; ping answers 503)",
+                        self.cfg.drain_delay.as_millis()
+                    );
+                    self.board.header().draining.store(1, Ordering::Release);
+                    self.drain_at = Some(now + self.cfg.drain_delay);
+                    return None;
                 }
+                self.graceful_stop();
             }
-            libc::SIGHUP | libc::SIGUSR2 if self.stopping.is_none() => {
+            libc::SIGHUP | libc::SIGUSR2 if self.stopping.is_none() && self.drain_at.is_none() => {
                 return self.reload();
             }
             libc::SIGUSR1 => {
@@ -282,6 +316,22 @@ impl Sup<'_> {
             _ => {} // SIGCHLD: reaped below.
         }
         None
+    }
+
+    /// Graceful stop: the pool drains (ping answers 503), every worker is asked to drain.
+    fn graceful_stop(&mut self) {
+        crate::fcgi_log!(Notice, "pool: graceful stop");
+        self.drain_at = None;
+        self.board.header().draining.store(1, Ordering::Release);
+        let limit = match self.cfg.graceful_timeout {
+            d if d.is_zero() => NO_LIMIT,
+            d => d,
+        };
+        self.stopping = Some((Stop::Graceful, Instant::now() + limit));
+        for k in 0..self.workers.len() {
+            self.workers[k].draining = true;
+            self.ask_to_drain(k);
+        }
     }
 
     /// Graceful reload: the old generation is set aside, a new one forked (by the mode's
@@ -676,7 +726,21 @@ impl Sup<'_> {
                 revents: 0,
             }));
         }
+        if let Some(st) = &self.status {
+            st.poll_fds(&mut pfds);
+        }
         let _ = sys::poll(&mut pfds, TICK.as_millis() as libc::c_int);
+        // Also on a timeout: connections past their deadline close.
+        self.serve_status();
+    }
+
+    /// Serves `status_listen` as far as it goes without waiting.
+    fn serve_status(&mut self) {
+        let draining = self.board.header().draining.load(Ordering::Acquire) != 0;
+        let pool_fd = self.fds.first().copied().unwrap_or(-1);
+        if let Some(st) = &mut self.status {
+            st.serve(&self.board, pool_fd, draining);
+        }
     }
 
     /// Collects exited workers, logs them and frees their slots; a worker that died without

@@ -54,6 +54,6 @@ pub use socket::{
     tcp_info, write, writev,
 };
 pub use thread::spawn_signals_blocked;
-pub use time::clock_ms;
+pub use time::{clock_ms, clock_us};
 pub use timerfd::TimerFd;
 pub use users::{group_id, user_id};

@@ -1,0 +1,399 @@
+//! Health, drain and observation of a pool run by `fcgi-spawn` (issue 22: ping, drain delay,
+//! `status_listen`, the access log, metrics). The pool's settings are given with
+//! `--set NAME=VALUE`; the program is tests/harness/web/lf_webapp.c (an unmodified libfcgi
+//! program) on the project's libfcgi.so.0, so its runtime attaches to the scoreboard and
+//! reads the settings from there.
+//!
+//! Real processes and sockets; every wait is a bounded poll for an observable state (a log
+//! line, a response), never a sleep that decides a verdict.
+
+use crate::harness;
+use fcgi_runtime_tools::client::{Client, Request};
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Long enough for a loaded CI machine; a hung test fails instead of hanging.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// lf_webapp.c built against Debian's libfcgi headers (run on the project's library).
+fn lf_webapp() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            harness::require("/usr/include/fcgiapp.h", "libfcgi-dev");
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let dir = harness::tool("fcgi-spawn")
+                .parent()
+                .expect("target/<profile>")
+                .join("fcgi-spawn-tests");
+            fs::create_dir_all(&dir).expect("build dir");
+            let out = dir.join("lf_webapp_observe");
+            let tmp = dir.join(format!("lf_webapp_observe.tmp{}", std::process::id()));
+            let res = Command::new("cc")
+                .args(["-O2", "-Wall", "-Wextra", "-Werror", "-I"])
+                .arg(root.join("tests/harness/web"))
+                .arg(root.join("tests/harness/web/lf_webapp.c"))
+                .arg("-o")
+                .arg(&tmp)
+                .args(["-lfcgi", "-lpthread"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run cc");
+            assert!(
+                res.status.success(),
+                "cc lf_webapp.c failed:\n{}",
+                String::from_utf8_lossy(&res.stderr)
+            );
+            fs::rename(&tmp, &out).expect("rename");
+            out
+        })
+        .clone()
+}
+
+/// A running `fcgi-spawn -a 127.0.0.1 -p PORT ARGS -- lf_webapp`, its stderr in a file;
+/// stopped with its workers on drop.
+struct Pool {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Pool {
+    fn start(tag: &str, args: &[&str]) -> Pool {
+        let dir = std::env::temp_dir().join(format!(
+            "fcgi-observe-{tag}-{}-{}",
+            std::process::id(),
+            harness::unique()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("temp dir");
+        Pool::start_in(dir, args)
+    }
+
+    fn start_in(dir: PathBuf, args: &[&str]) -> Pool {
+        let app = lf_webapp();
+        let port = harness::free_port();
+        let mut cmd = Command::new(harness::tool("fcgi-spawn"));
+        cmd.env("LD_LIBRARY_PATH", harness::lib_dir());
+        for v in [
+            "PHP_FCGI_CHILDREN",
+            "PHP_FCGI_MAX_REQUESTS",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "FCGI_WEB_SERVER_ADDRS",
+            "FCGI_RUNTIME_SCOREBOARD",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .arg("--")
+            .arg(&app)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("stderr")).expect("stderr file"));
+        let child = cmd.spawn().expect("start fcgi-spawn");
+        let mut p = Pool {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        p.wait_for(|p| p.log().contains("pool started"), "fcgi-spawn to start");
+        p
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Polls `cond` until it holds; fails after [`WAIT`] or if fcgi-spawn exited.
+    #[track_caller]
+    fn wait_for(&mut self, mut cond: impl FnMut(&Pool) -> bool, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !cond(self) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "fcgi-spawn exited ({st}) waiting for {what}; stderr:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; stderr:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `n` workers run and each answers (a request per worker would not prove
+    /// it: polls until `n` distinct worker pids are children and the pool answers).
+    #[track_caller]
+    fn wait_workers(&mut self, n: usize) {
+        self.wait_for(
+            |p| {
+                harness::live_children_of(p.child.id()).len() == n
+                    && send(&p.addr, "/warm").is_ok_and(|r| r.contains("REQUEST_URI="))
+            },
+            &format!("{n} workers"),
+        );
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) to the fcgi-spawn this test started.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    #[track_caller]
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fcgi-spawn did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Holds one request in a worker at the gate `name` (the worker logs "waiting at").
+    #[track_caller]
+    fn hold(&mut self, name: &str) -> (PathBuf, std::thread::JoinHandle<Result<String, String>>) {
+        let gate = self.path(name);
+        let before = self.log().matches("waiting at").count();
+        let addr = self.addr.clone();
+        let uri = format!("/held?hold={}", gate.display());
+        let h = std::thread::spawn(move || send(&addr, &uri));
+        self.wait_for(
+            |p| p.log().matches("waiting at").count() > before,
+            "a request held in a worker",
+        );
+        (gate, h)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let workers = harness::live_children_of(self.child.id());
+        harness::stop_supervisor(&mut self.child, workers, &self.dir, "fcgi-spawn");
+    }
+}
+
+/// A GET of `uri` (path?query) with a web server's CGI params; the response's stdout.
+fn send(addr: &str, uri: &str) -> Result<String, String> {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let req = Request::new(1)
+        .param("REQUEST_METHOD", "GET")
+        .param("SCRIPT_NAME", path)
+        .param("REQUEST_URI", uri)
+        .param("QUERY_STRING", query)
+        .param("SERVER_PROTOCOL", "HTTP/1.1")
+        .param("GATEWAY_INTERFACE", "CGI/1.1")
+        .param("REMOTE_ADDR", "127.0.0.1")
+        .param("SERVER_NAME", addr);
+    let mut c = Client::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    c.set_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
+    let r = c.request(&req).map_err(|e| format!("request: {e}"))?;
+    Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+}
+
+/// The status line's code of a CGI response (200 without a Status header).
+fn code(resp: &str) -> u16 {
+    let head = resp.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .find_map(|l| l.strip_prefix("Status: "))
+        .and_then(|v| v.get(..3)?.parse().ok())
+        .unwrap_or(200)
+}
+
+fn body(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map_or(resp, |(_, b)| b)
+}
+
+/// The number after `"key":` in a JSON text.
+fn json_num(json: &str, key: &str) -> u64 {
+    let pat = format!("\"{key}\":");
+    let at = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} missing in {json}"));
+    json[at + pat.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}
+
+#[track_caller]
+fn ok(addr: &str, uri: &str) -> String {
+    send(addr, uri).unwrap_or_else(|e| panic!("{uri}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ping and drain
+// ---------------------------------------------------------------------------------------------
+
+/// `ping_path` answers `ping_response` (default `pong`) from the worker's runtime; the
+/// application never sees it.
+#[test]
+fn fcgi_spawn_observe_ping_default_and_custom() {
+    let mut p = Pool::start("ping", &["-F", "1", "--set", "ping_path=/ping"]);
+    p.wait_workers(1);
+    let r = ok(&p.addr, "/ping");
+    assert_eq!((code(&r), body(&r)), (200, "pong"), "{r}");
+    assert!(r.contains("Content-Type: text/plain"), "{r}");
+    // Another path still reaches the application.
+    assert!(ok(&p.addr, "/pingx").contains("REQUEST_URI=/pingx"));
+    drop(p);
+
+    let mut p = Pool::start(
+        "ping-custom",
+        &[
+            "-F",
+            "1",
+            "--set",
+            "ping_path=/health",
+            "--set",
+            "ping_response=ready to serve",
+        ],
+    );
+    p.wait_workers(1);
+    let r = ok(&p.addr, "/health?x=1");
+    assert_eq!((code(&r), body(&r)), (200, "ready to serve"), "{r}");
+}
+
+/// SIGQUIT with `drain_delay_ms`: ping answers 503 at once while ordinary requests still
+/// succeed; a second SIGQUIT ends the delay and the pool stops gracefully.
+#[test]
+fn fcgi_spawn_observe_drain_delay_ping_503_while_serving() {
+    let mut p = Pool::start(
+        "drain",
+        &[
+            "-F",
+            "2",
+            "--set",
+            "ping_path=/ping",
+            "--set",
+            "drain_delay_ms=600000",
+        ],
+    );
+    p.wait_workers(2);
+    assert_eq!(code(&ok(&p.addr, "/ping")), 200);
+    p.signal(libc::SIGQUIT);
+    p.wait_for(
+        |p| p.log().contains("graceful stop in 600000 ms"),
+        "the drain delay",
+    );
+    let r = ok(&p.addr, "/ping");
+    assert_eq!(code(&r), 503, "{r}");
+    for i in 0..10 {
+        let r = ok(&p.addr, &format!("/during-delay-{i}"));
+        assert!(r.contains(&format!("REQUEST_URI=/during-delay-{i}")), "{r}");
+    }
+    assert!(!p.log().contains("pool: graceful stop\n"), "{}", p.log());
+    // A request held across the end of the delay finishes (the drain waits for it).
+    let (gate, held) = p.hold("gate");
+    p.signal(libc::SIGQUIT);
+    p.wait_for(
+        |p| p.log().contains("pool: graceful stop\n"),
+        "the graceful stop",
+    );
+    File::create(&gate).expect("open the gate");
+    let r = held.join().expect("client").expect("the held request");
+    assert!(r.contains("REQUEST_URI=/held"), "{r}");
+    assert_eq!(p.wait_exit(), Some(0), "{}", p.log());
+}
+
+// ---------------------------------------------------------------------------------------------
+// status_listen
+// ---------------------------------------------------------------------------------------------
+
+/// The supervisor answers status (every format) and ping on `status_listen` while each of the
+/// pool's two workers holds a request; other paths get 404.
+#[test]
+fn fcgi_spawn_observe_status_listen_with_every_worker_busy() {
+    let sport = harness::free_port();
+    let saddr = format!("127.0.0.1:{sport}");
+    let mut p = Pool::start(
+        "status-listen",
+        &[
+            "-F",
+            "2",
+            "--name",
+            "busy",
+            "--status-path",
+            "/status",
+            "--set",
+            "ping_path=/ping",
+            "--set",
+            &format!("status_listen={saddr}"),
+        ],
+    );
+    p.wait_workers(2);
+    let (g1, h1) = p.hold("gate1");
+    let (g2, h2) = p.hold("gate2");
+
+    let j = ok(&saddr, "/status?json&full");
+    assert!(j.contains("application/json"), "{j}");
+    let json = body(&j);
+    assert!(json.contains("\"pool\":\"busy\""), "{json}");
+    assert_eq!(json_num(json, "active processes"), 2, "{json}");
+    assert_eq!(json_num(json, "idle processes"), 0, "{json}");
+    assert_eq!(json.matches("\"state\":\"Running\"").count(), 2, "{json}");
+    let text = ok(&saddr, "/status");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("active processes:") && l.ends_with(" 2")),
+        "{text}"
+    );
+    let om = ok(&saddr, "/status?openmetrics");
+    assert!(
+        om.contains("fcgi_pool_active_processes{pool=\"busy\"} 2"),
+        "{om}"
+    );
+    let r = ok(&saddr, "/ping");
+    assert_eq!((code(&r), body(&r)), (200, "pong"), "{r}");
+    let r = ok(&saddr, "/elsewhere");
+    assert_eq!(code(&r), 404, "{r}");
+    // Several clients at once, each on its own connection.
+    let many: Vec<_> = (0..6)
+        .map(|_| {
+            let a = saddr.clone();
+            std::thread::spawn(move || send(&a, "/ping"))
+        })
+        .collect();
+    for h in many {
+        let r = h.join().expect("client").expect("ping");
+        assert_eq!(code(&r), 200, "{r}");
+    }
+
+    File::create(&g1).expect("gate 1");
+    File::create(&g2).expect("gate 2");
+    for h in [h1, h2] {
+        let r = h.join().expect("client").expect("held request");
+        assert!(r.contains("REQUEST_URI=/held"), "{r}");
+    }
+    // A graceful stop: the supervisor's ping answers 503 too.
+    let (g3, h3) = p.hold("gate3");
+    p.signal(libc::SIGQUIT);
+    p.wait_for(
+        |p| p.log().contains("pool: graceful stop"),
+        "the graceful stop",
+    );
+    let r = ok(&saddr, "/ping");
+    assert_eq!(code(&r), 503, "{r}");
+    File::create(&g3).expect("gate 3");
+    h3.join().expect("client").expect("held request");
+    assert_eq!(p.wait_exit(), Some(0), "{}", p.log());
+}
