@@ -397,3 +397,179 @@ fn fcgi_spawn_observe_status_listen_with_every_worker_busy() {
     h3.join().expect("client").expect("held request");
     assert_eq!(p.wait_exit(), Some(0), "{}", p.log());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The access log
+// ---------------------------------------------------------------------------------------------
+
+/// Sends `req`; the response's stdout.
+fn send_req(addr: &str, req: &Request) -> Result<String, String> {
+    let mut c = Client::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    c.set_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
+    let r = c.request(req).map_err(|e| format!("request: {e}"))?;
+    Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+}
+
+fn lines_of(p: &std::path::Path) -> Vec<String> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// FPM's letters, field by field, from a request with known params and a response with a
+/// known status and header; then rotation: rename, SIGUSR1, the new file gets the lines.
+#[test]
+fn fcgi_spawn_observe_access_log_fields_and_reopen() {
+    let dir = std::env::temp_dir().join(format!(
+        "fcgi-observe-access-{}-{}",
+        std::process::id(),
+        harness::unique()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    let log = dir.join("access.log");
+    let format = "%R|%m|%r|%Q%q|%s|%{X-Big}o|%{mili}d|%{micro}d|%n|%p|%P|%{HTTP_X_TEST}e|%f|%l\
+                  |%u|%t|%{%s}T|%{kilo}M|%C|%%";
+    let mut p = Pool::start_in(
+        dir,
+        &[
+            "-F",
+            "2",
+            "--name",
+            "logged",
+            "--set",
+            &format!("access_log={}", log.display()),
+            "--set",
+            &format!("access_format={format}"),
+        ],
+    );
+    p.wait_workers(2);
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let uri = "/app.php?status=404&hdr=3&x=1";
+    let req = Request::new(1)
+        .param("REQUEST_METHOD", "POST")
+        .param("SCRIPT_NAME", "/app.php")
+        .param("SCRIPT_FILENAME", "/srv/www/app.php")
+        .param("REQUEST_URI", uri)
+        .param("QUERY_STRING", "status=404&hdr=3&x=1")
+        .param("CONTENT_LENGTH", "5")
+        .param("REMOTE_ADDR", "10.1.2.3")
+        .param("REMOTE_USER", "alice")
+        .param("HTTP_X_TEST", "t1")
+        .stdin(b"hello".to_vec());
+    let r = send_req(&p.addr, &req).expect("the request");
+    assert_eq!(code(&r), 404, "{r}");
+    let app_line = || {
+        lines_of(&log)
+            .into_iter()
+            .find(|l| l.contains("|/app.php|"))
+    };
+    p.wait_for(|_| app_line().is_some(), "the access log line");
+    let t1 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let line = app_line().unwrap();
+    let f: Vec<&str> = line.split('|').collect();
+    assert_eq!(f.len(), 20, "{line}");
+    assert_eq!(
+        f[0..6],
+        [
+            "10.1.2.3",
+            "POST",
+            "/app.php",
+            "?status=404&hdr=3&x=1",
+            "404",
+            "hhh"
+        ],
+        "{line}"
+    );
+    let micro: u64 = f[7]
+        .parse()
+        .unwrap_or_else(|_| panic!("%{{micro}}d in {line}"));
+    assert_eq!(f[6], format!("{:.3}", micro as f64 / 1000.0), "{line}");
+    assert_eq!(f[8], "logged", "{line}");
+    let worker: u32 = f[9].parse().expect("%p");
+    assert!(
+        harness::children_of(p.child.id()).contains(&worker),
+        "{line}"
+    );
+    assert_eq!(f[10], p.child.id().to_string(), "%P: {line}");
+    assert_eq!(
+        f[11..15],
+        ["t1", "/srv/www/app.php", "5", "alice"],
+        "{line}"
+    );
+    // %t: 07/Dec/2026:20:40:01 +0000
+    let t = f[15];
+    assert!(
+        t.len() == 26
+            && &t[2..3] == "/"
+            && &t[6..7] == "/"
+            && &t[11..12] == ":"
+            && &t[20..21] == " ",
+        "%t: {line}"
+    );
+    let end: u64 = f[16].parse().expect("%{%s}T");
+    assert!(
+        (t0..=t1).contains(&end),
+        "%{{%s}}T {end} not in {t0}..={t1}: {line}"
+    );
+    assert!(f[17].parse::<u64>().expect("%{kilo}M") > 0, "{line}");
+    f[18].parse::<f64>().expect("%C");
+    assert_eq!(f[19], "%", "{line}");
+
+    // A request with no query, no user: %Q%q and %u are empty, %s is 200, %{X-Big}o is -.
+    ok(&p.addr, "/plain");
+    p.wait_for(
+        |_| lines_of(&log).iter().any(|l| l.contains("|/plain|")),
+        "the second line",
+    );
+    let l2 = lines_of(&log)
+        .into_iter()
+        .find(|l| l.contains("|/plain|"))
+        .unwrap();
+    let f2: Vec<&str> = l2.split('|').collect();
+    assert_eq!(f2[2..6], ["/plain", "", "200", "-"], "{l2}");
+    assert_eq!(f2[14], "", "%u: {l2}");
+
+    // Rotation.
+    let rotated = p.path("access.log.1");
+    fs::rename(&log, &rotated).expect("rotate");
+    let n = p.log().matches("reopening log files").count();
+    p.signal(libc::SIGUSR1);
+    p.wait_for(
+        |p| p.log().matches("reopening log files").count() > n,
+        "the reopen",
+    );
+    let mut sent = 0;
+    p.wait_for(
+        |p| {
+            sent += 1;
+            ok(&p.addr, &format!("/after-{sent}"));
+            lines_of(&log).iter().any(|l| l.contains("|/after-"))
+        },
+        "lines in the new file",
+    );
+    // Each request's line is written once it has been answered: wait for all of them.
+    let after = |p: &std::path::Path| {
+        lines_of(p)
+            .iter()
+            .filter(|l| l.contains("|/after-"))
+            .count()
+    };
+    p.wait_for(
+        |_| after(&log) + after(&rotated) == sent,
+        "a line for each request after the rotation",
+    );
+    let new = lines_of(&log);
+    let old = lines_of(&rotated);
+    assert!(new.iter().all(|l| l.contains("|/after-")), "{new:?}");
+    assert!(old.iter().any(|l| l.contains("|/app.php|")), "{old:?}");
+    assert!(old.iter().any(|l| l.contains("|/plain|")), "{old:?}");
+}

@@ -276,6 +276,7 @@ impl Sink for ConnSink<'_> {
                 Warning,
                 "request {id} refused with FCGI_OVERLOADED: {now_in_flight} requests in flight (limit {max})"
             );
+            crate::hooks::with(|h| h.refused_overloaded());
             return Admission::Refuse(ProtocolStatus::Overloaded);
         }
         let mut slot = self.spare.pop().unwrap_or_else(|| {

@@ -134,6 +134,7 @@ impl ConnTable {
         *slot.conn.lock() = Some(conn);
         slot.fresh.store(gen, Ordering::Release);
         self.open.fetch_add(1, Ordering::AcqRel);
+        crate::hooks::with(|h| h.connections_open(1));
     }
 
     /// Empties the slot held by `g` (the connection closes); the slot is free again once `g`
@@ -142,6 +143,7 @@ impl ConnTable {
         let c = g.take();
         if c.is_some() {
             self.open.fetch_sub(1, Ordering::AcqRel);
+            crate::hooks::with(|h| h.connections_open(-1));
         }
         c
     }

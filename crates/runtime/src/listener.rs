@@ -178,6 +178,7 @@ impl Reactor {
                 continue;
             };
             let mut conn = Conn::new(gen, Arc::new(ConnIo::new(fd)), peer, now);
+            crate::hooks::with(|h| h.connection_accepted());
             let to = self.pick_worker(w);
             to.conns.fetch_add(1, Ordering::Relaxed);
             conn.owner = Some(to.clone());

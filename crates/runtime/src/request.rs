@@ -39,6 +39,8 @@ pub struct Request {
     app_status: u32,
     /// The current request's token from the process's request hooks (`hooks::NO_TOKEN`: none).
     hook_token: u8,
+    /// The response's head, kept for the hooks when they ask (an access log's status).
+    head: Box<super::hooks::Head>,
     /// A request object of an event loop (see `evloop.rs`): no call waits.
     nb: bool,
     /// Letting go of a connection the web server did not keep waits for the web server to
@@ -65,6 +67,7 @@ impl Request {
             ended: false,
             app_status: 0,
             hook_token: super::hooks::NO_TOKEN,
+            head: Box::default(),
             nb: false,
             close_waits_for_peer: false,
         }
@@ -208,6 +211,7 @@ impl Request {
         };
         let begin = hooks.begin(&self.env.params, self.listen_fd);
         self.hook_token = begin.token;
+        self.head.reset(begin.capture_head);
         // The hooks answered (a pool worker's status page): the application never sees it.
         match begin.answer {
             Some(page) => {
@@ -223,11 +227,15 @@ impl Request {
     }
 
     /// Tells the process's request hooks that the current request ended.
-    fn hooks_ended(hooked: bool, token: &mut u8) {
+    fn hooks_ended(hooked: bool, token: &mut u8, head: &mut super::hooks::Head) {
         if hooked {
             if let Some(h) = super::hooks::get() {
-                h.ended(std::mem::replace(token, super::hooks::NO_TOKEN));
+                h.ended(
+                    std::mem::replace(token, super::hooks::NO_TOKEN),
+                    head.bytes(),
+                );
             }
+            head.reset(false);
         }
     }
 
@@ -320,6 +328,9 @@ impl Request {
         if t.shared.is_aborted() {
             return Err(SendError::Aborted);
         }
+        if rt == fcgi_runtime_protocol::record::rtype::STDOUT {
+            self.head.saw(data);
+        }
         let cap = config::get(Limit::OutputBufferBytes) as usize;
         if self.out.len() + data.len() <= cap {
             self.out.push(rt, data);
@@ -343,7 +354,11 @@ impl Request {
             return Ok(0);
         }
         let cap = config::get(Limit::OutputBufferBytes) as usize;
+        let stdout = rt == fcgi_runtime_protocol::record::rtype::STDOUT;
         if self.out.len() + data.len() <= cap {
+            if stdout {
+                self.head.saw(data);
+            }
             self.out.push(rt, data);
             return Ok(data.len());
         }
@@ -353,6 +368,9 @@ impl Request {
             return Ok(0);
         }
         let n = data.len().min(room);
+        if stdout {
+            self.head.saw(&data[..n]);
+        }
         self.send_framed(rt, &data[..n]).map(|()| n)
     }
 
@@ -469,7 +487,7 @@ impl Request {
             t.io.send(Some(&t.shared), &[bytes], true, policy)
         };
         self.out.clear();
-        Self::hooks_ended(t.hooked, &mut self.hook_token);
+        Self::hooks_ended(t.hooked, &mut self.hook_token, &mut self.head);
         // A draining process (a pool worker) closes each connection after its current request.
         let drain = super::draining();
         // Aborted: the runtime already sent END_REQUEST and the connection is fine.
@@ -526,7 +544,7 @@ impl Request {
         if !self.ended {
             // Closing without END_REQUEST: the request is over for the server too.
             self.ended = true;
-            Self::hooks_ended(t.hooked, &mut self.hook_token);
+            Self::hooks_ended(t.hooked, &mut self.hook_token, &mut self.head);
             s.retire(&t);
             s.settle(&t, true, force);
             if !force && self.close_waits_for_peer {

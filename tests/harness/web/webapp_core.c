@@ -14,6 +14,7 @@
  *   pieces=K        answer "piece 0\n" ... "piece K-1\n", each written and flushed on its
  *   gates=PREFIX    own; before piece i > 0 wait (as hold=) for the file PREFIX.i
  *   hdr=N           add the response header "X-Big: " followed by N 'h' (echo answer)
+ *   status=N        add the response header "Status: N" (echo answer)
  *
  * Otherwise (and with hdr=) the answer is c-examples/echo's, exactly:
  *   Content-Type: text/plain\r\n\r\n
@@ -272,6 +273,12 @@ static void web_handle(struct web_io *io, struct buf *out, char *inbuf)
 
     out->len = 0;
     out->oom = 0;
+    unsigned long long code = query_num(qs, "status", 0);
+    if (code > 0) {
+        char st[32];
+        int n = snprintf(st, sizeof st, "Status: %llu\r\n", code);
+        buf_append(out, st, (size_t)n);
+    }
     unsigned long long big = query_num(qs, "hdr", 0);
     if (big > 0) {
         buf_append(out, "X-Big: ", 7);

@@ -11,8 +11,9 @@ use super::worker::{header, slot};
 use crate::hooks::{Begin, RequestHooks};
 use crate::{self as rt};
 use fcgi_runtime_protocol::ParamStore;
+use parking_lot::Mutex;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 static MAX_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static SLOW_MS: AtomicU64 = AtomicU64::new(0);
@@ -20,6 +21,34 @@ static SLOW_MS: AtomicU64 = AtomicU64::new(0);
 static STATUS_PATH: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
 /// The ping path (empty: none) and its body, read from the header when attaching.
 static PING: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+
+/// The access log's compiled format (none: no access log), set when attaching.
+static ACCESS: std::sync::OnceLock<super::access_log::Format> = std::sync::OnceLock::new();
+static POOL_NAME: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Requests of this process the hooks follow at once; the token `begin` returns is an index
+/// into `REQS` (a request beyond is neither timed nor logged, only counted).
+const TOKENS: usize = crate::hooks::NO_TOKEN as usize;
+
+/// What the hooks keep of a request between `begin` and `ended`.
+struct Req {
+    used: AtomicBool,
+    /// Its scoreboard entry, `NO_ENTRY` when all were in use.
+    entry: AtomicU8,
+    /// CLOCK_MONOTONIC microseconds at `begin`.
+    start_us: AtomicU64,
+    /// Its access log line so far (with an access log).
+    pending: Mutex<Option<super::access_log::Pending>>,
+}
+
+static REQS: [Req; TOKENS] = [const {
+    Req {
+        used: AtomicBool::new(false),
+        entry: AtomicU8::new(NO_ENTRY),
+        start_us: AtomicU64::new(0),
+        pending: Mutex::new(None),
+    }
+}; TOKENS];
 
 /// The environment variable fcgi-spawn passes to the programs it execs.
 pub const ENV: &str = "FCGI_RUNTIME_SCOREBOARD";
@@ -38,15 +67,62 @@ impl RequestHooks for WorkerHooks {
     }
 
     fn begin(&self, params: &ParamStore, listen_fd: RawFd) -> Begin {
+        let now_us = rt::sys::clock_us(libc::CLOCK_MONOTONIC);
+        let token = claim_token();
+        let access = ACCESS.get();
+        if let Some(r) = REQS.get(token as usize) {
+            r.entry
+                .store(describe(params, now_us / 1000), Ordering::Relaxed);
+            r.start_us.store(now_us, Ordering::Relaxed);
+            if let Some(f) = access {
+                let pool = POOL_NAME.get().map_or(&[][..], |p| &p[..]);
+                *r.pending.lock() = Some(f.begin(params, pool, now_us));
+            }
+        }
         Begin {
-            token: describe(params),
+            token,
             answer: ping_response(params).or_else(|| status_response(params, listen_fd)),
+            capture_head: access.is_some_and(|f| f.needs_head),
         }
     }
 
-    fn ended(&self, token: u8) {
-        on_ended(token);
+    fn ended(&self, token: u8, head: &[u8]) {
+        on_ended(token, head);
     }
+
+    fn connection_accepted(&self) {
+        if let Some(h) = header() {
+            h.connections.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn connections_open(&self, delta: i32) {
+        if let Some(s) = slot() {
+            let _ = s
+                .open_conns
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_add_signed(delta))
+                });
+        }
+    }
+
+    fn refused_overloaded(&self) {
+        if let Some(h) = header() {
+            h.refused[0].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A free token (`NO_TOKEN` when `TOKENS` requests are followed already).
+fn claim_token() -> u8 {
+    REQS.iter()
+        .position(|r| {
+            !r.used.load(Ordering::Relaxed)
+                && r.used
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+        })
+        .map_or(crate::hooks::NO_TOKEN, |i| i as u8)
 }
 
 /// Makes this process a pool worker writing to `s`. The settings come from the header.
@@ -61,6 +137,17 @@ pub(crate) fn attach(h: *const Header, s: *const Slot) {
     );
     let _ = STATUS_PATH.set(hd.status_path.load());
     let _ = PING.set((hd.ping_path.load(), hd.ping_response.load()));
+    let _ = POOL_NAME.set(hd.pool_name.load());
+    match super::access_log::configure(
+        &hd.access_log.load_string(),
+        &hd.access_format.load_string(),
+    ) {
+        Ok(Some(f)) => {
+            let _ = ACCESS.set(f);
+        }
+        Ok(None) => {}
+        Err(e) => crate::fcgi_log!(Error, "pool: access log: {e}"),
+    }
     // SAFETY: as above.
     unsafe { &*s }.attached.store(1, Ordering::Release);
     crate::hooks::install(&WORKER_HOOKS);
@@ -131,7 +218,7 @@ fn on_taken() {
 
 /// Describes a taken request in a free entry of the slot (start, method, URI); the entry's
 /// index, or `NO_ENTRY` when all are in use.
-fn describe(params: &ParamStore) -> u8 {
+fn describe(params: &ParamStore, now_ms: u64) -> u8 {
     let Some(s) = slot() else {
         return NO_ENTRY;
     };
@@ -150,7 +237,7 @@ fn describe(params: &ParamStore) -> u8 {
             u
         }
     };
-    s.entries[i].write(scoreboard::now_ms(), scoreboard::unix_ms(), method, &uri);
+    s.entries[i].write(now_ms, scoreboard::unix_ms(), method, &uri);
     i as u8
 }
 
@@ -189,10 +276,26 @@ fn status_response(params: &ParamStore, listen_fd: RawFd) -> Option<Vec<u8>> {
     Some(super::status::page(h, slots, listen_fd, params))
 }
 
-/// A taken request ended (`entry` from `describe`).
-fn on_ended(entry: u8) {
+/// A taken request ended (`token` from `begin`).
+fn on_ended(token: u8, head: &[u8]) {
+    let now_us = rt::sys::clock_us(libc::CLOCK_MONOTONIC);
+    let mut entry = NO_ENTRY;
+    if let Some(r) = REQS.get(token as usize) {
+        entry = r.entry.swap(NO_ENTRY, Ordering::Relaxed);
+        let us = now_us.saturating_sub(r.start_us.load(Ordering::Relaxed));
+        if let Some(h) = header() {
+            h.observe_duration(us);
+        }
+        if let Some(f) = ACCESS.get() {
+            let pending = r.pending.lock().take();
+            if let Some(p) = pending {
+                p.finish(f, head, now_us);
+            }
+        }
+        r.used.store(false, Ordering::Release);
+    }
     if let Some(s) = slot() {
-        let now = scoreboard::now_ms();
+        let now = now_us / 1000;
         if let Some(e) = s.entries.get(entry as usize) {
             let start = e.start_ms.load(Ordering::Relaxed);
             let ms = now.saturating_sub(start);

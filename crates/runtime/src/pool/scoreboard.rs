@@ -46,9 +46,10 @@ pub const DURATION_BOUNDS: [f64; 11] = [
 /// Buckets of the histogram (the bounds and `+Inf`).
 pub const BUCKETS: usize = DURATION_BOUNDS.len() + 1;
 
-/// Why the runtime refused a request (FastCGI's END_REQUEST protocol statuses), an index into
-/// `Header::refused`.
-pub const REFUSAL_REASONS: [&str; 3] = ["overloaded", "cant_mpx_conn", "unknown_role"];
+/// Why the runtime refused a request, an index into `Header::refused`: FCGI_OVERLOADED (more
+/// requests in flight than FCGI_MAX_REQS). The protocol engine's own refusals
+/// (FCGI_CANT_MPX_CONN, FCGI_UNKNOWN_ROLE) are a client's mistakes and not counted.
+pub const REFUSAL_REASONS: [&str; 1] = ["overloaded"];
 
 /// A fixed-size string in atomic words (NUL-padded; at most `8 * N - 1` bytes).
 #[repr(C)]

@@ -17,79 +17,113 @@ struct File {
     generation: u64,
 }
 
-static FILE: Mutex<Option<File>> = Mutex::new(None);
-
-/// Opens (or reopens) `path` for appending; `Err` is a message for the log.
-fn open(path: &str) -> Result<RawFd, String> {
-    if path.contains('\0') {
-        return Err(format!("slowlog '{path}': NUL in path"));
-    }
-    // O_WRONLY | O_APPEND | O_CREAT, mode 0640; the standard library adds O_CLOEXEC.
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
-        .map(IntoRawFd::into_raw_fd)
-        .map_err(|e| format!("cannot open the slowlog '{path}': {e}"))
+/// A log file appended to with one write(2) per line (O_APPEND: several processes share it),
+/// reopened at the first line after a SIGUSR1. The slow log and the access log
+/// (`access_log.rs`) are two.
+pub struct AppendLog {
+    what: &'static str,
+    file: Mutex<Option<File>>,
 }
 
-/// Uses `path` for the slow log of this process (empty: the runtime's log). Opening it here
-/// reports a bad path at once.
-pub fn configure(path: &str) -> Result<(), String> {
-    let mut g = FILE.lock();
-    if let Some(f) = g.take() {
-        // The descriptor this module opened.
-        let _ = sys::close(f.fd);
-    }
-    if path.is_empty() {
-        return Ok(());
-    }
-    let fd = open(path)?;
-    *g = Some(File {
-        path: path.to_string(),
-        fd,
-        generation: super::signals::reopen_requests(),
-    });
-    Ok(())
-}
+static SLOW: AppendLog = AppendLog::new("slowlog");
 
-/// Reopens the file now (the parent, after SIGUSR1; workers reopen at their next line).
-pub fn reopen_now() {
-    if let Some(f) = FILE.lock().as_mut() {
-        reopen(f);
-    }
-}
-
-fn reopen(f: &mut File) {
-    f.generation = super::signals::reopen_requests();
-    match open(&f.path) {
-        Ok(fd) => {
-            // The old descriptor this module opened, replaced by the new one.
-            let _ = sys::close(f.fd);
-            f.fd = fd;
+impl AppendLog {
+    pub const fn new(what: &'static str) -> AppendLog {
+        AppendLog {
+            what,
+            file: Mutex::new(None),
         }
-        Err(e) => crate::fcgi_log!(Error, "{e} (keeping the old descriptor)"),
+    }
+
+    /// Opens (or reopens) `path` for appending; `Err` is a message for the log.
+    fn open(&self, path: &str) -> Result<RawFd, String> {
+        let what = self.what;
+        if path.contains('\0') {
+            return Err(format!("{what} '{path}': NUL in path"));
+        }
+        // O_WRONLY | O_APPEND | O_CREAT, mode 0640; the standard library adds O_CLOEXEC.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(path)
+            .map(IntoRawFd::into_raw_fd)
+            .map_err(|e| format!("cannot open the {what} '{path}': {e}"))
+    }
+
+    /// Uses `path` in this process (empty: none). Opening it here reports a bad path at once.
+    pub fn configure(&self, path: &str) -> Result<(), String> {
+        let mut g = self.file.lock();
+        if let Some(f) = g.take() {
+            // The descriptor this log opened.
+            let _ = sys::close(f.fd);
+        }
+        if path.is_empty() {
+            return Ok(());
+        }
+        let fd = self.open(path)?;
+        *g = Some(File {
+            path: path.to_string(),
+            fd,
+            generation: super::signals::reopen_requests(),
+        });
+        Ok(())
+    }
+
+    /// Reopens the file now (the parent, after SIGUSR1; workers reopen at their next line).
+    pub fn reopen_now(&self) {
+        if let Some(f) = self.file.lock().as_mut() {
+            self.reopen(f);
+        }
+    }
+
+    fn reopen(&self, f: &mut File) {
+        f.generation = super::signals::reopen_requests();
+        match self.open(&f.path) {
+            Ok(fd) => {
+                // The old descriptor this log opened, replaced by the new one.
+                let _ = sys::close(f.fd);
+                f.fd = fd;
+            }
+            Err(e) => crate::fcgi_log!(Error, "{e} (keeping the old descriptor)"),
+        }
+    }
+
+    /// Appends `line` (its newline included) with one write(2), reopening the file first
+    /// after a SIGUSR1; false when no file is configured.
+    pub fn write(&self, line: &[u8]) -> bool {
+        let mut g = self.file.lock();
+        let Some(f) = g.as_mut() else {
+            return false;
+        };
+        if super::signals::reopen_requests() != f.generation {
+            self.reopen(f);
+        }
+        // One write(2), so that lines of several processes do not interleave; a short or
+        // failed write loses the line, which a log may do.
+        let _ = sys::write(f.fd, line);
+        true
     }
 }
 
-/// Appends one line (the newline is added). Reopens the file first after a SIGUSR1.
+/// Uses `path` for the slow log of this process (empty: the runtime's log).
+pub fn configure(path: &str) -> Result<(), String> {
+    SLOW.configure(path)
+}
+
+/// Reopens the slow log now (the parent, after SIGUSR1).
+pub fn reopen_now() {
+    SLOW.reopen_now();
+}
+
+/// Appends one line to the slow log (the newline is added), else logs it.
 pub fn write(line: &str) {
-    let mut g = FILE.lock();
-    let Some(f) = g.as_mut() else {
-        drop(g);
-        crate::fcgi_log!(Warning, "{line}");
-        return;
-    };
-    if super::signals::reopen_requests() != f.generation {
-        reopen(f);
-    }
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line.as_bytes());
     buf.push(b'\n');
-    // One write(2), so that lines of several processes do not interleave; a short or failed
-    // write loses the line, which a log may do.
-    let _ = sys::write(f.fd, &buf);
+    if !SLOW.write(&buf) {
+        crate::fcgi_log!(Warning, "{line}");
+    }
 }
 
 /// `2026-11-22T10:04:05.123Z` for a Unix time in milliseconds.

@@ -86,6 +86,9 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
         .map_err(|e| format!("pool: cannot map the scoreboard: {e}"))?;
     publish_settings(&board, cfg);
     super::slowlog::configure(&cfg.slowlog).map_err(|e| format!("pool: {e}"))?;
+    // A bad access_format or an access log that cannot be opened stops the pool here.
+    super::access_log::configure(&cfg.access_log, &cfg.access_format)
+        .map_err(|e| format!("pool: {e}"))?;
     let status = open_status_listen(cfg)?;
     let pipe = sys::pipe(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .map_err(|e| format!("pool: cannot create the signal pipe: {e}"))?;

@@ -54,6 +54,6 @@ pub use socket::{
     tcp_info, write, writev,
 };
 pub use thread::spawn_signals_blocked;
-pub use time::{clock_ms, clock_us};
+pub use time::{clock_ms, clock_us, cpu_and_peak_rss, strftime_local};
 pub use timerfd::TimerFd;
 pub use users::{group_id, user_id};
