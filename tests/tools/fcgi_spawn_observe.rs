@@ -573,3 +573,168 @@ fn fcgi_spawn_observe_access_log_fields_and_reopen() {
     assert!(old.iter().any(|l| l.contains("|/app.php|")), "{old:?}");
     assert!(old.iter().any(|l| l.contains("|/plain|")), "{old:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------------------------
+
+/// Parses a metrics text with Debian's python3-prometheus-client: the strict OpenMetrics
+/// parser (`om`) or the Prometheus text parser. Returns one `name{k=v,...} value` per sample,
+/// labels sorted, or the parser's error.
+fn parse_metrics(text: &str, om: bool) -> Result<Vec<(String, f64)>, String> {
+    harness::require(
+        "/usr/lib/python3/dist-packages/prometheus_client/openmetrics/parser.py",
+        "python3-prometheus-client",
+    );
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+from prometheus_client.parser import text_string_to_metric_families as prom
+parse = om if sys.argv[1] == "om" else prom
+text = sys.stdin.read()
+for fam in parse(text):
+    for s in fam.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        print(f"{s.name}{{{labels}}} {s.value!r}")
+"#;
+    use std::io::Write;
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script, if om { "om" } else { "prom" }])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run /usr/bin/python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .expect("write to the parser");
+    let out = child.wait_with_output().expect("parser output");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect())
+}
+
+/// The value of the sample named exactly `key` (`name{labels}`).
+#[track_caller]
+fn sample(samples: &[(String, f64)], key: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no sample {key} in {samples:#?}"))
+}
+
+/// `?openmetrics` passes the strict OpenMetrics parser, `?prometheus` the Prometheus text
+/// parser; the counters, the histogram and the gauges hold plausible values: connections
+/// counted apart from requests (several requests on one kept connection), slow requests in
+/// the histogram's upper buckets, max_children, open connections while a request is held,
+/// per-worker series labelled by slot (no pid).
+#[test]
+fn fcgi_spawn_observe_openmetrics_strict_and_prometheus() {
+    let mut p = Pool::start(
+        "metrics",
+        &["-F", "2", "--name", "m", "--status-path", "/status"],
+    );
+    p.wait_workers(2);
+    // Five requests on one kept connection, three slow ones (30 ms) on their own.
+    let mut c = Client::connect(&p.addr).expect("connect");
+    c.set_timeout(Some(WAIT)).unwrap();
+    for i in 0..5 {
+        let req = Request::new(1)
+            .keep_conn(true)
+            .param("REQUEST_METHOD", "GET")
+            .param("SCRIPT_NAME", format!("/kept-{i}"))
+            .param("QUERY_STRING", "");
+        let r = c.request(&req).expect("a request on the kept connection");
+        assert!(String::from_utf8_lossy(&r.stdout).contains("/kept-"));
+    }
+    drop(c);
+    for _ in 0..3 {
+        ok(&p.addr, "/slow?sleep_ms=30");
+    }
+    let (gate, held) = p.hold("gate");
+
+    let resp = ok(&p.addr, "/status?openmetrics&full");
+    assert!(
+        resp.contains("Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{resp}"
+    );
+    let text = body(&resp);
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let om = parse_metrics(text, true).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let requests = sample(&om, "fcgi_pool_requests_total{pool=m}");
+    let conns = sample(&om, "fcgi_pool_accepted_connections_total{pool=m}");
+    // 5 kept + 3 slow + 1 held + this one, and the warm-up requests on their own connections.
+    assert!(requests >= 10.0, "{text}");
+    assert!(
+        conns >= 6.0 && conns <= requests - 4.0,
+        "connections {conns} vs requests {requests}: {text}"
+    );
+    assert_eq!(sample(&om, "fcgi_pool_max_children{pool=m}"), 2.0);
+    assert_eq!(sample(&om, "fcgi_pool_up{pool=m}"), 1.0);
+    assert_eq!(sample(&om, "fcgi_pool_draining{pool=m}"), 0.0);
+    // The held request's connection and this one.
+    assert!(
+        sample(&om, "fcgi_pool_open_connections{pool=m}") >= 2.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &om,
+            "fcgi_pool_refused_requests_total{pool=m,reason=overloaded}"
+        ),
+        0.0
+    );
+    let count = sample(&om, "fcgi_pool_request_duration_seconds_count{pool=m}");
+    let fast = sample(
+        &om,
+        "fcgi_pool_request_duration_seconds_bucket{le=0.025,pool=m}",
+    );
+    let inf = sample(
+        &om,
+        "fcgi_pool_request_duration_seconds_bucket{le=+Inf,pool=m}",
+    );
+    let sum = sample(&om, "fcgi_pool_request_duration_seconds_sum{pool=m}");
+    assert_eq!(count, inf);
+    assert!(count >= 8.0, "{text}");
+    assert!(
+        inf - fast >= 3.0,
+        "the slow requests are not above 25 ms: {text}"
+    );
+    assert!(sum >= 0.09, "{text}");
+    // Per-worker series: keyed by slot, never by pid or state.
+    let per_worker: Vec<&(String, f64)> = om
+        .iter()
+        .filter(|(k, _)| k.starts_with("fcgi_pool_process_requests_total{"))
+        .collect();
+    assert_eq!(per_worker.len(), 2, "{text}");
+    assert!(
+        per_worker.iter().all(|(k, _)| k.contains("slot=")),
+        "{text}"
+    );
+    assert!(!text.contains("pid=") && !text.contains("state="), "{text}");
+
+    let resp = ok(&p.addr, "/status?prometheus");
+    assert!(
+        resp.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+        "{resp}"
+    );
+    let text = body(&resp);
+    assert!(!text.contains("# EOF"), "{text}");
+    let prom = parse_metrics(text, false).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(sample(&prom, "fcgi_pool_requests_total{pool=m}") >= requests);
+    assert!(sample(&prom, "fcgi_pool_request_duration_seconds_count{pool=m}") >= count);
+
+    File::create(&gate).expect("open the gate");
+    held.join().expect("client").expect("held request");
+}

@@ -12,6 +12,9 @@ use std::sync::atomic::Ordering;
 pub enum Format {
     Text,
     Json,
+    /// OpenMetrics 1.0.0 (`?openmetrics`).
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (`?prometheus`).
     Prometheus,
 }
 
@@ -36,7 +39,8 @@ pub fn parse_query(q: &[u8]) -> (Format, bool) {
         let key = part.split(|&b| b == b'=').next().unwrap_or(b"");
         match key {
             b"json" => f = Format::Json,
-            b"openmetrics" | b"prometheus" => f = Format::Prometheus,
+            b"openmetrics" => f = Format::OpenMetrics,
+            b"prometheus" => f = Format::Prometheus,
             b"full" => full = true,
             _ => {}
         }
@@ -53,6 +57,8 @@ pub fn page(h: &Header, slots: &[Slot], listen_fd: RawFd, params: &ParamStore) -
 
 /// One worker as the page shows it.
 pub(super) struct Proc {
+    /// Its scoreboard slot: the stable key of its metrics.
+    pub(super) slot: usize,
     pub(super) pid: i32,
     pub(super) state: &'static str,
     pub(super) start: u64,
@@ -78,6 +84,16 @@ pub struct Snapshot {
     pub(super) max_children_reached: u64,
     pub(super) slow: u64,
     pub(super) procs: Vec<Proc>,
+    pub(super) max_children: u64,
+    pub(super) draining: bool,
+    /// Connections accepted by workers, and open now.
+    pub(super) connections: u64,
+    pub(super) open_conns: u64,
+    /// Refused requests by reason.
+    pub(super) refused: Vec<(&'static str, u64)>,
+    /// The duration histogram: per-bucket counts (not cumulative) and the sum in µs.
+    pub(super) buckets: [u64; scoreboard::BUCKETS],
+    pub(super) duration_sum_us: u64,
 }
 
 /// Reads the scoreboard (`slots` follow `h` in the mapping). `listen_fd` gives the queue.
@@ -87,13 +103,15 @@ pub fn snapshot(h: &Header, slots: &[Slot], listen_fd: RawFd) -> Snapshot {
     let (listen_queue, listen_queue_len) = super::listen::queue(listen_fd).unwrap_or((0, 0));
     let mut procs = Vec::new();
     let (mut idle, mut active) = (0, 0);
-    for s in slots {
+    let mut open_conns = 0u64;
+    for (slot, s) in slots.iter().enumerate() {
         let st = s.state.load(Ordering::Acquire);
         let pid = s.pid.load(Ordering::Relaxed);
         if st == FREE || pid == 0 {
             continue;
         }
         let in_flight = s.in_flight.load(Ordering::Relaxed);
+        open_conns += u64::from(s.open_conns.load(Ordering::Relaxed));
         let state = match st {
             STARTING => "Starting",
             DRAINING => "Draining",
@@ -123,6 +141,7 @@ pub fn snapshot(h: &Header, slots: &[Slot], listen_fd: RawFd) -> Snapshot {
             Some((v, s.last_duration_ms.load(Ordering::Relaxed)))
         });
         procs.push(Proc {
+            slot,
             pid,
             state,
             start: s.started_unix.load(Ordering::Relaxed),
@@ -156,6 +175,17 @@ pub fn snapshot(h: &Header, slots: &[Slot], listen_fd: RawFd) -> Snapshot {
         max_children_reached: h.max_children_reached.load(Ordering::Relaxed),
         slow: h.slow_requests.load(Ordering::Relaxed),
         procs,
+        max_children: u64::from(h.max_children.load(Ordering::Relaxed)),
+        draining: h.draining.load(Ordering::Relaxed) != 0,
+        connections: h.connections.load(Ordering::Relaxed),
+        open_conns,
+        refused: scoreboard::REFUSAL_REASONS
+            .iter()
+            .zip(&h.refused)
+            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+            .collect(),
+        buckets: std::array::from_fn(|i| h.duration_buckets[i].load(Ordering::Relaxed)),
+        duration_sum_us: h.duration_sum_us.load(Ordering::Relaxed),
     }
 }
 
@@ -167,7 +197,10 @@ mod tests {
     fn queries() {
         assert_eq!(parse_query(b""), (Format::Text, false));
         assert_eq!(parse_query(b"json&full"), (Format::Json, true));
-        assert_eq!(parse_query(b"full&openmetrics"), (Format::Prometheus, true));
+        assert_eq!(
+            parse_query(b"full&openmetrics"),
+            (Format::OpenMetrics, true)
+        );
         assert_eq!(parse_query(b"prometheus"), (Format::Prometheus, false));
         assert_eq!(parse_query(b"jsonx"), (Format::Text, false));
     }

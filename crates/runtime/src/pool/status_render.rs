@@ -1,8 +1,12 @@
-//! The status page's response: its fields, listed once, and its three renderings: PHP-FPM's plain text, its
-//! JSON (same keys, so FPM dashboards read it) and the Prometheus text format.
+//! The status page's response: its fields, listed once, and their renderings: PHP-FPM's plain
+//! text, its JSON (same keys, so FPM dashboards read it), OpenMetrics 1.0.0 and the Prometheus
+//! text format 0.0.4.
 //!
-//! Each field carries its FPM name, its value and, when it is a metric, its Prometheus name,
-//! type and help; a format only decides how a field is written.
+//! Each field carries its FPM name, its value and, when it is a metric, its metric family
+//! name, type, unit and help; a format only decides how a field is written. The metrics add
+//! what FPM's page lacks (connections, refusals, the duration histogram, max_children); a
+//! worker's metrics are labelled with its scoreboard slot, which does not change with its pid
+//! or state.
 
 use super::slowlog;
 use super::status::{Format, Proc, Snapshot};
@@ -21,11 +25,13 @@ enum Value {
     Micros(u64),
 }
 
-/// What makes a field a Prometheus metric.
+/// What makes a field a metric: its family name (a counter's samples add `_total`), type,
+/// help and unit (the name ends with it).
 struct Metric {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
+    unit: &'static str,
 }
 
 /// One field: its name in the text format, its key in JSON, its value and its metric.
@@ -46,7 +52,21 @@ fn field(name: &'static str, value: Value, metric: Option<Metric>) -> Field {
 }
 
 const fn metric(name: &'static str, kind: &'static str, help: &'static str) -> Option<Metric> {
-    Some(Metric { name, kind, help })
+    Some(Metric {
+        name,
+        kind,
+        help,
+        unit: "",
+    })
+}
+
+const fn seconds(name: &'static str, kind: &'static str, help: &'static str) -> Option<Metric> {
+    Some(Metric {
+        name,
+        kind,
+        help,
+        unit: "seconds",
+    })
 }
 
 /// The pool's fields, in FPM's order.
@@ -59,7 +79,7 @@ fn pool_fields(s: &Snapshot) -> Vec<Field> {
         field(
             "start since",
             Count(s.now.saturating_sub(s.start_time)),
-            metric(
+            seconds(
                 "start_since_seconds",
                 "gauge",
                 "Seconds since the pool started.",
@@ -69,9 +89,9 @@ fn pool_fields(s: &Snapshot) -> Vec<Field> {
             "accepted conn",
             Count(s.accepted),
             metric(
-                "accepted_connections_total",
+                "requests",
                 "counter",
-                "Requests accepted by the pool's workers.",
+                "Requests taken by the pool's workers (FPM's accepted conn).",
             ),
         ),
         field(
@@ -137,7 +157,7 @@ fn pool_fields(s: &Snapshot) -> Vec<Field> {
             "max children reached",
             Count(s.max_children_reached),
             metric(
-                "max_children_reached_total",
+                "max_children_reached",
                 "counter",
                 "Times a worker was wanted with max_children running.",
             ),
@@ -146,7 +166,7 @@ fn pool_fields(s: &Snapshot) -> Vec<Field> {
             "slow requests",
             Count(s.slow),
             metric(
-                "slow_requests_total",
+                "slow_requests",
                 "counter",
                 "Requests that ran past slowlog_timeout_ms.",
             ),
@@ -170,9 +190,9 @@ fn proc_fields(s: &Snapshot, p: &Proc) -> Vec<Field> {
             "requests",
             Count(p.requests),
             metric(
-                "process_requests_total",
+                "process_requests",
                 "counter",
-                "Requests a worker took.",
+                "Requests the worker in a slot took (reset when the slot gets a new worker).",
             ),
         ),
         field(
@@ -187,7 +207,7 @@ fn proc_fields(s: &Snapshot, p: &Proc) -> Vec<Field> {
         field(
             "request duration",
             Micros(micros),
-            metric(
+            seconds(
                 "process_request_duration_seconds",
                 "gauge",
                 "Duration of a worker's current (else last) request.",
@@ -208,9 +228,13 @@ pub(super) fn render(s: &Snapshot, f: Format, full: bool) -> Vec<u8> {
     let (ctype, body) = match f {
         Format::Text => ("text/plain", text(s, full)),
         Format::Json => ("application/json", json(s, full)),
+        Format::OpenMetrics => (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics(s, full, true),
+        ),
         Format::Prometheus => (
             "text/plain; version=0.0.4; charset=utf-8",
-            prometheus(s, full),
+            metrics(s, full, false),
         ),
     };
     let mut out = format!(
@@ -300,36 +324,93 @@ fn js(o: &mut String, s: &str) {
     o.push('"');
 }
 
-/// The Prometheus text format (0.0.4): `fcgi_pool_up`, then each field that is a metric,
-/// labelled with the pool; with `full`, each worker's metrics labelled with its pid and state.
-pub(super) fn prometheus(s: &Snapshot, full: bool) -> String {
+/// Metrics only the metric formats show (FPM's page has no such field).
+fn extra_metrics(s: &Snapshot) -> Vec<(Option<Metric>, Value)> {
+    use Value::*;
+    vec![
+        (metric("up", "gauge", "The pool is serving."), Count(1)),
+        (
+            metric(
+                "draining",
+                "gauge",
+                "1 while the pool drains (ping answers 503).",
+            ),
+            Count(u64::from(s.draining)),
+        ),
+        (
+            metric("max_children", "gauge", "The configured max_children."),
+            Count(s.max_children),
+        ),
+        (
+            metric(
+                "accepted_connections",
+                "counter",
+                "Connections accepted by the pool's workers.",
+            ),
+            Count(s.connections),
+        ),
+        (
+            metric(
+                "open_connections",
+                "gauge",
+                "Connections the pool's workers hold open.",
+            ),
+            Count(s.open_conns),
+        ),
+    ]
+}
+
+/// OpenMetrics 1.0.0 (`om`) or the Prometheus text format 0.0.4: the pool's metrics labelled
+/// with the pool, refused requests by reason, the request-duration histogram; with `full`,
+/// each worker's metrics labelled with its slot. OpenMetrics ends with `# EOF`.
+pub(super) fn metrics(s: &Snapshot, full: bool, om: bool) -> String {
     let pool = prom_label(&s.pool);
     let mut o = String::new();
-    let head = |o: &mut String, m: &Metric| {
-        let _ = write!(
-            o,
-            "# HELP fcgi_pool_{0} {1}\n# TYPE fcgi_pool_{0} {2}\n",
-            m.name, m.help, m.kind
-        );
+    // The family's metadata; returns the sample name.
+    let head = |o: &mut String, m: &Metric| -> String {
+        let sample = if m.kind == "counter" {
+            format!("fcgi_pool_{}_total", m.name)
+        } else {
+            format!("fcgi_pool_{}", m.name)
+        };
+        // OpenMetrics names the family without `_total`; Prometheus 0.0.4 with it.
+        let family = if om {
+            format!("fcgi_pool_{}", m.name)
+        } else {
+            sample.clone()
+        };
+        let _ = writeln!(o, "# TYPE {family} {}", m.kind);
+        if om && !m.unit.is_empty() {
+            let _ = writeln!(o, "# UNIT {family} {}", m.unit);
+        }
+        let _ = writeln!(o, "# HELP {family} {}", m.help);
+        sample
     };
-    let up = metric("up", "gauge", "The pool is serving.");
-    let pool_metrics = std::iter::once((up, Value::Count(1)))
+    let pool_metrics = extra_metrics(s)
+        .into_iter()
         .chain(pool_fields(s).into_iter().map(|f| (f.metric, f.value)));
     for (m, v) in pool_metrics {
         let Some(m) = m else { continue };
-        head(&mut o, &m);
-        let _ = writeln!(
-            o,
-            "fcgi_pool_{}{{pool=\"{pool}\"}} {}",
-            m.name,
-            prom_value(&v)
-        );
+        let name = head(&mut o, &m);
+        let _ = writeln!(o, "{name}{{pool=\"{pool}\"}} {}", prom_value(&v));
     }
+    let refused = Metric {
+        name: "refused_requests",
+        kind: "counter",
+        help: "Requests the runtime refused, by reason (overloaded: FCGI_OVERLOADED).",
+        unit: "",
+    };
+    let name = head(&mut o, &refused);
+    for (reason, n) in &s.refused {
+        let _ = writeln!(o, "{name}{{pool=\"{pool}\",reason=\"{reason}\"}} {n}");
+    }
+    histogram(&mut o, s, &pool, om);
     if full {
         // Grouped by metric, one sample per worker; the metrics are those of any worker's
         // fields (a blank one's when there is none).
         let per_proc: Vec<Vec<Field>> = s.procs.iter().map(|p| proc_fields(s, p)).collect();
         let blank = Proc {
+            slot: 0,
             pid: 0,
             state: "Idle",
             start: 0,
@@ -339,25 +420,59 @@ pub(super) fn prometheus(s: &Snapshot, full: bool) -> String {
         };
         for (k, f) in proc_fields(s, &blank).iter().enumerate() {
             let Some(m) = &f.metric else { continue };
-            head(&mut o, m);
+            let name = head(&mut o, m);
             for (p, fields) in s.procs.iter().zip(&per_proc) {
                 let _ = writeln!(
                     o,
-                    "fcgi_pool_{}{{pool=\"{pool}\",pid=\"{}\",state=\"{}\"}} {}",
-                    m.name,
-                    p.pid,
-                    p.state,
+                    "{name}{{pool=\"{pool}\",slot=\"{}\"}} {}",
+                    p.slot,
                     prom_value(&fields[k].value)
                 );
             }
         }
     }
+    if om {
+        o.push_str("# EOF\n");
+    }
     o
+}
+
+/// The request-duration histogram: cumulative buckets, `+Inf`, count and sum.
+fn histogram(o: &mut String, s: &Snapshot, pool: &str, om: bool) {
+    let name = "fcgi_pool_request_duration_seconds";
+    let _ = writeln!(o, "# TYPE {name} histogram");
+    if om {
+        let _ = writeln!(o, "# UNIT {name} seconds");
+    }
+    let _ = writeln!(
+        o,
+        "# HELP {name} Durations of the requests the pool's workers ended."
+    );
+    let mut cumulative = 0u64;
+    for (i, n) in s.buckets.iter().enumerate() {
+        cumulative += n;
+        let le = match super::scoreboard::DURATION_BOUNDS.get(i) {
+            Some(b) => format!("{b:?}"),
+            None => "+Inf".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "{name}_bucket{{pool=\"{pool}\",le=\"{le}\"}} {cumulative}"
+        );
+    }
+    // The count is the +Inf bucket (the atomics are read one by one: a separate counter
+    // could disagree with the buckets by a request in progress).
+    let _ = writeln!(o, "{name}_count{{pool=\"{pool}\"}} {cumulative}");
+    let _ = writeln!(
+        o,
+        "{name}_sum{{pool=\"{pool}\"}} {:.6}",
+        s.duration_sum_us as f64 / 1e6
+    );
 }
 
 fn prom_value(v: &Value) -> String {
     match v {
-        Value::Micros(us) => format!("{:.3}", *us as f64 / 1e6),
+        Value::Micros(us) => format!("{:.6}", *us as f64 / 1e6),
         Value::Count(n) | Value::Time(n) => n.to_string(),
         Value::Name(s) | Value::Untrusted(s) => s.clone(),
     }
