@@ -116,8 +116,8 @@ fn status_page_in_text_json_and_prometheus() {
     );
     assert!(num(&j2, "max active processes") >= 2, "{j2}");
 
-    // Prometheus text format.
-    let (prom, ctype) = fetch(&p.addr, "/status", "openmetrics&full");
+    // Prometheus text format (OpenMetrics: tests/tools/fcgi_spawn_observe.rs, with a parser).
+    let (prom, ctype) = fetch(&p.addr, "/status", "prometheus&full");
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     assert!(
         prom.lines()
@@ -125,6 +125,13 @@ fn status_page_in_text_json_and_prometheus() {
         "{prom}"
     );
     assert!(prom.contains("# TYPE fcgi_pool_accepted_connections_total counter"));
+    assert!(prom.contains("# TYPE fcgi_pool_request_duration_seconds histogram"));
+    let (om, ctype) = fetch(&p.addr, "/status", "openmetrics");
+    assert_eq!(
+        ctype,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.ends_with("# EOF\n"), "{om}");
     let per_worker = prom
         .lines()
         .filter(|l| l.starts_with("fcgi_pool_process_requests_total{"))
@@ -265,4 +272,59 @@ fn terminate_timeout_kills_a_runaway_worker() {
         "a terminated worker is not a crash (no back-off): {}",
         p.log()
     );
+}
+
+/// Through the C API (forked workers, not exec'd programs): ping from the worker's runtime, an
+/// access log line, and `status_listen` on a Unix socket answering status and ping while the
+/// only worker holds a request.
+#[test]
+fn ping_access_log_and_status_listen_on_a_unix_socket() {
+    let dir = temp_dir("observe-capi");
+    let log = dir.join("access.log");
+    let sock = dir.join("status.sock");
+    let p = Pool::start(
+        "observe-capi",
+        &[
+            "max_children=1",
+            "name=capi",
+            "ping_path=/ping",
+            "ping_response=alive",
+            &format!("access_log={}", log.display()),
+            "access_format=%m %r%Q%q %s %n %{micro}d",
+            &format!("status_listen={}", sock.display()),
+        ],
+        &[],
+    );
+    p.wait_workers(1);
+    let (body, ctype) = fetch(&p.addr, "/ping", "");
+    assert_eq!((body.as_str(), ctype.as_str()), ("alive", "text/plain"));
+    p.get("a=1").expect("a request");
+    let has = |what: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(what))
+    };
+    p.wait_for(|| has("GET /ping 200 capi "), "the ping's access log line");
+    p.wait_for(
+        || has("GET /?a=1 200 capi "),
+        "the request's access log line",
+    );
+
+    let gate = p.gate("open");
+    let held = hold_requests(&p, &gate, 1);
+    let addr = sock.to_str().unwrap();
+    let (body, _) = fetch(addr, "/ping", "");
+    assert_eq!(body, "alive");
+    let (json, ctype) = fetch(addr, "/status", "json");
+    assert_eq!(ctype, "application/json", "{json}");
+    let j: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        (j["pool"].as_str(), num(&j, "active processes")),
+        (Some("capi"), 1)
+    );
+    File::create(&gate).expect("open the gate");
+    for h in held {
+        h.join().expect("client").expect("held request");
+    }
 }
