@@ -351,6 +351,40 @@ fn fcgi_spawn_observe_status_listen_with_every_worker_busy() {
     assert_eq!(json_num(json, "active processes"), 2, "{json}");
     assert_eq!(json_num(json, "idle processes"), 0, "{json}");
     assert_eq!(json.matches("\"state\":\"Running\"").count(), 2, "{json}");
+    // Every key of FPM's JSON (sapi/fpm/fpm/fpm_status.c), so FPM dashboards read it.
+    for key in [
+        "pool",
+        "process manager",
+        "start time",
+        "start since",
+        "accepted conn",
+        "listen queue",
+        "max listen queue",
+        "listen queue len",
+        "idle processes",
+        "active processes",
+        "total processes",
+        "max active processes",
+        "max children reached",
+        "slow requests",
+        "processes",
+        "pid",
+        "state",
+        "requests",
+        "request duration",
+        "request method",
+        "request uri",
+        "content length",
+        "user",
+        "script",
+        "last request cpu",
+        "last request memory",
+    ] {
+        assert!(
+            json.contains(&format!("\"{key}\":")),
+            "FPM's key {key} missing: {json}"
+        );
+    }
     let text = ok(&saddr, "/status");
     assert!(
         text.lines()

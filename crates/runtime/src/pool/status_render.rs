@@ -220,6 +220,14 @@ fn proc_fields(s: &Snapshot, p: &Proc) -> Vec<Field> {
             value: Untrusted(uri),
             metric: None,
         },
+        // FPM's remaining keys, so that its dashboards find them: not tracked here (the
+        // scoreboard keeps no body length, user or script per request, and a worker's CPU
+        // and memory per request are PHP's own figures), always 0 or "-".
+        field("content length", Count(0), None),
+        field("user", Name("-".into()), None),
+        field("script", Name("-".into()), None),
+        field("last request cpu", Count(0), None),
+        field("last request memory", Count(0), None),
     ]
 }
 
