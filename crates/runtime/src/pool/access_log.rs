@@ -198,6 +198,13 @@ pub fn configure(path: &str, format: &str) -> Result<Option<Format>, String> {
     Ok(Some(f))
 }
 
+/// The supervisor's check at start: the format compiles and the file opens (then closed: the
+/// workers write, each opening it when it attaches).
+pub fn check(path: &str, format: &str) -> Result<(), String> {
+    configure(path, format)?;
+    LOG.configure("")
+}
+
 /// A request's line as far as its beginning knows it.
 pub struct Pending {
     line: Vec<u8>,

@@ -87,7 +87,7 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
     publish_settings(&board, cfg);
     super::slowlog::configure(&cfg.slowlog).map_err(|e| format!("pool: {e}"))?;
     // A bad access_format or an access log that cannot be opened stops the pool here.
-    super::access_log::configure(&cfg.access_log, &cfg.access_format)
+    super::access_log::check(&cfg.access_log, &cfg.access_format)
         .map_err(|e| format!("pool: {e}"))?;
     let status = open_status_listen(cfg)?;
     let pipe = sys::pipe(libc::O_NONBLOCK | libc::O_CLOEXEC)
