@@ -39,8 +39,9 @@ pub struct Request {
     app_status: u32,
     /// The current request's token from the process's request hooks (`hooks::NO_TOKEN`: none).
     hook_token: u8,
-    /// The response's head, kept for the hooks when they ask (an access log's status).
-    head: Box<super::hooks::Head>,
+    /// The response's head, kept for the hooks when they ask (an access log's status);
+    /// allocated at the first request that asks.
+    head: Option<Box<super::hooks::Head>>,
     /// A request object of an event loop (see `evloop.rs`): no call waits.
     nb: bool,
     /// Letting go of a connection the web server did not keep waits for the web server to
@@ -67,7 +68,7 @@ impl Request {
             ended: false,
             app_status: 0,
             hook_token: super::hooks::NO_TOKEN,
-            head: Box::default(),
+            head: None,
             nb: false,
             close_waits_for_peer: false,
         }
@@ -211,7 +212,11 @@ impl Request {
         };
         let begin = hooks.begin(&self.env.params, self.listen_fd);
         self.hook_token = begin.token;
-        self.head.reset(begin.capture_head);
+        match (&mut self.head, begin.capture_head) {
+            (Some(h), on) => h.reset(on),
+            (None, true) => self.head.get_or_insert_with(Box::default).reset(true),
+            (None, false) => {}
+        }
         // The hooks answered (a pool worker's status page): the application never sees it.
         match begin.answer {
             Some(page) => {
@@ -227,15 +232,15 @@ impl Request {
     }
 
     /// Tells the process's request hooks that the current request ended.
-    fn hooks_ended(hooked: bool, token: &mut u8, head: &mut super::hooks::Head) {
+    fn hooks_ended(hooked: bool, token: &mut u8, head: &mut Option<Box<super::hooks::Head>>) {
         if hooked {
             if let Some(h) = super::hooks::get() {
-                h.ended(
-                    std::mem::replace(token, super::hooks::NO_TOKEN),
-                    head.bytes(),
-                );
+                let bytes = head.as_ref().map_or(&[][..], |h| h.bytes());
+                h.ended(std::mem::replace(token, super::hooks::NO_TOKEN), bytes);
             }
-            head.reset(false);
+            if let Some(h) = head {
+                h.reset(false);
+            }
         }
     }
 
@@ -328,8 +333,10 @@ impl Request {
         if t.shared.is_aborted() {
             return Err(SendError::Aborted);
         }
-        if rt == fcgi_runtime_protocol::record::rtype::STDOUT {
-            self.head.saw(data);
+        if let Some(h) = &mut self.head {
+            if rt == fcgi_runtime_protocol::record::rtype::STDOUT {
+                h.saw(data);
+            }
         }
         let cap = config::get(Limit::OutputBufferBytes) as usize;
         if self.out.len() + data.len() <= cap {
@@ -356,8 +363,8 @@ impl Request {
         let cap = config::get(Limit::OutputBufferBytes) as usize;
         let stdout = rt == fcgi_runtime_protocol::record::rtype::STDOUT;
         if self.out.len() + data.len() <= cap {
-            if stdout {
-                self.head.saw(data);
+            if let (Some(h), true) = (&mut self.head, stdout) {
+                h.saw(data);
             }
             self.out.push(rt, data);
             return Ok(data.len());
@@ -368,8 +375,8 @@ impl Request {
             return Ok(0);
         }
         let n = data.len().min(room);
-        if stdout {
-            self.head.saw(&data[..n]);
+        if let (Some(h), true) = (&mut self.head, stdout) {
+            h.saw(&data[..n]);
         }
         self.send_framed(rt, &data[..n]).map(|()| n)
     }
