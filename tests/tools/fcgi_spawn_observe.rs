@@ -74,6 +74,12 @@ impl Pool {
     }
 
     fn start_in(dir: PathBuf, args: &[&str]) -> Pool {
+        Pool::start_env(dir, args, &[], &[])
+    }
+
+    /// With `env` added to fcgi-spawn's (and the program's) environment and `app_args` after
+    /// the program.
+    fn start_env(dir: PathBuf, args: &[&str], env: &[(&str, &str)], app_args: &[&str]) -> Pool {
         let app = lf_webapp();
         let port = harness::free_port();
         let mut cmd = Command::new(harness::tool("fcgi-spawn"));
@@ -88,10 +94,12 @@ impl Pool {
         ] {
             cmd.env_remove(v);
         }
+        cmd.envs(env.iter().copied());
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
             .arg("--")
             .arg(&app)
+            .args(app_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(dir.join("stderr")).expect("stderr file"));
@@ -769,6 +777,57 @@ fn fcgi_spawn_observe_openmetrics_strict_and_prometheus() {
     assert!(sample(&prom, "fcgi_pool_requests_total{pool=m}") >= requests);
     assert!(sample(&prom, "fcgi_pool_request_duration_seconds_count{pool=m}") >= count);
 
+    File::create(&gate).expect("open the gate");
+    held.join().expect("client").expect("held request");
+}
+
+/// A request refused with FCGI_OVERLOADED (one worker of two threads, `FCGI_RUNTIME_MAX_REQS=1`,
+/// a request held: the second thread accepts, the runtime refuses) is counted under
+/// `reason="overloaded"`.
+#[test]
+fn fcgi_spawn_observe_overloaded_refusals_are_counted() {
+    let dir = std::env::temp_dir().join(format!(
+        "fcgi-observe-overloaded-{}-{}",
+        std::process::id(),
+        harness::unique()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    let sport = harness::free_port();
+    let saddr = format!("127.0.0.1:{sport}");
+    let mut p = Pool::start_env(
+        dir,
+        &[
+            "-F",
+            "1",
+            "--name",
+            "o",
+            "--set",
+            &format!("status_listen={saddr}"),
+        ],
+        &[("FCGI_RUNTIME_MAX_REQS", "1")],
+        &["-t", "2"],
+    );
+    p.wait_workers(1);
+    let (gate, held) = p.hold("gate");
+    let mut c = Client::connect(&p.addr).expect("connect");
+    c.set_timeout(Some(WAIT)).unwrap();
+    let req = Request::new(1)
+        .param("REQUEST_METHOD", "GET")
+        .param("SCRIPT_NAME", "/refused");
+    let r = c.request(&req).expect("an answer");
+    assert_eq!(r.protocol_status, 2, "FCGI_OVERLOADED expected: {r:?}");
+    // The supervisor answers: the worker's only request slot is taken.
+    let resp = ok(&saddr, "/status?openmetrics");
+    let om = parse_metrics(body(&resp), true).unwrap_or_else(|e| panic!("{e}\n{resp}"));
+    assert_eq!(
+        sample(
+            &om,
+            "fcgi_pool_refused_requests_total{pool=o,reason=overloaded}"
+        ),
+        1.0,
+        "{resp}"
+    );
     File::create(&gate).expect("open the gate");
     held.join().expect("client").expect("held request");
 }
