@@ -279,6 +279,26 @@ fn fcgi_spawn_observe_ping_default_and_custom() {
     p.wait_workers(1);
     let r = ok(&p.addr, "/health?x=1");
     assert_eq!((code(&r), body(&r)), (200, "ready to serve"), "{r}");
+    drop(p);
+
+    // A worker's own recycling (max_requests) is not the pool draining: the request that
+    // reaches the limit is a ping answered 200, each time by a new worker.
+    let mut p = Pool::start(
+        "ping-recycle",
+        &["-F", "1", "--max-requests", "1", "--set", "ping_path=/ping"],
+    );
+    p.wait_for(
+        |p| harness::live_children_of(p.child.id()).len() == 1,
+        "the worker",
+    );
+    for _ in 0..3 {
+        let r = ok(&p.addr, "/ping");
+        assert_eq!((code(&r), body(&r)), (200, "pong"), "{r}");
+    }
+    p.wait_for(
+        |p| p.log().matches("ended after 1 requests").count() >= 2,
+        "the recycled workers",
+    );
 }
 
 /// SIGQUIT with `drain_delay_ms`: ping answers 503 at once while ordinary requests still

@@ -81,7 +81,8 @@ impl RequestHooks for WorkerHooks {
         }
         Begin {
             token,
-            answer: ping_response(params).or_else(|| status_response(params, listen_fd)),
+            answer: ping_response(params, RECYCLED_BY_THIS.with(|c| c.replace(false)))
+                .or_else(|| status_response(params, listen_fd)),
             capture_head: access.is_some_and(|f| f.needs_head),
         }
     }
@@ -212,8 +213,17 @@ fn on_taken() {
     }
     let max = MAX_REQUESTS.load(Ordering::Relaxed);
     if max > 0 && n >= max {
+        if !rt::draining() {
+            RECYCLED_BY_THIS.with(|c| c.set(true));
+        }
         super::worker::begin_drain();
     }
+}
+
+thread_local! {
+    /// The request this thread just took started its worker's drain (its max_requests): it
+    /// is served as any other (a ping gets 200, the pool is fine).
+    static RECYCLED_BY_THIS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Describes a taken request in a free entry of the slot (start, method, URI); the entry's
@@ -242,15 +252,17 @@ fn describe(params: &ParamStore, now_ms: u64) -> u8 {
 }
 
 /// The ping answer when the request asks for it: 503 while the pool (the header's flag) or
-/// this worker (an old generation, a recycled worker) drains.
-fn ping_response(params: &ParamStore) -> Option<Vec<u8>> {
+/// this worker drains (asked to by the supervisor: a reload, a recycle by memory or idleness;
+/// not for the request that reached its own max_requests, `recycled_by_this`).
+fn ping_response(params: &ParamStore, recycled_by_this: bool) -> Option<Vec<u8>> {
     let (path, body) = PING.get()?;
     if !super::status::matches(params, path) {
         return None;
     }
     let pool_draining = header().is_some_and(|h| h.draining.load(Ordering::Acquire) != 0);
-    let me_draining = rt::draining()
-        || slot().is_some_and(|s| s.state.load(Ordering::Acquire) == scoreboard::DRAINING);
+    let me_draining = !recycled_by_this
+        && (rt::draining()
+            || slot().is_some_and(|s| s.state.load(Ordering::Acquire) == scoreboard::DRAINING));
     Some(super::ping::response(body, pool_draining || me_draining))
 }
 

@@ -1,8 +1,8 @@
 //! The ping path (FPM's `ping.path` / `ping.response`): a load balancer's health check.
 //! Answered by a worker's runtime (the application never sees the request) and by the
 //! supervisor on `status_listen`: `200` with the configured body while the pool serves,
-//! `503` while it drains (a graceful stop, its drain delay included, or an old generation
-//! during a reload), so a balancer stops sending before the workers go.
+//! `503` while it drains (a graceful stop, its drain delay included; a worker the supervisor
+//! drains answers 503 too), so a balancer stops sending before the workers go.
 
 /// The CGI response (headers and body) to a ping.
 pub fn response(body: &[u8], draining: bool) -> Vec<u8> {
