@@ -282,7 +282,7 @@ fn ping_access_log_and_status_listen_on_a_unix_socket() {
     let dir = temp_dir("observe-capi");
     let log = dir.join("access.log");
     let sock = dir.join("status.sock");
-    let p = Pool::start(
+    let mut p = Pool::start(
         "observe-capi",
         &[
             "max_children=1",
@@ -327,4 +327,9 @@ fn ping_access_log_and_status_listen_on_a_unix_socket() {
     for h in held {
         h.join().expect("client").expect("held request");
     }
+    // The supervisor removes its status socket when it stops (a worker never does).
+    assert!(sock.exists());
+    p.signal(libc::SIGQUIT);
+    assert_eq!(p.wait_exit(), Some(0), "{}", p.log());
+    assert!(!sock.exists(), "{} left behind", sock.display());
 }

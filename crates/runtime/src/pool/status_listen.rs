@@ -39,6 +39,20 @@ pub struct StatusListener {
     sock: OwnedFd,
     conns: Vec<Conn>,
     paths: Paths,
+    /// A Unix socket's path, removed when the supervisor that opened it stops (not when a
+    /// forked worker drops its copy).
+    unix_path: Option<std::path::PathBuf>,
+    owner: u32,
+}
+
+impl Drop for StatusListener {
+    fn drop(&mut self) {
+        if let Some(p) = &self.unix_path {
+            if sys::pid() == self.owner {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
 }
 
 struct Conn {
@@ -106,10 +120,16 @@ impl StatusListener {
         let sock = super::listen::open(addr, 64, false)
             .map_err(|e| format!("pool: status_listen: {e}"))?;
         sys::set_nonblocking(sock.as_raw_fd()).map_err(|e| format!("pool: status_listen: {e}"))?;
+        let unix_path = match crate::addr::parse_listen(addr) {
+            Ok(crate::addr::ListenAddr::Unix(p)) => Some(p),
+            _ => None,
+        };
         Ok(StatusListener {
             sock,
             conns: Vec::new(),
             paths,
+            unix_path,
+            owner: sys::pid(),
         })
     }
 
