@@ -851,3 +851,54 @@ fn fcgi_spawn_observe_overloaded_refusals_are_counted() {
     File::create(&gate).expect("open the gate");
     held.join().expect("client").expect("held request");
 }
+
+/// `status_listen` never stalls the supervisor: a client sending garbage is closed; eight
+/// silent clients (the most served at once) hold every place, yet the supervisor handles a
+/// signal and the pool serves; they are closed at their deadline, and a status request that
+/// waited in the backlog meanwhile is answered.
+#[test]
+fn fcgi_spawn_observe_status_listen_survives_silent_and_garbage_clients() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let sport = harness::free_port();
+    let saddr = format!("127.0.0.1:{sport}");
+    let mut p = Pool::start(
+        "status-listen-hostile",
+        &["-F", "1", "--set", &format!("status_listen={saddr}")],
+    );
+    p.wait_workers(1);
+    let closed = |s: &mut TcpStream| {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut b = [0u8; 64];
+        matches!(s.read(&mut b), Ok(0) | Err(_))
+    };
+    let mut garbage = TcpStream::connect(&saddr).expect("connect");
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send garbage");
+    assert!(closed(&mut garbage), "a client sending garbage is closed");
+
+    let mut silent: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(&saddr).expect("connect"))
+        .collect();
+    // A status request queued behind them (in the listening socket's backlog).
+    let queued = {
+        let a = saddr.clone();
+        std::thread::spawn(move || send(&a, "/status?json"))
+    };
+    let n = p.log().matches("reopening log files").count();
+    p.signal(libc::SIGUSR1);
+    p.wait_for(
+        |p| p.log().matches("reopening log files").count() > n,
+        "the supervisor to handle SIGUSR1",
+    );
+    assert!(ok(&p.addr, "/served").contains("REQUEST_URI=/served"));
+    for s in &mut silent {
+        assert!(closed(s), "a silent client is closed at its deadline");
+    }
+    let r = queued
+        .join()
+        .expect("client")
+        .expect("the queued status request");
+    assert!(r.contains("\"total processes\":1"), "{r}");
+}
