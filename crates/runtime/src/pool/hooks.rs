@@ -33,18 +33,20 @@ const TOKENS: usize = crate::hooks::NO_TOKEN as usize;
 /// What the hooks keep of a request between `begin` and `ended`.
 struct Req {
     used: AtomicBool,
-    /// Its scoreboard entry, `NO_ENTRY` when all were in use.
+    /// Its scoreboard entry + 1 (wrapping: `NO_ENTRY` is 0), so that the table is all zeros
+    /// (.bss) in a process that never uses it.
     entry: AtomicU8,
     /// CLOCK_MONOTONIC microseconds at `begin`.
     start_us: AtomicU64,
     /// Its access log line so far (with an access log).
-    pending: Mutex<Option<super::access_log::Pending>>,
+    /// (Boxed: `None` is a null pointer, which keeps the table all zeros.)
+    pending: Mutex<Option<Box<super::access_log::Pending>>>,
 }
 
 static REQS: [Req; TOKENS] = [const {
     Req {
         used: AtomicBool::new(false),
-        entry: AtomicU8::new(NO_ENTRY),
+        entry: AtomicU8::new(0),
         start_us: AtomicU64::new(0),
         pending: Mutex::new(None),
     }
@@ -71,12 +73,12 @@ impl RequestHooks for WorkerHooks {
         let token = claim_token();
         let access = ACCESS.get();
         if let Some(r) = REQS.get(token as usize) {
-            r.entry
-                .store(describe(params, now_us / 1000), Ordering::Relaxed);
+            let entry = describe(params, now_us / 1000);
+            r.entry.store(entry.wrapping_add(1), Ordering::Relaxed);
             r.start_us.store(now_us, Ordering::Relaxed);
             if let Some(f) = access {
                 let pool = POOL_NAME.get().map_or(&[][..], |p| &p[..]);
-                *r.pending.lock() = Some(f.begin(params, pool, now_us));
+                *r.pending.lock() = Some(Box::new(f.begin(params, pool, now_us)));
             }
         }
         Begin {
@@ -293,7 +295,7 @@ fn on_ended(token: u8, head: &[u8]) {
     let now_us = rt::sys::clock_us(libc::CLOCK_MONOTONIC);
     let mut entry = NO_ENTRY;
     if let Some(r) = REQS.get(token as usize) {
-        entry = r.entry.swap(NO_ENTRY, Ordering::Relaxed);
+        entry = r.entry.swap(0, Ordering::Relaxed).wrapping_sub(1);
         let us = now_us.saturating_sub(r.start_us.load(Ordering::Relaxed));
         if let Some(h) = header() {
             h.observe_duration(us);
@@ -301,7 +303,7 @@ fn on_ended(token: u8, head: &[u8]) {
         if let Some(f) = ACCESS.get() {
             let pending = r.pending.lock().take();
             if let Some(p) = pending {
-                p.finish(f, head, now_us);
+                (*p).finish(f, head, now_us);
             }
         }
         r.used.store(false, Ordering::Release);
