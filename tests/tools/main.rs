@@ -11,6 +11,7 @@
 mod bench_splice;
 mod fcgi_bench;
 mod fcgi_spawn;
+mod fcgi_spawn_ops;
 #[path = "../harness/mod.rs"]
 mod harness;
 mod man_pages;

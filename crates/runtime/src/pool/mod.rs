@@ -5,7 +5,9 @@
 
 pub mod config;
 pub mod hooks;
+mod jitter;
 pub mod listen;
+mod notify;
 pub mod scoreboard;
 pub mod signals;
 pub mod slowlog;

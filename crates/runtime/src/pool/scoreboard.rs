@@ -195,7 +195,9 @@ pub struct Slot {
     pub started_unix: AtomicU64,
     /// The entry of the request that ended last, + 1 (0: none yet), and its duration.
     pub last_entry: AtomicU32,
-    _pad: AtomicU32,
+    /// This worker's own `max_requests` (the pool's plus its random jitter, saturated at
+    /// `u32::MAX`; 0: no limit), written by the parent before the fork.
+    pub max_requests: AtomicU32,
     pub last_duration_ms: AtomicU64,
     pub entries: [Entry; ENTRIES],
 }

@@ -38,6 +38,8 @@ struct Worker {
     /// Asked to drain (or draining by itself): no longer counted, SIGKILL at `kill_at`.
     draining: bool,
     kill_at: Option<Instant>,
+    /// When it reaches its lifetime (`max_lifetime_ms` plus its own jitter) and is recycled.
+    retire_at: Option<Instant>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,10 @@ struct Sup<'a> {
     slot_warned: bool,
     /// Set in a forked worker.
     seat: Option<WorkerSeat>,
+    /// Draws each worker's jitter (max_requests, lifetime).
+    jitter: super::jitter::Jitter,
+    /// systemd's notify socket (nothing when NOTIFY_SOCKET is unset).
+    notify: super::notify::Notify,
 }
 
 /// In a worker: where its scoreboard slot is, for a program it will exec.
@@ -78,6 +84,11 @@ pub struct WorkerSeat {
 /// Runs the pool until it stops (`Ok(Role::Stopped)` in the parent) or, in each forked
 /// worker, returns `Ok(Role::Worker(index))` with the worker's seat.
 pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), String> {
+    if let Some(level) = cfg.log_level {
+        crate::log::set_threshold(level);
+        // For the programs workers exec (the pool checked that this process has one thread).
+        std::env::set_var(crate::log::LEVEL_ENV, level.name().to_ascii_lowercase());
+    }
     let board = Scoreboard::new(cfg.max_children * 2, cfg.exec)
         .map_err(|e| format!("pool: cannot map the scoreboard: {e}"))?;
     publish_settings(&board, cfg);
@@ -108,6 +119,8 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
         listen_quiet_until: now,
         slot_warned: false,
         seat: None,
+        jitter: super::jitter::Jitter::new(),
+        notify: super::notify::Notify::from_env(),
     };
     crate::fcgi_log!(
         Notice,
@@ -127,6 +140,7 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
             return Ok((role, sup.seat));
         }
     }
+    sup.notify.send("READY=1");
     let role = sup.main_loop();
     if role == Role::Stopped {
         signals::restore(&sup.saved);
@@ -211,6 +225,7 @@ impl Sup<'_> {
             if let Some(role) = self.reap_and_maintain() {
                 return role;
             }
+            self.tell_systemd();
             if let Some((_, _)) = self.stopping {
                 if self.workers.is_empty() {
                     return Role::Stopped;
@@ -245,6 +260,7 @@ impl Sup<'_> {
                     return None;
                 }
                 crate::fcgi_log!(Notice, "pool: fast stop (signal {sig})");
+                self.notify.send("STOPPING=1");
                 self.stopping = Some((Stop::Fast, now + FAST_STOP));
                 for w in &self.workers {
                     kill(w.pid, libc::SIGTERM);
@@ -255,6 +271,7 @@ impl Sup<'_> {
                     return None;
                 }
                 crate::fcgi_log!(Notice, "pool: graceful stop");
+                self.notify.send("STOPPING=1");
                 let limit = match self.cfg.graceful_timeout {
                     d if d.is_zero() => NO_LIMIT,
                     d => d,
@@ -290,6 +307,10 @@ impl Sup<'_> {
     fn reload(&mut self) -> Option<Role> {
         self.generation += 1;
         crate::fcgi_log!(Notice, "pool: reload (generation {})", self.generation);
+        self.notify.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            scoreboard::now_ms() * 1000
+        ));
         let old: Vec<libc::pid_t> = self
             .workers
             .iter()
@@ -309,6 +330,7 @@ impl Sup<'_> {
                 return Some(role);
             }
         }
+        self.notify.send("READY=1");
         let deadline = self.drain_deadline();
         for k in 0..self.workers.len() {
             if old.contains(&self.workers[k].pid) {
@@ -404,6 +426,7 @@ impl Sup<'_> {
                 }
             }
         }
+        self.retire_old_workers(now);
         self.watch_requests();
         self.sample_listen_queue();
         self.nudge_foreign_drains();
@@ -431,6 +454,54 @@ impl Sup<'_> {
             Mode::Dynamic => self.maintain_dynamic(now),
             Mode::OnDemand => self.maintain_ondemand(now),
         }
+    }
+
+    /// Drains the workers past their lifetime (`max_lifetime_ms` plus their own jitter), as
+    /// for `max_memory`; the mode's maintenance that follows forks their replacements while
+    /// they finish what they hold.
+    fn retire_old_workers(&mut self, now: Instant) {
+        for k in 0..self.workers.len() {
+            let w = &self.workers[k];
+            if w.draining || !w.retire_at.is_some_and(|t| now >= t) {
+                continue;
+            }
+            crate::fcgi_log!(
+                Notice,
+                "pool: worker {} reached its lifetime ({} ms); recycling it",
+                w.pid,
+                now.duration_since(w.started).as_millis()
+            );
+            let deadline = self.drain_deadline();
+            let w = &mut self.workers[k];
+            w.draining = true;
+            w.kill_at = deadline;
+            self.ask_to_drain(k);
+        }
+    }
+
+    /// systemd: the watchdog ping when due, and STATUS= with the counts when they changed.
+    fn tell_systemd(&mut self) {
+        if !self.notify.enabled() {
+            return;
+        }
+        self.notify.watchdog();
+        let text = if self.stopping.is_some() {
+            format!("Stopping: {} workers left", self.workers.len())
+        } else {
+            let busy = self
+                .workers
+                .iter()
+                .filter(|w| {
+                    !w.draining && self.board.slot(w.slot).in_flight.load(Ordering::Relaxed) > 0
+                })
+                .count();
+            format!(
+                "Ready: {} workers, {busy} busy, {} requests",
+                self.active(),
+                self.board.header().accepted.load(Ordering::Relaxed)
+            )
+        };
+        self.notify.status(text);
     }
 
     /// Running, not draining.
@@ -771,6 +842,16 @@ impl Sup<'_> {
         s.attached.store(0, Ordering::Relaxed);
         s.last_entry.store(0, Ordering::Relaxed);
         s.last_duration_ms.store(0, Ordering::Relaxed);
+        let own_max = match self.cfg.max_requests {
+            0 => 0,
+            m => m.saturating_add(self.jitter.upto(self.cfg.max_requests_jitter)),
+        };
+        s.max_requests
+            .store(own_max.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+        let lifetime = (!self.cfg.max_lifetime.is_zero()).then(|| {
+            let j = self.cfg.max_lifetime_jitter.as_millis() as u64;
+            self.cfg.max_lifetime + Duration::from_millis(self.jitter.upto(j))
+        });
         for e in &s.entries {
             e.used.store(0, Ordering::Relaxed);
             e.slow_logged.store(0, Ordering::Relaxed);
@@ -808,7 +889,13 @@ impl Sup<'_> {
             started: Instant::now(),
             draining: false,
             kill_at: None,
+            retire_at: lifetime.map(|l| Instant::now() + l),
         });
+        crate::fcgi_log!(
+            Debug,
+            "pool: worker {pid} (index {index}) started: max_requests {own_max}, lifetime {}",
+            lifetime.map_or("unlimited".to_string(), |l| format!("{} ms", l.as_millis()))
+        );
         None
     }
 
