@@ -462,7 +462,7 @@ impl Sup<'_> {
     fn retire_old_workers(&mut self, now: Instant) {
         for k in 0..self.workers.len() {
             let w = &self.workers[k];
-            if w.draining || !w.retire_at.is_some_and(|t| now >= t) {
+            if w.draining || w.retire_at.is_none_or(|t| now < t) {
                 continue;
             }
             crate::fcgi_log!(
