@@ -613,3 +613,89 @@ fn log_level_applies_to_supervisor_and_workers() {
     assert_eq!(s.wait_exit(), Some(0), "{log}");
     assert!(!s.log().contains("NOTICE"), "{}", s.log());
 }
+
+// ---------------------------------------------------------------------------------------------
+// catch_workers_output
+// ---------------------------------------------------------------------------------------------
+
+/// A worker (sh, which then execs lf_webapp) writes interleaved stdout and stderr lines, one
+/// of 3,000 bytes (past FPM's 1,024), one of 70,000 (split only at 64 KiB), and a partial last
+/// line, logged when the worker exits. Decorated and raw.
+#[test]
+fn catch_workers_output_lines_decorated_and_raw() {
+    let app = lf_webapp();
+    let script = r#"long=$(head -c 3000 /dev/zero | tr '\0' a)
+printf 'out-1 %s\n' "$long"
+printf 'err-1\n' >&2
+printf 'out-2\n'
+huge=$(head -c 70000 /dev/zero | tr '\0' b)
+printf 'err-2 %s\n' "$huge" >&2
+printf 'partial-err' >&2
+exec "$0""#;
+    let a3000 = "a".repeat(3000);
+    for decorate in [true, false] {
+        let port = harness::free_port();
+        let cmd = spawn_cmd(
+            port,
+            &[
+                "-F",
+                "1",
+                "--set",
+                "catch_workers_output=yes",
+                "--set",
+                &format!(
+                    "decorate_workers_output={}",
+                    if decorate { "yes" } else { "no" }
+                ),
+            ],
+            &["sh", "-c", script, app.to_str().unwrap()],
+        );
+        let mut s = Spawn::start(temp_dir("capture"), cmd, port, 1);
+        let pid = *s.workers().iter().next().expect("the worker");
+        let (out, err) = if decorate {
+            (
+                format!("fcgi-runtime: WARNING: [pool www] child {pid} said into stdout: \""),
+                format!("fcgi-runtime: WARNING: [pool www] child {pid} said into stderr: \""),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let q = if decorate { "\"" } else { "" };
+        let want_out = [format!("{out}out-1 {a3000}{q}"), format!("{out}out-2{q}")];
+        let piece1 = format!("err-2 {}", "b".repeat(64 * 1024 - 6));
+        let piece2 = "b".repeat(70000 - (64 * 1024 - 6));
+        let want_err = [
+            format!("{err}err-1{q}"),
+            format!("{err}{piece1}{q}"),
+            format!("{err}{piece2}{q}"),
+        ];
+        s.wait_for(
+            |s| {
+                let log = s.log();
+                want_out
+                    .iter()
+                    .chain(&want_err)
+                    .all(|w| log.lines().any(|l| l == w))
+            },
+            "the worker's lines in the log",
+        );
+        get(&s.addr, "/served").expect("the exec'd program serves");
+        s.signal(libc::SIGTERM);
+        assert_eq!(s.wait_exit(), Some(0), "{}", s.log());
+        let log = s.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let at = |w: &str| lines.iter().position(|l| *l == w).expect("seen above");
+        assert!(at(&want_out[0]) < at(&want_out[1]), "stdout out of order");
+        assert!(
+            at(&want_err[0]) < at(&want_err[1]) && at(&want_err[1]) < at(&want_err[2]),
+            "stderr out of order"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{err}partial-err"))),
+            "the partial last line was not logged at exit:\n{}",
+            &log[log.len().saturating_sub(2000)..]
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! static/dynamic/on-demand modes, recycling, graceful stop and reload); the runtime's threads
 //! start only in the workers.
 
+mod capture;
 pub mod config;
 pub mod hooks;
 mod jitter;

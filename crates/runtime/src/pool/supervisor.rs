@@ -2,6 +2,7 @@
 //! signals (through a self-pipe) into stop, graceful stop and reload. Single-threaded; it
 //! never serves a request. See docs/pool-design.md.
 
+use super::capture::{Capture, Pipes};
 use super::config::{Mode, Settings};
 use super::scoreboard::{self, Scoreboard};
 use super::signals::{self, Saved};
@@ -71,6 +72,8 @@ struct Sup<'a> {
     jitter: super::jitter::Jitter,
     /// systemd's notify socket (nothing when NOTIFY_SOCKET is unset).
     notify: super::notify::Notify,
+    /// Workers' stdout and stderr (`catch_workers_output`).
+    capture: Option<Capture>,
 }
 
 /// In a worker: where its scoreboard slot is, for a program it will exec.
@@ -121,6 +124,9 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
         seat: None,
         jitter: super::jitter::Jitter::new(),
         notify: super::notify::Notify::from_env(),
+        capture: cfg
+            .catch_workers_output
+            .then(|| Capture::new(&cfg.name, cfg.decorate_workers_output)),
     };
     crate::fcgi_log!(
         Notice,
@@ -226,6 +232,9 @@ impl Sup<'_> {
                 return role;
             }
             self.tell_systemd();
+            if let Some(c) = &mut self.capture {
+                c.read_all();
+            }
             if let Some((_, _)) = self.stopping {
                 if self.workers.is_empty() {
                     return Role::Stopped;
@@ -747,6 +756,13 @@ impl Sup<'_> {
                 revents: 0,
             }));
         }
+        if let Some(c) = &self.capture {
+            pfds.extend(c.fds().map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }));
+        }
         let _ = sys::poll(&mut pfds, TICK.as_millis() as libc::c_int);
     }
 
@@ -764,6 +780,9 @@ impl Sup<'_> {
                 continue;
             }
             let w = self.workers.swap_remove(k);
+            if let Some(c) = &mut self.capture {
+                c.finish(pid);
+            }
             let slot = self.board.slot(w.slot);
             let served = slot.served.load(Ordering::Relaxed);
             // Draining by itself (max_requests) counts as asked: its slot says so.
@@ -861,12 +880,28 @@ impl Sup<'_> {
             .store(scoreboard::unix_ms() / 1000, Ordering::Relaxed);
         s.idle_since_ms
             .store(scoreboard::now_ms(), Ordering::Relaxed);
+        let pipes = self.capture.as_ref().and_then(|_| {
+            Pipes::new()
+                .map_err(|e| {
+                    crate::fcgi_log!(
+                        Error,
+                        "pool: cannot make the worker's output pipes ({e}); it shares ours"
+                    )
+                })
+                .ok()
+        });
         let parent = std::process::id() as libc::pid_t;
         let mask = signals::block_all();
         // SAFETY: the parent is single-threaded (checked before the pool started), so the
         // child may run any code.
         let forked = unsafe { sys::fork() };
         if let Ok(0) = forked {
+            if let Some(c) = &mut self.capture {
+                c.forget_in_child();
+            }
+            if let Some(p) = pipes {
+                p.into_stdio();
+            }
             self.become_worker(slot, index, parent, &mask);
             return Some(Role::Worker(index));
         }
@@ -875,11 +910,17 @@ impl Sup<'_> {
             Ok(pid) => pid,
             Err(e) => {
                 s.state.store(scoreboard::FREE, Ordering::Release);
+                if let Some(p) = &pipes {
+                    p.close();
+                }
                 crate::fcgi_log!(Error, "pool: fork failed: {e}");
                 return None;
             }
         };
         s.pid.store(pid, Ordering::Relaxed);
+        if let (Some(c), Some(p)) = (&mut self.capture, pipes) {
+            c.add(pid, p);
+        }
         self.workers.push(Worker {
             pid,
             terminated: false,
