@@ -27,10 +27,16 @@ impl Pipes {
                 return Err(e.to_string());
             }
         };
-        let p = Pipes {
+        let mut p = Pipes {
             read: [out[0], err[0]],
             write: [out[1], err[1]],
         };
+        // With the supervisor's stdout or stderr closed, a pipe end could be fd 1 or 2, which
+        // the child's dup2 would overwrite: every end goes above 2 first.
+        if let Err(e) = p.lift() {
+            p.close();
+            return Err(e.to_string());
+        }
         for fd in p.read {
             if let Err(e) = sys::add_status_flags(fd, libc::O_NONBLOCK) {
                 p.close();
@@ -38,6 +44,18 @@ impl Pipes {
             }
         }
         Ok(p)
+    }
+
+    fn lift(&mut self) -> std::io::Result<()> {
+        let mut low = Vec::new();
+        for fd in self.read.iter_mut().chain(self.write.iter_mut()) {
+            if *fd <= 2 {
+                let moved = sys::dup_at_least(*fd, 3)?;
+                low.push(std::mem::replace(fd, moved));
+            }
+        }
+        close_all(&low);
+        Ok(())
     }
 
     /// Both pipes closed (a fork that failed).

@@ -50,3 +50,9 @@ pub fn dev_ino(fd: RawFd) -> io::Result<(u64, u64)> {
     syscall!(fstat(fd, &mut st))?;
     Ok((st.st_dev, st.st_ino))
 }
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above (fcntl F_DUPFD_CLOEXEC).
+pub fn dup_at_least(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes an integer argument, no pointer.
+    syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, min))
+}
