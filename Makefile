@@ -236,7 +236,16 @@ clean:
 #                                           fcgi_stdio.h, fastcgi.h, fcgios.h, fcgi_config.h, fcgimisc.h
 #   $(PKGCONFIGDIR)/fcgi-runtime.pc         pkg-config for the native API
 #   $(PKGCONFIGDIR)/fcgi.pc                 pkg-config named like libfcgi's
-# The .pc files name PREFIX/LIBDIR/INCLUDEDIR, never DESTDIR (a staging directory).
+#   $(BINDIR)/fcgi-spawn, fcgi-client, fcgi-bench   the tools
+#   $(MANDIR)/man1/                         their man pages (generated from the built tools)
+#   $(MANDIR)/man5/fcgi-spawn.conf.5        the pool file's man page (man/, when present)
+#   $(SYSCONFDIR)/fcgi-spawn/fcgi-spawn.conf  the example pool file (etc/, when present; an
+#                                           existing one is never overwritten)
+#   $(SYSTEMDUNITDIR)/                      fcgi-spawn.service, fcgi-spawn@.service and
+#                                           fcgi-spawn@.socket (etc/systemd/), with BINDIR and
+#                                           SYSCONFDIR written into them
+# The .pc files name PREFIX/LIBDIR/INCLUDEDIR, never DESTDIR (a staging directory); the units
+# name BINDIR and SYSCONFDIR, never DESTDIR.
 
 PREFIX       ?= /usr/local
 DESTDIR      ?=
@@ -244,6 +253,11 @@ LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 BUILDLIBDIR  ?= $(RELEASE_DIR)
+BUILDBINDIR  ?= $(BUILDLIBDIR)
+BINDIR       ?= $(PREFIX)/bin
+MANDIR       ?= $(PREFIX)/share/man
+SYSCONFDIR   ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 INSTALL      ?= install
 LDCONFIG     ?= ldconfig
 
@@ -251,17 +265,21 @@ VERSION      := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | 
 SO_REALNAME  := libfcgi.so.0.$(word 2,$(subst ., ,$(VERSION))).$(word 3,$(subst ., ,$(VERSION)))
 HEADERS      := fcgi.h fcgiapp.h fcgi_stdio.h fastcgi.h fcgios.h fcgi_config.h fcgimisc.h
 PC_FILES     := fcgi-runtime.pc fcgi.pc
+UNITS        := fcgi-spawn.service fcgi-spawn@.service fcgi-spawn@.socket
+POOL_FILE    := etc/fcgi-spawn.conf
+CONF_MAN     := man/fcgi-spawn.conf.5
 
 # In the .pc files, libdir and includedir are written relative to ${prefix} when they lie
 # below PREFIX, so `pkg-config --define-prefix` can relocate them.
 pc_rel = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}/$(patsubst $(PREFIX)/%,%,$(1)),$(1))
 
 # Only when nothing was built yet (the release build, as `make build` does it).
-$(RELEASE_DIR)/libfcgi.so $(RELEASE_DIR)/libfcgi.a:
+$(RELEASE_DIR)/libfcgi.so $(RELEASE_DIR)/libfcgi.a $(addprefix $(RELEASE_DIR)/,$(TOOLS)):
 	$(CARGO) build --release
 
 install: $(BUILDLIBDIR)/libfcgi.so $(BUILDLIBDIR)/libfcgi.a $(addprefix include/,$(HEADERS)) \
-         $(addprefix pkgconfig/,$(addsuffix .in,$(PC_FILES)))
+         $(addprefix pkgconfig/,$(addsuffix .in,$(PC_FILES))) $(addprefix $(BUILDBINDIR)/,$(TOOLS)) \
+         $(addprefix etc/systemd/,$(UNITS))
 	@[ -n '$(VERSION)' ] || { echo "install: no version in Cargo.toml" >&2; exit 1; }
 	$(INSTALL) -d '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(PKGCONFIGDIR)'
 	$(INSTALL) -m 755 '$(BUILDLIBDIR)/libfcgi.so' '$(DESTDIR)$(LIBDIR)/$(SO_REALNAME)'
@@ -277,6 +295,30 @@ install: $(BUILDLIBDIR)/libfcgi.so $(BUILDLIBDIR)/libfcgi.a $(addprefix include/
 	        -e 's|@VERSION@|$(VERSION)|g' "pkgconfig/$$pc.in" > "$$tmp"; \
 	    echo "sed pkgconfig/$$pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc"; \
 	    $(INSTALL) -m 644 "$$tmp" '$(DESTDIR)$(PKGCONFIGDIR)/'"$$pc"; rm -f "$$tmp"; \
+	done
+	$(INSTALL) -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(MANDIR)/man1' '$(DESTDIR)$(SYSTEMDUNITDIR)'
+	$(INSTALL) -m 755 $(addprefix $(BUILDBINDIR)/,$(TOOLS)) '$(DESTDIR)$(BINDIR)/'
+	@man=$$(mktemp -d); trap 'rm -rf "$$man"' EXIT; \
+	for t in $(TOOLS); do $(BUILDBINDIR)/$$t --generate-man "$$man" || exit 1; done; \
+	echo "$(INSTALL) -m 644 $$(cd "$$man" && echo *.1) $(DESTDIR)$(MANDIR)/man1/"; \
+	$(INSTALL) -m 644 "$$man"/*.1 '$(DESTDIR)$(MANDIR)/man1/'
+	@if [ -f '$(CONF_MAN)' ]; then \
+	    echo "$(INSTALL) -m 644 $(CONF_MAN) $(DESTDIR)$(MANDIR)/man5/"; \
+	    $(INSTALL) -d '$(DESTDIR)$(MANDIR)/man5' && \
+	    $(INSTALL) -m 644 '$(CONF_MAN)' '$(DESTDIR)$(MANDIR)/man5/'; \
+	fi
+	@if [ -f '$(POOL_FILE)' ]; then \
+	    f='$(DESTDIR)$(SYSCONFDIR)/fcgi-spawn/fcgi-spawn.conf'; \
+	    $(INSTALL) -d '$(DESTDIR)$(SYSCONFDIR)/fcgi-spawn'; \
+	    if [ -e "$$f" ]; then echo "install: $$f exists, kept (the example is $(POOL_FILE))"; \
+	    else echo "$(INSTALL) -m 644 $(POOL_FILE) $$f"; $(INSTALL) -m 644 '$(POOL_FILE)' "$$f"; fi; \
+	fi
+	@for u in $(UNITS); do \
+	    tmp='$(DESTDIR)$(SYSTEMDUNITDIR)/'".$$u.tmp.$$$$"; \
+	    sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/etc/|$(SYSCONFDIR)/|g' \
+	        "etc/systemd/$$u" > "$$tmp"; \
+	    echo "sed etc/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u"; \
+	    $(INSTALL) -m 644 "$$tmp" '$(DESTDIR)$(SYSTEMDUNITDIR)/'"$$u"; rm -f "$$tmp"; \
 	done
 	@$(LDCONFIG_IF_LIVE)
 
@@ -296,6 +338,15 @@ uninstall:
 	        echo "rm -f $$f"; rm -f "$$f"; \
 	    elif [ -e "$$f" ]; then echo "uninstall: $$f is not fcgi-runtime's, kept" >&2; fi; \
 	done
+	rm -f $(addprefix '$(DESTDIR)$(BINDIR)'/,$(TOOLS))
+	rm -f $(addprefix '$(DESTDIR)$(MANDIR)/man1'/,$(addsuffix .1,$(TOOLS))) \
+	    '$(DESTDIR)$(MANDIR)/man1'/fcgi-bench-*.1 '$(DESTDIR)$(MANDIR)/man5/fcgi-spawn.conf.5'
+	rm -f $(addprefix '$(DESTDIR)$(SYSTEMDUNITDIR)'/,$(UNITS))
+	@f='$(DESTDIR)$(SYSCONFDIR)/fcgi-spawn/fcgi-spawn.conf'; \
+	if [ -f "$$f" ] && [ -f '$(POOL_FILE)' ] && cmp -s "$$f" '$(POOL_FILE)'; then \
+	    echo "rm -f $$f"; rm -f "$$f"; \
+	elif [ -e "$$f" ]; then echo "uninstall: $$f was changed, kept" >&2; fi; \
+	rmdir '$(DESTDIR)$(SYSCONFDIR)/fcgi-spawn' 2>/dev/null || true
 	@$(LDCONFIG_IF_LIVE)
 
 # Refresh the dynamic loader's cache after a live (DESTDIR-less) install or uninstall as root.

@@ -690,6 +690,14 @@ fn copy_relocated_fcgi_sf_is_shared_with_the_library() {
 /// library this test run built (no cargo build). Variables from an enclosing make or the
 /// environment are kept out.
 fn make_at_root(target: &str, dest: &Path) -> String {
+    make_at_root_with(
+        target,
+        &[format!("DESTDIR={}", dest.display()), "PREFIX=/usr".into()],
+    )
+}
+
+/// `make <target> VARS...` at the top of the repository, as `make_at_root` runs it.
+fn make_at_root_with(target: &str, vars: &[String]) -> String {
     let mut cmd = Command::new("make");
     for v in [
         "MAKEFLAGS",
@@ -699,19 +707,124 @@ fn make_at_root(target: &str, dest: &Path) -> String {
         "INCLUDEDIR",
         "PKGCONFIGDIR",
         "BUILDLIBDIR",
+        "BUILDBINDIR",
         "PREFIX",
         "DESTDIR",
+        "BINDIR",
+        "MANDIR",
+        "SYSCONFDIR",
+        "SYSTEMDUNITDIR",
     ] {
         cmd.env_remove(v);
     }
+    let tools = harness::tool("fcgi-spawn");
     run(cmd
         .arg("-C")
         .arg(manifest())
         .arg("--no-print-directory")
         .arg(target)
-        .arg(format!("DESTDIR={}", dest.display()))
-        .arg("PREFIX=/usr")
-        .arg(format!("BUILDLIBDIR={}", harness::lib_dir().display())))
+        .args(vars)
+        .arg(format!("BUILDLIBDIR={}", harness::lib_dir().display()))
+        .arg(format!(
+            "BUILDBINDIR={}",
+            tools.parent().expect("target/<profile>").display()
+        )))
+}
+
+/// The tools, their man pages, the pool file's page and example (when the sources have them)
+/// and the systemd units, as `make install DESTDIR=... PREFIX=/usr` places them.
+fn installed_tool_files() -> BTreeSet<String> {
+    let mut want: BTreeSet<String> = ["fcgi-spawn", "fcgi-client", "fcgi-bench"]
+        .iter()
+        .flat_map(|t| [format!("usr/bin/{t}"), format!("usr/share/man/man1/{t}.1")])
+        .collect();
+    want.insert("usr/share/man/man1/fcgi-bench-soak.1".into());
+    for u in [
+        "fcgi-spawn.service",
+        "fcgi-spawn@.service",
+        "fcgi-spawn@.socket",
+    ] {
+        want.insert(format!("usr/lib/systemd/system/{u}"));
+    }
+    if manifest().join("man/fcgi-spawn.conf.5").exists() {
+        want.insert("usr/share/man/man5/fcgi-spawn.conf.5".into());
+    }
+    if manifest().join("etc/fcgi-spawn.conf").exists() {
+        want.insert("etc/fcgi-spawn/fcgi-spawn.conf".into());
+    }
+    want
+}
+
+/// Checks the tools' part of an installation under `dest` (PREFIX=/usr): the programs run, the
+/// man pages render with `man -l`, the units name the installed paths and pass
+/// `systemd-analyze verify` (installed once more under a real prefix, where their programs
+/// exist), and an existing pool file is never overwritten.
+fn check_installed_tools(tmp: &TempDir, dest: &Path) {
+    for t in ["fcgi-spawn", "fcgi-client", "fcgi-bench"] {
+        let out = run(Command::new(dest.join("usr/bin").join(t)).arg("--help"));
+        assert!(out.contains(&format!("usage: {t}")), "{t} --help: {out}");
+    }
+    for sect in ["man1", "man5"] {
+        let dir = dest.join("usr/share/man").join(sect);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let page = e.path();
+            let text = run(Command::new("man")
+                .args(["-l", "-P", "cat"])
+                .arg(&page)
+                .env("MANWIDTH", "100"));
+            let name = page.file_stem().unwrap().to_string_lossy().to_string();
+            let name = name
+                .rsplit_once('.')
+                .map_or(name.as_str(), |(n, _)| n)
+                .to_string();
+            assert!(
+                text.contains(&name) && text.lines().count() > 10,
+                "{} renders as:\n{text}",
+                page.display()
+            );
+        }
+    }
+    let unit = std::fs::read_to_string(dest.join("usr/lib/systemd/system/fcgi-spawn.service"))
+        .expect("unit");
+    assert!(
+        unit.contains("ExecStart=/usr/bin/fcgi-spawn --config /etc/fcgi-spawn/fcgi-spawn.conf")
+            && unit.contains("Type=notify")
+            && unit.contains("KillSignal=SIGQUIT")
+            && !unit.contains("/usr/local")
+            && !unit.contains(&tmp.0.display().to_string()),
+        "{unit}"
+    );
+    // The units as installed under a prefix whose programs exist: systemd-analyze checks them.
+    let prefix = tmp.path("prefix");
+    make_at_root_with("install", &[format!("PREFIX={}", prefix.display())]);
+    let units = prefix.join("lib/systemd/system");
+    for (link, template) in [
+        ("fcgi-spawn@www.service", "fcgi-spawn@.service"),
+        ("fcgi-spawn@www.socket", "fcgi-spawn@.socket"),
+    ] {
+        std::os::unix::fs::symlink(template, units.join(link)).expect("instance link");
+    }
+    run(Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "--generators=no"])
+        .arg(units.join("fcgi-spawn.service"))
+        .arg(units.join("fcgi-spawn@www.service"))
+        .arg(units.join("fcgi-spawn@www.socket")));
+    let unit = std::fs::read_to_string(units.join("fcgi-spawn.service")).expect("unit");
+    assert!(
+        unit.contains(&format!("ExecStart={}/bin/fcgi-spawn", prefix.display())),
+        "{unit}"
+    );
+    // A pool file the administrator changed survives install and uninstall.
+    if manifest().join("etc/fcgi-spawn.conf").exists() {
+        let conf = prefix.join("etc/fcgi-spawn/fcgi-spawn.conf");
+        std::fs::write(&conf, "; mine\n").expect("write");
+        make_at_root_with("install", &[format!("PREFIX={}", prefix.display())]);
+        make_at_root_with("uninstall", &[format!("PREFIX={}", prefix.display())]);
+        assert_eq!(
+            std::fs::read_to_string(&conf).ok().as_deref(),
+            Some("; mine\n")
+        );
+    }
 }
 
 /// Every non-directory under `root`, relative to it.
@@ -765,7 +878,9 @@ fn make_install_and_uninstall() {
     ]
     .into();
     want.extend(headers.clone().map(|h| format!("usr/include/{h}")));
+    want.extend(installed_tool_files());
     assert_eq!(files_under(&dest), want, "installed files");
+    check_installed_tools(&tmp, &dest);
 
     // The library and its links.
     let lib = dest.join("usr/lib");

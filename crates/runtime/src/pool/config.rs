@@ -238,20 +238,12 @@ impl Settings {
             "catch_workers_output" => self.catch_workers_output = flag()?,
             "decorate_workers_output" => self.decorate_workers_output = flag()?,
             "log_level" => {
-                use crate::log::Level;
-                self.log_level = Some(match v.to_ascii_lowercase().as_str() {
-                    "debug" => Level::Debug,
-                    "notice" => Level::Notice,
-                    "warning" => Level::Warning,
-                    "error" => Level::Error,
-                    "alert" => Level::Alert,
-                    _ => {
-                        return Err(format!(
-                            "pool setting log_level: '{value}' is not debug, notice, warning, \
-                             error or alert"
-                        ))
-                    }
-                })
+                self.log_level = Some(crate::log::Level::parse(v).ok_or_else(|| {
+                    format!(
+                        "pool setting log_level: '{value}' is not debug, notice, warning, \
+                         error or alert"
+                    )
+                })?)
             }
             _ => return Err(format!("unknown pool setting '{name}'")),
         }

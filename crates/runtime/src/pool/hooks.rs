@@ -133,7 +133,10 @@ pub(crate) fn attach(h: *const Header, s: *const Slot) {
     super::worker::set_place(h, s);
     // SAFETY: `h` points into the scoreboard mapping (the caller's contract).
     let hd = unsafe { &*h };
-    MAX_REQUESTS.store(hd.max_requests.load(Ordering::Relaxed), Ordering::Relaxed);
+    // The worker's own max_requests (with its jitter), which the parent wrote in the slot.
+    // SAFETY: `s` points into the scoreboard mapping (the caller's contract).
+    let own = u64::from(unsafe { &*s }.max_requests.load(Ordering::Relaxed));
+    MAX_REQUESTS.store(own, Ordering::Relaxed);
     SLOW_MS.store(
         hd.slowlog_timeout_ms.load(Ordering::Relaxed),
         Ordering::Relaxed,

@@ -4,9 +4,12 @@
 //! start only in the workers.
 
 mod access_log;
+mod capture;
 pub mod config;
 pub mod hooks;
+mod jitter;
 pub mod listen;
+mod notify;
 mod ping;
 pub mod scoreboard;
 pub mod signals;

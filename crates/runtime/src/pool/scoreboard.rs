@@ -241,6 +241,10 @@ pub struct Slot {
     pub last_entry: AtomicU32,
     /// Connections the worker holds open.
     pub open_conns: AtomicU32,
+    /// This worker's own `max_requests` (the pool's plus its random jitter, saturated at
+    /// `u32::MAX`; 0: no limit), written by the parent before the fork.
+    pub max_requests: AtomicU32,
+    _pad: u32,
     pub last_duration_ms: AtomicU64,
     pub entries: [Entry; ENTRIES],
 }

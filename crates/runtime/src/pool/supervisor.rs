@@ -2,6 +2,7 @@
 //! signals (through a self-pipe) into stop, graceful stop and reload. Single-threaded; it
 //! never serves a request. See docs/pool-design.md.
 
+use super::capture::{Capture, Pipes};
 use super::config::{Mode, Settings};
 use super::scoreboard::{self, Scoreboard};
 use super::signals::{self, Saved};
@@ -38,6 +39,8 @@ struct Worker {
     /// Asked to drain (or draining by itself): no longer counted, SIGKILL at `kill_at`.
     draining: bool,
     kill_at: Option<Instant>,
+    /// When it reaches its lifetime (`max_lifetime_ms` plus its own jitter) and is recycled.
+    retire_at: Option<Instant>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,12 @@ struct Sup<'a> {
     status: Option<super::status_listen::StatusListener>,
     /// A graceful stop waiting out `drain_delay_ms` (ping answers 503 meanwhile).
     drain_at: Option<Instant>,
+    /// Draws each worker's jitter (max_requests, lifetime).
+    jitter: super::jitter::Jitter,
+    /// systemd's notify socket (nothing when NOTIFY_SOCKET is unset).
+    notify: super::notify::Notify,
+    /// Workers' stdout and stderr (`catch_workers_output`).
+    capture: Option<Capture>,
 }
 
 /// In a worker: where its scoreboard slot is, for a program it will exec.
@@ -82,6 +91,11 @@ pub struct WorkerSeat {
 /// Runs the pool until it stops (`Ok(Role::Stopped)` in the parent) or, in each forked
 /// worker, returns `Ok(Role::Worker(index))` with the worker's seat.
 pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), String> {
+    if let Some(level) = cfg.log_level {
+        crate::log::set_threshold(level);
+        // For the programs workers exec (the pool checked that this process has one thread).
+        std::env::set_var(crate::log::LEVEL_ENV, level.name().to_ascii_lowercase());
+    }
     let board = Scoreboard::new(cfg.max_children * 2, cfg.exec)
         .map_err(|e| format!("pool: cannot map the scoreboard: {e}"))?;
     publish_settings(&board, cfg);
@@ -118,6 +132,11 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
         seat: None,
         status,
         drain_at: None,
+        jitter: super::jitter::Jitter::new(),
+        notify: super::notify::Notify::from_env(),
+        capture: cfg
+            .catch_workers_output
+            .then(|| Capture::new(&cfg.name, cfg.decorate_workers_output)),
     };
     crate::fcgi_log!(
         Notice,
@@ -137,6 +156,7 @@ pub fn run(cfg: &Settings, fds: &[RawFd]) -> Result<(Role, Option<WorkerSeat>), 
             return Ok((role, sup.seat));
         }
     }
+    sup.notify.send("READY=1");
     let role = sup.main_loop();
     if role == Role::Stopped {
         signals::restore(&sup.saved);
@@ -245,6 +265,10 @@ impl Sup<'_> {
             if let Some(role) = self.reap_and_maintain() {
                 return role;
             }
+            self.tell_systemd();
+            if let Some(c) = &mut self.capture {
+                c.read_all();
+            }
             if let Some((_, _)) = self.stopping {
                 if self.workers.is_empty() {
                     return Role::Stopped;
@@ -279,6 +303,7 @@ impl Sup<'_> {
                     return None;
                 }
                 crate::fcgi_log!(Notice, "pool: fast stop (signal {sig})");
+                self.notify.send("STOPPING=1");
                 self.stopping = Some((Stop::Fast, now + FAST_STOP));
                 for w in &self.workers {
                     kill(w.pid, libc::SIGTERM);
@@ -288,6 +313,7 @@ impl Sup<'_> {
                 if self.stopping.is_some() {
                     return None;
                 }
+                self.notify.send("STOPPING=1");
                 if self.drain_at.is_none() && !self.cfg.drain_delay.is_zero() {
                     // Ping answers 503 from now; the workers serve on until the delay ends
                     // (or a second SIGQUIT), so a load balancer stops sending first.
@@ -343,6 +369,10 @@ impl Sup<'_> {
     fn reload(&mut self) -> Option<Role> {
         self.generation += 1;
         crate::fcgi_log!(Notice, "pool: reload (generation {})", self.generation);
+        self.notify.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            scoreboard::now_ms() * 1000
+        ));
         let old: Vec<libc::pid_t> = self
             .workers
             .iter()
@@ -362,6 +392,7 @@ impl Sup<'_> {
                 return Some(role);
             }
         }
+        self.notify.send("READY=1");
         let deadline = self.drain_deadline();
         for k in 0..self.workers.len() {
             if old.contains(&self.workers[k].pid) {
@@ -457,6 +488,7 @@ impl Sup<'_> {
                 }
             }
         }
+        self.retire_old_workers(now);
         self.watch_requests();
         self.sample_listen_queue();
         self.nudge_foreign_drains();
@@ -484,6 +516,54 @@ impl Sup<'_> {
             Mode::Dynamic => self.maintain_dynamic(now),
             Mode::OnDemand => self.maintain_ondemand(now),
         }
+    }
+
+    /// Drains the workers past their lifetime (`max_lifetime_ms` plus their own jitter), as
+    /// for `max_memory`; the mode's maintenance that follows forks their replacements while
+    /// they finish what they hold.
+    fn retire_old_workers(&mut self, now: Instant) {
+        for k in 0..self.workers.len() {
+            let w = &self.workers[k];
+            if w.draining || w.retire_at.is_none_or(|t| now < t) {
+                continue;
+            }
+            crate::fcgi_log!(
+                Notice,
+                "pool: worker {} reached its lifetime ({} ms); recycling it",
+                w.pid,
+                now.duration_since(w.started).as_millis()
+            );
+            let deadline = self.drain_deadline();
+            let w = &mut self.workers[k];
+            w.draining = true;
+            w.kill_at = deadline;
+            self.ask_to_drain(k);
+        }
+    }
+
+    /// systemd: the watchdog ping when due, and STATUS= with the counts when they changed.
+    fn tell_systemd(&mut self) {
+        if !self.notify.enabled() {
+            return;
+        }
+        self.notify.watchdog();
+        let text = if self.stopping.is_some() {
+            format!("Stopping: {} workers left", self.workers.len())
+        } else {
+            let busy = self
+                .workers
+                .iter()
+                .filter(|w| {
+                    !w.draining && self.board.slot(w.slot).in_flight.load(Ordering::Relaxed) > 0
+                })
+                .count();
+            format!(
+                "Ready: {} workers, {busy} busy, {} requests",
+                self.active(),
+                self.board.header().accepted.load(Ordering::Relaxed)
+            )
+        };
+        self.notify.status(text);
     }
 
     /// Running, not draining.
@@ -732,6 +812,13 @@ impl Sup<'_> {
         if let Some(st) = &self.status {
             st.poll_fds(&mut pfds);
         }
+        if let Some(c) = &self.capture {
+            pfds.extend(c.fds().map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }));
+        }
         let _ = sys::poll(&mut pfds, TICK.as_millis() as libc::c_int);
         // Also on a timeout: connections past their deadline close.
         self.serve_status();
@@ -760,6 +847,9 @@ impl Sup<'_> {
                 continue;
             }
             let w = self.workers.swap_remove(k);
+            if let Some(c) = &mut self.capture {
+                c.finish(pid);
+            }
             let slot = self.board.slot(w.slot);
             let served = slot.served.load(Ordering::Relaxed);
             // Draining by itself (max_requests) counts as asked: its slot says so.
@@ -838,6 +928,16 @@ impl Sup<'_> {
         s.attached.store(0, Ordering::Relaxed);
         s.last_entry.store(0, Ordering::Relaxed);
         s.last_duration_ms.store(0, Ordering::Relaxed);
+        let own_max = match self.cfg.max_requests {
+            0 => 0,
+            m => m.saturating_add(self.jitter.upto(self.cfg.max_requests_jitter)),
+        };
+        s.max_requests
+            .store(own_max.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+        let lifetime = (!self.cfg.max_lifetime.is_zero()).then(|| {
+            let j = self.cfg.max_lifetime_jitter.as_millis() as u64;
+            self.cfg.max_lifetime + Duration::from_millis(self.jitter.upto(j))
+        });
         for e in &s.entries {
             e.used.store(0, Ordering::Relaxed);
             e.slow_logged.store(0, Ordering::Relaxed);
@@ -847,12 +947,28 @@ impl Sup<'_> {
             .store(scoreboard::unix_ms() / 1000, Ordering::Relaxed);
         s.idle_since_ms
             .store(scoreboard::now_ms(), Ordering::Relaxed);
+        let pipes = self.capture.as_ref().and_then(|_| {
+            Pipes::new()
+                .map_err(|e| {
+                    crate::fcgi_log!(
+                        Error,
+                        "pool: cannot make the worker's output pipes ({e}); it shares ours"
+                    )
+                })
+                .ok()
+        });
         let parent = std::process::id() as libc::pid_t;
         let mask = signals::block_all();
         // SAFETY: the parent is single-threaded (checked before the pool started), so the
         // child may run any code.
         let forked = unsafe { sys::fork() };
         if let Ok(0) = forked {
+            if let Some(c) = &mut self.capture {
+                c.forget_in_child();
+            }
+            if let Some(p) = pipes {
+                p.into_stdio();
+            }
             self.become_worker(slot, index, parent, &mask);
             return Some(Role::Worker(index));
         }
@@ -861,11 +977,17 @@ impl Sup<'_> {
             Ok(pid) => pid,
             Err(e) => {
                 s.state.store(scoreboard::FREE, Ordering::Release);
+                if let Some(p) = &pipes {
+                    p.close();
+                }
                 crate::fcgi_log!(Error, "pool: fork failed: {e}");
                 return None;
             }
         };
         s.pid.store(pid, Ordering::Relaxed);
+        if let (Some(c), Some(p)) = (&mut self.capture, pipes) {
+            c.add(pid, p);
+        }
         self.workers.push(Worker {
             pid,
             terminated: false,
@@ -875,7 +997,13 @@ impl Sup<'_> {
             started: Instant::now(),
             draining: false,
             kill_at: None,
+            retire_at: lifetime.map(|l| Instant::now() + l),
         });
+        crate::fcgi_log!(
+            Debug,
+            "pool: worker {pid} (index {index}) started: max_requests {own_max}, lifetime {}",
+            lifetime.map_or("unlimited".to_string(), |l| format!("{} ms", l.as_millis()))
+        );
         None
     }
 

@@ -40,3 +40,19 @@ pub fn pipe(flags: libc::c_int) -> io::Result<[RawFd; 2]> {
     syscall!(pipe2(fds.as_mut_ptr(), flags))?;
     Ok(fds)
 }
+
+/// The device and inode numbers of what `fd` refers to (fstat(2)), as systemd's
+/// `JOURNAL_STREAM=<dev>:<ino>` names a stream.
+pub fn dev_ino(fd: RawFd) -> io::Result<(u64, u64)> {
+    // SAFETY: stat is plain old data (integers); all-zero bytes are a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live, writable stat for fstat to fill in.
+    syscall!(fstat(fd, &mut st))?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above (fcntl F_DUPFD_CLOEXEC).
+pub fn dup_at_least(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes an integer argument, no pointer.
+    syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, min))
+}

@@ -39,7 +39,7 @@ mod users;
 pub use epoll::{Epoll, Event};
 pub use errno::{errno, set_errno};
 pub use eventfd::{wake_raw, EventFd};
-pub use fd::{add_status_flags, close, dup2, pipe, set_cloexec};
+pub use fd::{add_status_flags, close, dev_ino, dup2, dup_at_least, pipe, set_cloexec};
 pub use mman::{file_size, map_shared, memfd, page_size, unmap};
 pub use poll::{await_peer_shutdown, poll, poll_one, poll_two, ppoll};
 pub use process::{
