@@ -1,6 +1,7 @@
 //! The command-line tools and the client library they share:
 //!
 //! - `fcgi_bench`, `fcgi_spawn`: the tools' behaviour and options;
+//! - `fcgi_spawn_conf`: fcgi-spawn's pool files (PHP-FPM's format) under one master;
 //! - `raw_client`: the blocking client library against fake applications;
 //! - `tools_vs_php_framing`: fcgi-client and fcgi-bench against PHP-style framing;
 //! - `bench_splice`: the benchmark suite's report splicing (bench/suite/splice.rs);
@@ -11,6 +12,7 @@
 mod bench_splice;
 mod fcgi_bench;
 mod fcgi_spawn;
+mod fcgi_spawn_conf;
 #[path = "../harness/mod.rs"]
 mod harness;
 mod man_pages;
