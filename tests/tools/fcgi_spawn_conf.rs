@@ -131,16 +131,24 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
-/// A running master with its stderr in a file; killed with its whole tree on drop.
+/// A running master with its log in a file; killed with its whole tree on drop.
 struct Master {
     child: Child,
     dir: PathBuf,
     conf: PathBuf,
+    /// Where its log goes: its stderr (DIR/stderr), or the file's error_log.
+    log: PathBuf,
 }
 
 impl Master {
     /// Writes `text` as DIR/pool.conf and starts `fcgi-spawn -R --config` on it, with `env`.
     fn start(dir: PathBuf, text: &str, env: &[(&str, &str)]) -> Master {
+        let log = dir.join("stderr");
+        Master::start_logging(dir, text, env, log)
+    }
+
+    /// [`Master::start`] for a file whose error_log is `log`.
+    fn start_logging(dir: PathBuf, text: &str, env: &[(&str, &str)], log: PathBuf) -> Master {
         let conf = dir.join("pool.conf");
         fs::write(&conf, text).expect("write the pool file");
         let mut cmd = spawn_cmd();
@@ -150,7 +158,12 @@ impl Master {
         }
         cmd.stderr(File::create(dir.join("stderr")).expect("stderr file"));
         let child = cmd.spawn().expect("start fcgi-spawn");
-        let mut m = Master { child, dir, conf };
+        let mut m = Master {
+            child,
+            dir,
+            conf,
+            log,
+        };
         m.wait_for(
             |m| m.log().contains("pool(s) ready (started)"),
             "every pool ready",
@@ -163,7 +176,7 @@ impl Master {
     }
 
     fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+        fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     #[track_caller]
@@ -193,8 +206,7 @@ impl Master {
             .filter_map(|l| l.split_once(&pat).map(|(_, r)| r))
             .filter(|r| r.contains(" started on "))
             .filter_map(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-            .filter(|&p| harness::is_alive(p) && harness::children_of(self.pid()).contains(&p))
-            .last()
+            .rfind(|&p| harness::is_alive(p) && harness::children_of(self.pid()).contains(&p))
     }
 
     /// Waits until pool `name` has a supervisor with `n` workers running lf_webapp; returns
@@ -536,6 +548,86 @@ fn two_pools_each_serve_their_own_socket() {
     assert!(!pid_file.exists(), "the pid file is left");
 }
 
+#[test]
+fn error_log_gathers_every_process_and_reopens_on_sigusr1() {
+    let dir = temp_dir("errorlog");
+    let log = dir.join("fcgi.log");
+    let addr = format!("127.0.0.1:{}", harness::free_port());
+    let text = format!("[global]\nerror_log = fcgi.log\n{}", pool("www", &addr, ""));
+    let mut m = Master::start_logging(dir.clone(), &text, &[], log.clone());
+    let (sup, _) = m.wait_pool("www", 2);
+    // The master's lines and its pool supervisor's (through its pipe), in one file.
+    let text = m.log();
+    assert!(text.contains("fcgi-spawn: NOTICE: master"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "pool started: pm static, max_children 2, 1 socket(s), pid {sup}"
+        )),
+        "{text}"
+    );
+    let stderr = fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+    assert!(
+        !stderr.contains("pool started"),
+        "the pool's lines went to stderr: {stderr}"
+    );
+    // A rotation: the file renamed, SIGUSR1; the pool supervisor's next lines reach the new
+    // file.
+    let rotated = dir.join("fcgi.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    m.signal(libc::SIGUSR1);
+    m.wait_for(
+        |m| m.log().contains("fcgi-runtime: pool: reopening log files"),
+        "the pool supervisor's line in the reopened error_log",
+    );
+    get(&addr, "/after-rotation").unwrap_or_else(|e| panic!("{e}\n{}", m.log()));
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.wait_exit(), Some(0), "{}", m.log());
+    assert!(m.log().contains("every pool stopped"), "{}", m.log());
+}
+
+#[test]
+fn the_example_file_and_the_man_page() {
+    harness::require(harness::FCGIWRAP, "fcgiwrap");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("etc/fcgi-spawn.conf");
+    let (code, err) = run(&["-t", "--config", example.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("WARNING"), "{err}");
+    // man/fcgi-spawn.conf.5 renders without a warning, where man is installed (CI has it).
+    let page = root.join("man/fcgi-spawn.conf.5");
+    let text = fs::read_to_string(&page).expect("the man page");
+    for d in [
+        "command",
+        "listen.allowed_clients",
+        "pm.max_requests_jitter",
+        "pm.drain_delay",
+        "clear_env",
+        "include",
+        "php_admin_value",
+        "process_control_timeout",
+    ] {
+        assert!(text.contains(d), "the man page lacks {d}");
+    }
+    match Command::new("man")
+        .arg("--warnings")
+        .arg("-l")
+        .arg(&page)
+        .env("MANWIDTH", "80")
+        .output()
+    {
+        Ok(out) => {
+            assert!(out.status.success(), "{out:?}");
+            let warnings = String::from_utf8_lossy(&out.stderr);
+            assert!(warnings.trim().is_empty(), "man --warnings: {warnings}");
+            assert!(String::from_utf8_lossy(&out.stdout).contains("fcgi-spawn.conf"));
+        }
+        Err(_) => assert!(
+            std::env::var_os("CI").is_none(),
+            "no man to render the page (install man-db)"
+        ),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Reload under load
 // ---------------------------------------------------------------------------------------------
@@ -822,6 +914,7 @@ fn fpm_www_conf_runs_fcgiwrap_unchanged() {
         child,
         dir: dir.clone(),
         conf,
+        log: dir.join("stderr"),
     };
     m.wait_for(
         |m| m.log().contains("pool(s) ready (started)"),
