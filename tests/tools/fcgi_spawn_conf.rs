@@ -256,9 +256,14 @@ impl Master {
 
     /// Rewrites the pool file and sends SIGHUP; waits for the reload's outcome line.
     fn reload(&mut self, text: &str) {
+        self.reload_with(text, libc::SIGHUP)
+    }
+
+    /// [`Master::reload`] with `sig` (SIGHUP or SIGUSR2).
+    fn reload_with(&mut self, text: &str, sig: libc::c_int) {
         let before = self.reload_outcomes();
         fs::write(&self.conf, text).expect("rewrite the pool file");
-        self.signal(libc::SIGHUP);
+        self.signal(sig);
         self.wait_for(|m| m.reload_outcomes() > before, "the reload's outcome");
     }
 
@@ -459,7 +464,8 @@ fn two_pools_each_serve_their_own_socket() {
         pool(
             "a",
             &tcp,
-            "env[POOL] = $pool\nenv[FROM_MASTER] = $FCGI_SPAWN_CONF_MARK"
+            "env[POOL] = $pool\nenv[FROM_MASTER] = $FCGI_SPAWN_CONF_MARK\n\
+             rlimit_files = 1000\nprocess.priority = 5\nchdir = /tmp"
         ),
         pool(
             "b",
@@ -492,6 +498,29 @@ fn two_pools_each_serve_their_own_socket() {
         );
     }
     // env[]: `$pool`, `$NAME` from fcgi-spawn's environment; clear_env (FPM's default: yes).
+    // rlimit_files, process.priority and chdir reach the programs.
+    for &w in &workers_a {
+        let limits = fs::read_to_string(format!("/proc/{w}/limits")).unwrap_or_default();
+        let files = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap_or("");
+        assert_eq!(
+            files.split_whitespace().skip(3).take(2).collect::<Vec<_>>(),
+            ["1000", "1000"],
+            "{files}"
+        );
+        let stat = fs::read_to_string(format!("/proc/{w}/stat")).unwrap_or_default();
+        let nice = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(16))
+            .unwrap_or("");
+        assert_eq!(nice, "5", "{stat}");
+        assert_eq!(
+            fs::read_link(format!("/proc/{w}/cwd")).ok().as_deref(),
+            Some(Path::new("/tmp"))
+        );
+    }
     for &w in &workers_a {
         let env = environ(w);
         assert!(env.contains(&"POOL=a".to_string()), "{env:?}");
@@ -752,13 +781,17 @@ fn reload_with_a_broken_file_keeps_the_pools_serving() {
         get(&a, &format!("/a{i}")).unwrap_or_else(|e| panic!("{e}\n{}", m.log()));
         get(&b, &format!("/b{i}")).unwrap_or_else(|e| panic!("{e}\n{}", m.log()));
     }
-    // Mended: the next reload applies it.
-    m.reload(&format!(
-        "{}{}",
-        pool("a", &a, "pm.max_children = 3"),
-        pool("b", &b, "")
-    ));
+    // Mended: the next reload (SIGUSR2 this time, the same as SIGHUP) applies it.
+    m.reload_with(
+        &format!(
+            "{}{}",
+            pool("a", &a, "pm.max_children = 3"),
+            pool("b", &b, "")
+        ),
+        libc::SIGUSR2,
+    );
     assert!(m.log().contains("pool(s) ready (reloaded)"), "{}", m.log());
+    assert!(m.log().contains("(SIGUSR2)"), "{}", m.log());
     m.wait_pool("a", 3);
     get(&a, "/mended").unwrap_or_else(|e| panic!("{e}\n{}", m.log()));
 }
