@@ -19,10 +19,10 @@ With --config, fcgi-spawn runs every pool of a pool file in PHP-FPM's format
 (fcgi-spawn.conf(5)): no program and no socket or pool option on the command line.
 
 signals: SIGTERM/SIGINT fast stop, SIGQUIT graceful stop, SIGHUP/SIGUSR2 reload (the
-program is exec'd again), SIGUSR1 reopen the slow log.
+program is exec'd again; with --config the file is read again first), SIGUSR1 reopen the logs.
 
-exit status: 0 after a clean stop, 1 on a startup error, 2 on a usage or settings error;
-with -n, the program's.";
+exit status: 0 after a clean stop, 1 on a startup error (with --config: a file refused, by -t
+too), 2 on a usage or settings error; with -n, the program's.";
 
 /// The command line as clap reads it; [`parse`] turns it into [`Options`].
 #[derive(Parser, Debug)]
