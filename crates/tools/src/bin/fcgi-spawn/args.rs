@@ -13,12 +13,16 @@ listening socket on fd 0, as spawn-fcgi gives it.";
 
 const AFTER_HELP: &str = "\
 Without -p and -s the socket is inherited: LISTEN_FDS/LISTEN_PID (systemd), else fd 0.
+-p without -a listens on 127.0.0.1 only.
+
+With --config, fcgi-spawn runs every pool of a pool file in PHP-FPM's format
+(fcgi-spawn.conf(5)): no program and no socket or pool option on the command line.
 
 signals: SIGTERM/SIGINT fast stop, SIGQUIT graceful stop, SIGHUP/SIGUSR2 reload (the
-program is exec'd again), SIGUSR1 reopen the slow log.
+program is exec'd again; with --config the file is read again first), SIGUSR1 reopen the logs.
 
-exit status: 0 after a clean stop, 1 on a startup error, 2 on a usage or settings error;
-with -n, the program's.";
+exit status: 0 after a clean stop, 1 on a startup error (with --config: a file refused, by -t
+too), 2 on a usage or settings error; with -n, the program's.";
 
 /// The command line as clap reads it; [`parse`] turns it into [`Options`].
 #[derive(Parser, Debug)]
@@ -31,7 +35,8 @@ with -n, the program's.";
     about = "Runs any FastCGI program under the fcgi-runtime pool, with spawn-fcgi's command line",
     long_about = ABOUT,
     before_help = ABOUT,
-    override_usage = "fcgi-spawn [options] [--] program [args...]",
+    override_usage = "fcgi-spawn [options] [--] program [args...]\n       \
+                      fcgi-spawn [-t] [-R] [-P FILE] --config FILE",
     help_template = crate::cli::HELP_TEMPLATE_PARAGRAPH,
     after_help = AFTER_HELP,
     disable_help_flag = true,
@@ -48,6 +53,8 @@ pub struct Cli {
     root: RootArgs,
     #[command(flatten, next_help_heading = "pool options (docs/pool-design.md)")]
     pool: PoolArgs,
+    #[command(flatten, next_help_heading = "pool files (PHP-FPM's format)")]
+    conf: ConfArgs,
     /// the FastCGI program and its arguments (the first operand starts them: what follows is
     /// the program's, options included)
     #[arg(value_name = "program", trailing_var_arg = true,
@@ -58,7 +65,7 @@ pub struct Cli {
 /// spawn-fcgi's options that anyone may use.
 #[derive(Args, Debug)]
 struct SpawnArgs {
-    /// IPv4/IPv6 address to bind with -p (default 0.0.0.0)
+    /// IPv4/IPv6 address to bind with -p (default 127.0.0.1; 0.0.0.0 for every address)
     #[arg(short = 'a', value_name = "ADDR")]
     addr: Option<String>,
     /// TCP port to bind
@@ -173,6 +180,21 @@ struct PoolArgs {
     set: Vec<(String, String)>,
 }
 
+/// Pool files: FPM's format, several pools under one master.
+#[derive(Args, Debug)]
+struct ConfArgs {
+    /// run the pools of FILE, a pool file in PHP-FPM's format (fcgi-spawn.conf(5)), instead of
+    /// one program
+    #[arg(short = 'y', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// test the pool file and exit: 0 if it is valid, 1 with the reason otherwise
+    #[arg(short = 't', long = "test")]
+    test: bool,
+    /// let pools run as root (no `user`, or `user = root`), as php-fpm's -R
+    #[arg(short = 'R', long = "allow-to-run-as-root")]
+    allow_root: bool,
+}
+
 /// The pool settings the long options (and -F) set: clap's id of the option, the setting.
 const SETTINGS: &[(&str, &str)] = &[
     ("max_children", "max_children"),
@@ -220,6 +242,12 @@ pub struct Options {
     pub program: Vec<OsString>,
     /// `--generate-man DIR` (nothing else is set then).
     pub generate_man: Option<PathBuf>,
+    /// `--config FILE`: a pool file.
+    pub config: Option<PathBuf>,
+    /// `-t`: test the pool file.
+    pub test: bool,
+    /// `-R`: pools may run as root.
+    pub allow_root: bool,
 }
 
 /// `12`, `64K`, `512M`, `2G` (powers of 1024) in bytes.
@@ -331,6 +359,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, Result<clap::Error, String>
         settings: settings_in_order(&m),
         program: c.program,
         generate_man: c.spawn.generate_man,
+        config: c.conf.config,
+        test: c.conf.test,
+        allow_root: c.conf.allow_root,
     };
     if o.generate_man.is_some() {
         return Ok(o);
@@ -341,6 +372,48 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, Result<clap::Error, String>
 
 /// fcgi-spawn's own checks of a command line that clap accepted.
 fn check(o: Options) -> Result<Options, String> {
+    if o.config.is_some() {
+        if !o.program.is_empty() {
+            return Err(
+                "--config runs the pools of the file: no program on the command line (each \
+                 pool's `command` names its program)"
+                    .into(),
+            );
+        }
+        let given: Vec<&str> = [
+            ("-a", o.addr.is_some()),
+            ("-p", o.port.is_some()),
+            ("-s", o.unix.is_some()),
+            ("-M", o.mode.is_some()),
+            ("-b", o.backlog.is_some()),
+            ("-U", o.sock_user.is_some()),
+            ("-G", o.sock_group.is_some()),
+            ("-u", o.user.is_some()),
+            ("-g", o.group.is_some()),
+            ("-C", o.php_children.is_some()),
+            ("-n", o.nofork),
+            ("-c", o.chroot.is_some()),
+            ("-S", o.sock_before_chroot),
+            ("-d", o.chdir.is_some()),
+            ("pool options", !o.settings.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect();
+        if !given.is_empty() {
+            return Err(format!(
+                "{} cannot be used with --config (the pool file says it)",
+                given.join(", ")
+            ));
+        }
+        return Ok(o);
+    }
+    if o.test {
+        return Err("-t tests a pool file: fcgi-spawn -t --config FILE".into());
+    }
+    if o.allow_root {
+        return Err("-R is for pool files: fcgi-spawn -R --config FILE".into());
+    }
     if o.program.is_empty() {
         return Err("no FastCGI program given (fcgi-spawn [options] -- program [args])".into());
     }
@@ -476,6 +549,22 @@ mod tests {
             o.program,
             vec![OsString::from("-app-"), OsString::from("-a")]
         );
+    }
+
+    #[test]
+    fn pool_file_options() {
+        let o = run(&["--config", "/etc/fcgi-spawn.conf"]);
+        assert_eq!(o.config, Some(PathBuf::from("/etc/fcgi-spawn.conf")));
+        assert!(!o.test);
+        let o = run(&["-t", "-R", "-y", "x.conf", "-P", "/run/x.pid"]);
+        assert!(o.test && o.allow_root);
+        assert_eq!(o.config, Some(PathBuf::from("x.conf")));
+        assert_eq!(o.pid_file, Some(PathBuf::from("/run/x.pid")));
+        assert!(p(&["--config", "x.conf", "--", "app"]).is_err_and(|e| e.contains("no program")));
+        assert!(p(&["--config", "x.conf", "-p", "9000"]).is_err_and(|e| e.contains("-p")));
+        assert!(p(&["--config", "x.conf", "-F", "2"]).is_err_and(|e| e.contains("pool options")));
+        assert!(p(&["-t", "app"]).is_err());
+        assert!(p(&["-R", "app"]).is_err());
     }
 
     #[test]

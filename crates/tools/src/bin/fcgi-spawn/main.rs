@@ -6,11 +6,20 @@
 //! program is drained with SIGTERM.
 //!
 //! With `-n` there is no pool: bind, drop privileges, exec the program in this process.
+//!
+//! With `--config FILE` (PHP-FPM's pool-file format, conf/) fcgi-spawn is a master of several
+//! pools instead (master.rs): one pool supervisor per pool section (pool_proc.rs), reloads
+//! that lose no request, systemd notify relayed (notify_relay.rs).
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod args;
 #[path = "../common/cli.rs"]
 mod cli;
+mod conf;
+mod limits;
+mod master;
+mod notify_relay;
+mod pool_proc;
 mod privs;
 mod socket;
 
@@ -25,6 +34,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::exit;
+
+/// What `-p` listens on without `-a`.
+const DEFAULT_ADDR: &str = "127.0.0.1";
 
 /// Startup errors (socket, privileges, pool): exit status 1.
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -45,6 +57,16 @@ fn main() {
     };
     if let Some(dir) = &o.generate_man {
         cli::generate_man("fcgi-spawn", args::Cli::command(), dir);
+    }
+    if let Some(file) = o.config.clone() {
+        if o.test {
+            master::test(&file, o.allow_root);
+        }
+        master::run(master::Args {
+            file,
+            allow_root: o.allow_root,
+            pid_file: o.pid_file.clone(),
+        });
     }
     let mut pool = if o.nofork {
         None
@@ -181,8 +203,24 @@ fn bind_socket(
         let (fd, file) = socket::unix(path, backlog, owner, o.mode).unwrap_or_else(|e| fail(e));
         (fd, Some(file))
     } else if let Some(port) = o.port {
-        let fd =
-            socket::tcp(o.addr.as_deref(), port, backlog, reuseport).unwrap_or_else(|e| fail(e));
+        // Without -a: loopback only (spawn-fcgi listens on every address).
+        let ip =
+            socket::parse_ip(o.addr.as_deref().unwrap_or(DEFAULT_ADDR)).unwrap_or_else(|e| fail(e));
+        let fd = socket::tcp(ip, port, backlog, reuseport).unwrap_or_else(|e| fail(e));
+        if o.addr.is_none() {
+            eprintln!(
+                "fcgi-spawn: listening on {DEFAULT_ADDR}:{port} only (the default without -a; \
+                 -a 0.0.0.0 listens on every address)"
+            );
+        } else if !conf::directives::is_loopback(ip)
+            && std::env::var_os("FCGI_WEB_SERVER_ADDRS").is_none()
+        {
+            eprintln!(
+                "fcgi-spawn: WARNING: listening on {} with no FCGI_WEB_SERVER_ADDRS: any host \
+                 that reaches the port can send requests",
+                std::net::SocketAddr::new(ip, port)
+            );
+        }
         (fd, None)
     } else {
         let fds = listen::from_systemd();

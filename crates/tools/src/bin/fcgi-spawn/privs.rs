@@ -8,12 +8,14 @@ use std::io;
 use std::path::Path;
 
 /// A user or group resolved from a name or a number.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ids {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     /// The user's name, for initgroups.
     pub user_name: Option<CString>,
+    /// The user's home directory (pool files: `HOME` in the programs' environment, as FPM).
+    pub home: Option<String>,
 }
 
 pub fn is_root() -> bool {
@@ -55,6 +57,11 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Ids, String> {
             primary = Some(pw.pw_gid);
             // SAFETY: pw_name is a NUL-terminated string of the entry.
             ids.user_name = Some(unsafe { CStr::from_ptr(pw.pw_name) }.to_owned());
+            if !pw.pw_dir.is_null() {
+                // SAFETY: pw_dir is a NUL-terminated string of the entry.
+                let dir = unsafe { CStr::from_ptr(pw.pw_dir) };
+                ids.home = Some(dir.to_string_lossy().into_owned());
+            }
         }
         if ids.uid == Some(0) {
             return Err("I will not set uid to 0".to_string());

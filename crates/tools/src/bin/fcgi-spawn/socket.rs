@@ -31,16 +31,16 @@ impl UnixFile {
     }
 }
 
-/// A TCP listening socket on `ip` (default 0.0.0.0) and `port`.
-pub fn tcp(ip: Option<&str>, port: u16, backlog: i32, reuseport: bool) -> Result<OwnedFd, String> {
-    let ip: IpAddr = match ip {
-        None => IpAddr::from([0, 0, 0, 0]),
-        Some(s) => s
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| format!("'{s}' is not a valid IP address"))?,
-    };
+/// The address of `-a` (`[v6]` brackets accepted).
+pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| format!("'{s}' is not a valid IP address"))
+}
+
+/// A TCP listening socket on `ip` and `port`.
+pub fn tcp(ip: IpAddr, port: u16, backlog: i32, reuseport: bool) -> Result<OwnedFd, String> {
     let sa = SocketAddr::new(ip, port);
     addr::listen_with(&ListenAddr::Tcp(sa), backlog, reuseport)
         .map_err(|e| format!("cannot listen on {sa}: {e}"))
