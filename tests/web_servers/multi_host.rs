@@ -37,12 +37,13 @@ mod balancers;
 mod hosts;
 mod load;
 
-use crate::harness::{self, Fixture, START_TIMEOUT};
+use crate::harness::{self, http, Fixture, START_TIMEOUT};
 use balancers::{Haproxy, Logged, Nginx};
 use fcgi_runtime_tools::client::{Client, Request};
 use hosts::Hosts;
 use load::{Load, Report, Shape};
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -300,6 +301,28 @@ fn drained_host_loses_nothing() {
 // c) a host killed outright
 // ---------------------------------------------------------------------------------------------
 
+/// A POST through the balancer on 127.0.0.1:`port` that host_app holds [`PROBE_MS`] (traced),
+/// on a connection of its own: its status and body, or what went wrong.
+fn probe_post(port: u16, seq: u64) -> thread::JoinHandle<Result<(u16, String), String>> {
+    thread::spawn(move || {
+        let path = format!("/hosts?seq={seq}&bytes=0&sleep_ms={PROBE_MS}&trace=1");
+        let body = b"a request with an effect";
+        let mut c = http::connect(port).map_err(|e| format!("connect: {e}"))?;
+        let head = [
+            format!("Content-Length: {}", body.len()),
+            "Content-Type: text/plain".to_string(),
+        ];
+        http::send_head(&mut c, "POST", &path, &head)
+            .and_then(|_| c.get_mut().write_all(body))
+            .map_err(|e| format!("send: {e}"))?;
+        let r = http::read_response(&mut c, false).map_err(|e| format!("read: {e}"))?;
+        Ok((r.status, r.text()))
+    })
+}
+
+/// How long a POST probe holds its worker: longer than the test needs to kill its host.
+const PROBE_MS: u32 = 10_000;
+
 #[test]
 fn killed_host_loses_at_most_its_requests_in_flight() {
     let shape = Shape {
@@ -307,22 +330,68 @@ fn killed_host_loses_at_most_its_requests_in_flight() {
         trace: true,
     };
     let mut rig = Rig::start("multi-host-kill", shape);
-    let victim = "host3";
-    // Kill it while it holds requests of both loads (begun, not ended, in its trace).
+    // A POST held by the host to be killed, through each balancer: nginx's goes where nginx
+    // sends it, and that host is the victim; HAProxy's is sent while the two other servers are
+    // disabled (`disable server`, then `enable server` and UP again before the kill).
+    let which_host = |rig: &Rig, seq: u64| -> Option<String> {
+        rig.hosts
+            .hosts
+            .iter()
+            .find(|h| rig.hosts.trace(&rig.fx, h).0.contains(&seq))
+            .map(|h| h.name.clone())
+    };
+    let nginx_post = load::next_seq();
+    let nginx_probe = probe_post(rig.nginx.port, nginx_post);
+    let mut victim = String::new();
+    rig.wait("nginx's POST probe reaches a host", || {
+        which_host(&rig, nginx_post).map(|h| victim = h).is_some()
+    });
+    let victim = victim;
+    let others: Vec<String> = rig
+        .hosts
+        .hosts
+        .iter()
+        .map(|h| h.name.clone())
+        .filter(|n| *n != victim)
+        .collect();
+    for o in &others {
+        rig.haproxy.cli(&rig.fx, &format!("disable server app/{o}"));
+    }
+    let haproxy_post = load::next_seq();
+    let haproxy_probe = probe_post(rig.haproxy.port, haproxy_post);
+    rig.wait("HAProxy's POST probe reaches the victim", || {
+        which_host(&rig, haproxy_post).is_some()
+    });
+    rig.fx.check(
+        which_host(&rig, haproxy_post).as_deref() == Some(&*victim),
+        || {
+            format!(
+                "HAProxy's POST probe went to {:?}, not {victim}",
+                which_host(&rig, haproxy_post)
+            )
+        },
+    );
+    for o in &others {
+        rig.haproxy.cli(&rig.fx, &format!("enable server app/{o}"));
+        rig.haproxy.wait_status(&rig.fx, o, "UP");
+    }
+    // Kill it while it also holds GETs of the loads (begun, not ended, in its trace).
     {
-        let h = rig.hosts.host(victim);
+        let h = rig.hosts.host(&victim);
         let held_now = || {
             let (begun, ended) = rig.hosts.trace(&rig.fx, h);
             begun.difference(&ended).count()
         };
-        rig.wait(&format!("{victim} holds requests"), || held_now() >= 2);
+        rig.wait(&format!("{victim} holds GETs besides the probes"), || {
+            held_now() >= 4
+        });
     }
     let t_kill = Instant::now();
-    let h = rig.hosts.host(victim);
+    let h = rig.hosts.host(&victim);
     let ip = h.ip;
     rig.hosts.kill(&mut rig.fx, h);
-    let st = rig.haproxy.wait_status(&rig.fx, victim, "DOWN");
-    let nginx_out = {
+    let st = rig.haproxy.wait_status(&rig.fx, &victim, "DOWN");
+    {
         let (fx, nginx) = (&rig.fx, &rig.nginx);
         let deadline = Instant::now() + START_TIMEOUT;
         while !nginx
@@ -334,21 +403,47 @@ fn killed_host_loses_at_most_its_requests_in_flight() {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        true
-    };
+    }
+    // The POSTs were not sent again: they fail, and no other host ever began them.
+    for (balancer, seq, probe) in [
+        ("haproxy", haproxy_post, haproxy_probe),
+        ("nginx", nginx_post, nginx_probe),
+    ] {
+        let answer = probe.join().expect("probe thread");
+        let elsewhere: Vec<&str> = rig
+            .hosts
+            .hosts
+            .iter()
+            .filter(|h| h.name != victim && rig.hosts.trace(&rig.fx, h).0.contains(&seq))
+            .map(|h| h.name.as_str())
+            .collect();
+        eprintln!(
+            "kill of {victim}: the POST it held, through {balancer}: {:?}",
+            answer.as_ref().map(|(st, _)| st)
+        );
+        rig.fx.check(
+            !matches!(answer, Ok((200, _))) && elsewhere.is_empty(),
+            || {
+                format!(
+                    "{balancer}: the POST {victim} held at the kill was sent again (to \
+                 {elsewhere:?}; answer {answer:?})"
+                )
+            },
+        );
+    }
     let (fx, hosts, haproxy, nginx, reports) = rig.finish();
-    let (begun, ended) = hosts.trace(&fx, hosts.host(victim));
+    let (begun, ended) = hosts.trace(&fx, hosts.host(&victim));
     let answered_by_victim: BTreeSet<u64> = reports
         .iter()
         .flat_map(|r| r.outcomes.iter())
-        .filter(|o| matches!(&o.result, Ok((host, _)) if host == victim))
+        .filter(|o| matches!(&o.result, Ok((host, _)) if *host == victim))
         .map(|o| o.seq)
         .collect();
-    // What the dead host held: begun, not ended, and never answered by it.
+    // The GETs the dead host held: begun, not ended, never answered by it.
     let held: BTreeSet<u64> = begun
         .difference(&ended)
         .copied()
-        .filter(|s| !answered_by_victim.contains(s))
+        .filter(|s| !answered_by_victim.contains(s) && *s != nginx_post && *s != haproxy_post)
         .collect();
     let logs = [haproxy.log(&fx), nginx.log(&fx)];
     for (r, log) in reports.iter().zip(&logs) {
@@ -362,8 +457,8 @@ fn killed_host_loses_at_most_its_requests_in_flight() {
             .filter(|s| by_seq.get(s).is_some_and(|l| l.retries > 0))
             .count();
         eprintln!(
-            "kill of {victim}, {}; in flight at the kill: {} (held by {victim}: {}, retried: \
-             {retried_held}), failed: {}",
+            "kill of {victim}, {}; GETs in flight at the kill: {} (held by {victim}: {}, \
+             retried: {retried_held}), failed: {}",
             summary(r, log),
             in_flight.len(),
             held_here.len(),
@@ -377,15 +472,18 @@ fn killed_host_loses_at_most_its_requests_in_flight() {
                 r.show_failures(20)
             )
         });
-        // Every request the dead host held was a GET: the balancer sent it to another host.
+        // Every GET the dead host held was sent to another host by the balancer.
         for s in &held_here {
             let o = r.outcomes.iter().find(|o| o.seq == *s).expect("own seq");
-            fx.check(matches!(&o.result, Ok((host, _)) if host != victim), || {
-                format!(
-                    "{}: seq {s}, held by {victim} at the kill: {:?}",
-                    r.name, o.result
-                )
-            });
+            fx.check(
+                matches!(&o.result, Ok((host, _)) if *host != victim),
+                || {
+                    format!(
+                        "{}: seq {s}, held by {victim} at the kill: {:?}",
+                        r.name, o.result
+                    )
+                },
+            );
             let l = by_seq.get(s).unwrap_or_else(|| {
                 fx.fail(&format!("{}: seq {s} is not in the balancer's log", r.name))
             });
@@ -403,9 +501,7 @@ fn killed_host_loses_at_most_its_requests_in_flight() {
         }
     }
     fx.check(!held.is_empty(), || {
-        format!(
-            "{victim} held no request at the kill (its trace: begun {begun:?}, ended {ended:?})"
-        )
+        format!("{victim} held no GET at the kill (its trace: begun {begun:?}, ended {ended:?})")
     });
-    eprintln!("kill of {victim}: HAProxy shows it {st:?}; nginx disabled it: {nginx_out}");
+    eprintln!("kill of {victim}: HAProxy shows it {st:?}; nginx logged it temporarily disabled");
 }

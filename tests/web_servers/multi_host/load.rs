@@ -51,9 +51,14 @@ pub struct Shape {
 /// hosts' traces and the balancers' logs).
 static SEQ: AtomicU64 = AtomicU64::new(1);
 
+/// A sequence number no other request of the test binary has.
+pub fn next_seq() -> u64 {
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The payload size of request `seq`: mostly small, every 16th one 96 KiB and more (several
 /// FastCGI records, several reads at the balancer).
-fn payload_len(seq: u64) -> usize {
+pub fn payload_len(seq: u64) -> usize {
     if seq % 16 == 0 {
         96 * 1024 + (seq % 1000) as usize
     } else {
@@ -175,7 +180,7 @@ fn run_connection(
     let mut out = Vec::new();
     let mut conn = None;
     while !stop.load(Ordering::SeqCst) {
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let seq = next_seq();
         let path = format!(
             "{prefix}hosts?seq={seq}&bytes={}&sleep_ms={}{}",
             payload_len(seq),
