@@ -39,6 +39,7 @@ mod load;
 
 use crate::harness::{self, http, Fixture, START_TIMEOUT};
 use balancers::{Haproxy, Logged, Nginx};
+use fcgi_runtime::addr::ClientStream;
 use fcgi_runtime_tools::client::{Client, Request};
 use hosts::Hosts;
 use load::{Load, Report, Shape};
@@ -72,6 +73,26 @@ impl Rig {
             let st = haproxy.wait_status(&fx, &h.name, "UP");
             // The check went over FastCGI and got the ping's 200.
             wait_state(&fx, &haproxy, &h.name, "UP L7OK 200", &st);
+        }
+        // FCGI_WEB_SERVER_ADDRS: a client from another address (127.0.0.9) gets no answer.
+        for h in &hosts.hosts {
+            let (st, body) = fcgi_get(&format!("{}:{}", h.ip, hosts.port), "/hosts?seq=0")
+                .unwrap_or_else(|e| {
+                    fx.fail(&format!("{}: from {}: {e}", h.name, hosts::BALANCERS))
+                });
+            fx.check(
+                st == 200 && body.starts_with(&format!("host={}\n", h.name)),
+                || format!("{}: from {}: {st} {body:?}", h.name, hosts::BALANCERS),
+            );
+            let other = hosts::connect_from("127.0.0.9", h.ip, hosts.port)
+                .map_err(|e| format!("connect: {e}"))
+                .and_then(|s| fcgi_request(Client::from_stream(ClientStream::Tcp(s)), "/hosts"));
+            fx.check(other.is_err(), || {
+                format!(
+                    "{}: a client from 127.0.0.9 was answered: {other:?}",
+                    h.name
+                )
+            });
         }
         let nginx = Nginx::start(&mut fx, &addrs);
         let loads = vec![
@@ -180,6 +201,12 @@ fn check_no_failure(fx: &Fixture, r: &Report, what: &str) {
 
 /// The status and body of a GET of `uri` sent straight to a host over FastCGI.
 fn fcgi_get(addr: &str, uri: &str) -> Result<(u16, String), String> {
+    let c = Client::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    fcgi_request(c, uri)
+}
+
+/// The status and body of a GET of `uri` on connection `c`.
+fn fcgi_request(mut c: Client, uri: &str) -> Result<(u16, String), String> {
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
     let req = Request::new(1)
         .param("REQUEST_METHOD", "GET")
@@ -188,7 +215,6 @@ fn fcgi_get(addr: &str, uri: &str) -> Result<(u16, String), String> {
         .param("QUERY_STRING", query)
         .param("SERVER_PROTOCOL", "HTTP/1.1")
         .param("GATEWAY_INTERFACE", "CGI/1.1");
-    let mut c = Client::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     c.set_timeout(Some(harness::WEB_IO_TIMEOUT))
         .map_err(|e| e.to_string())?;
     let r = c.request(&req).map_err(|e| format!("request: {e}"))?;

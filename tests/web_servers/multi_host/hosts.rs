@@ -8,7 +8,9 @@ use crate::deploy_docs::several_hosts_spawn;
 use crate::harness::{self, Fixture, START_TIMEOUT};
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -17,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// The hosts' loopback addresses, host1 first.
 pub const IPS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+
+/// The hosts' FCGI_WEB_SERVER_ADDRS: where the balancers connect from.
+pub const BALANCERS: &str = "127.0.0.1";
 
 pub struct Host {
     /// `host1`...: its HOST_NAME, HAProxy's server name, its process name in the fixture.
@@ -57,6 +62,41 @@ pub fn accepts(ip: &str, port: u16) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
 }
 
+/// A TCP connection to `ip`:`port` from the local address `from` (bound before connecting),
+/// as a client on another machine would come.
+pub fn connect_from(from: &str, ip: &str, port: u16) -> io::Result<TcpStream> {
+    let bad = |e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}"));
+    let src: Ipv4Addr = from.parse().map_err(bad)?;
+    let dst: Ipv4Addr = ip.parse().map_err(bad)?;
+    let sin = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket(2) with constant arguments; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is the socket just created, owned by nothing else; OwnedFd closes it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let a = sin(src, 0);
+    // SAFETY: bind(2) on that socket with a valid sockaddr_in and its size.
+    if unsafe { libc::bind(fd, (&a as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let b = sin(dst, port);
+    // SAFETY: connect(2) on that socket with a valid sockaddr_in and its size.
+    if unsafe { libc::connect(fd, (&b as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpStream::from(sock))
+}
+
 /// Whether process `pid` has a libfcgi mapped.
 fn maps_libfcgi(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/maps"))
@@ -87,7 +127,9 @@ impl Hosts {
                     .env("HOST_NAME", &h.name)
                     .env("LD_LIBRARY_PATH", harness::lib_dir())
                     .env_remove("PHP_FCGI_CHILDREN")
-                    .env_remove("FCGI_WEB_SERVER_ADDRS")
+                    // As docs/deploy.md advises: only the balancers may connect (on loopback
+                    // they connect from 127.0.0.1).
+                    .env("FCGI_WEB_SERVER_ADDRS", BALANCERS)
                     .env_remove("LISTEN_FDS")
                     .env_remove("LISTEN_PID")
                     .stdin(Stdio::null());
