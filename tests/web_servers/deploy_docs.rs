@@ -32,6 +32,11 @@
 //! | `/usr/local/bin/lf-echo`          | `c-examples/lf-echo` (libfcgi API)                   |
 //! | `/usr/local/lib`                  | the directory of the project's `libfcgi.so.0`        |
 //! | `/srv/app`                        | a document root in the temporary directory           |
+//! | `10.0.0.11:9000` (`.12`, `.13`)   | the hosts of "Several hosts": 127.0.0.2 (3, 4):PORT  |
+//! | `-a 10.0.0.11 -p 9000`            | in the `fcgi-spawn` block: each host's address       |
+//! | `/usr/local/bin/fcgi-spawn`       | the built fcgi-spawn                                 |
+//! | `/usr/local/bin/app`              | tests/web_servers/multi_host/host_app.c, built       |
+//! | `/run/app/fcgi-spawn.pid`         | each host's pid file in the temporary directory      |
 //!
 //! Apart from the placeholders, a block may contain no `/run/`, `/usr/local/`, `/srv/`, `:8080`,
 //! `:9000` or `:9001` ([`Subst::apply`]): a block naming another path would otherwise reach into
@@ -67,6 +72,15 @@
 //!   For lf-authorizer (which checks `REMOTE_USER`/`REMOTE_PASSWD`, which lighttpd never sets by
 //!   itself) the generated part also sets them with mod_setenv from an `X-Login` header, as
 //!   `tests/web_servers/lighttpd.rs` does: a test rig, not part of the document.
+//!
+//! # Several hosts
+//!
+//! The section's three blocks (`fcgi-spawn hosts`: one host's command line; `haproxy hosts`:
+//! a whole configuration; `nginx hosts`: `http {}`-level text) are handed out, placeholders
+//! replaced, by [`several_hosts_spawn`], [`several_hosts_haproxy`] and
+//! [`several_hosts_nginx`] to `tests/web_servers/multi_host.rs`, which runs them under load:
+//! three hosts, both balancers at once, a rolling reload, a drained host, a killed host. No
+//! `10.0.0.` or `9000` may be left in them once replaced.
 //!
 //! # systemd
 //!

@@ -12,9 +12,10 @@
 //! for byte, which host and which worker answered):
 //!
 //! - [`rolling_reload_loses_nothing`]: SIGHUP to each host's fcgi-spawn in turn (by its pid
-//!   file, as the document's procedure does), the next one only once this host's workers are
-//!   all new and both balancers got answers from the new generation: zero failed requests
-//!   through either balancer.
+//!   file, as the document's procedure does; [`AFTER`] answers per balancer before each), the
+//!   next one only once this host's workers are all new and both balancers got answers from the
+//!   new generation: zero failed requests through either balancer. (The balancers retry a GET
+//!   sent on a kept connection just as an old worker closed it; the counts are printed.)
 //! - [`drained_host_loses_nothing`]: SIGQUIT to one host with the document's `drain_delay_ms`:
 //!   its ping answers 503 (asked directly over FastCGI) while its workers still answer
 //!   requests; once HAProxy's `show stat` reports the server DOWN (its checks got the 503), the
@@ -22,11 +23,17 @@
 //!   (no active checks) the requests its passive retries passed to another host are counted,
 //!   and none may fail either.
 //! - [`killed_host_loses_at_most_its_requests_in_flight`]: SIGKILL to one host's process
-//!   group (fcgi-spawn and every worker) while it holds requests (seen in host_app's trace):
-//!   every failed request must have been in flight at the kill, every request the dead host
-//!   held must have been retried by the balancer and answered by another host (the balancers'
-//!   logs say so), and both balancers must take the host out (HAProxy: DOWN in `show stat`;
-//!   nginx: "upstream server temporarily disabled").
+//!   group (fcgi-spawn and every worker) while it holds GETs of the loads and a POST through
+//!   each balancer (seen in host_app's trace): every failed GET must have been in flight at the
+//!   kill, every GET the dead host held must have been retried by the balancer and answered by
+//!   another host (the balancers' logs say so), neither POST may be sent again (a 502, no other
+//!   host began it: HAProxy's `disable-l7-retry`, nginx's rule for non-idempotent methods), and
+//!   both balancers must take the host out (HAProxy: DOWN in `show stat`; nginx: "upstream
+//!   server temporarily disabled").
+//!
+//! The hosts run with `FCGI_WEB_SERVER_ADDRS=127.0.0.1` (where the balancers connect from), as
+//! the document advises; each scenario first checks that a client bound to 127.0.0.9 gets no
+//! answer.
 //!
 //! Every wait is for observable state (a process set, a stats row, an answer, a log line) with
 //! a deadline ([`harness::START_TIMEOUT`]); the counts are printed (`--nocapture`).
@@ -137,14 +144,19 @@ impl Rig {
         }
     }
 
-    /// Waits until each load got [`AFTER`] more good answers, then stops them.
-    fn finish(mut self) -> (Fixture, Hosts, Haproxy, Nginx, Vec<Report>) {
+    /// Waits until each load got [`AFTER`] more good answers.
+    fn more_answers(&self) {
         let marks: Vec<u64> = self.loads.iter().map(|l| l.ok()).collect();
         for (l, m) in self.loads.iter().zip(&marks) {
             self.wait(&format!("{AFTER} more answers through {}", l.name), || {
                 l.ok() >= m + AFTER
             });
         }
+    }
+
+    /// Waits until each load got [`AFTER`] more good answers, then stops them.
+    fn finish(mut self) -> (Fixture, Hosts, Haproxy, Nginx, Vec<Report>) {
+        self.more_answers();
         let reports = self.loads.drain(..).map(Load::finish).collect();
         (self.fx, self.hosts, self.haproxy, self.nginx, reports)
     }
@@ -245,10 +257,13 @@ fn rolling_reload_loses_nothing() {
     let mut generations = BTreeMap::new();
     let names: Vec<String> = rig.hosts.hosts.iter().map(|h| h.name.clone()).collect();
     for name in &names {
+        rig.more_answers();
         let h = rig.hosts.host(name);
         let old = rig.hosts.workers(&rig.fx, h);
+        let t0 = Instant::now();
         rig.hosts.signal(&rig.fx, h, libc::SIGHUP);
         let new = rig.hosts.wait_workers(&mut rig.fx, h, &old);
+        let replaced = t0.elapsed();
         // The new generation serves through both balancers before the next host reloads.
         for l in &rig.loads {
             rig.wait(
@@ -256,6 +271,12 @@ fn rolling_reload_loses_nothing() {
                 || !l.pids_of(name).is_disjoint(&new),
             );
         }
+        eprintln!(
+            "{name}: old generation gone {} ms after SIGHUP, new one answering through both \
+             balancers after {} ms",
+            replaced.as_millis(),
+            t0.elapsed().as_millis()
+        );
         generations.insert(name.clone(), (old, new));
     }
     for h in &rig.hosts.hosts {

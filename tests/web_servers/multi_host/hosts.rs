@@ -32,6 +32,8 @@ pub struct Host {
 
 pub struct Hosts {
     pub port: u16,
+    /// Workers per host: the command line's `-F`.
+    pub workers: usize,
     pub hosts: Vec<Host>,
 }
 
@@ -120,8 +122,15 @@ impl Hosts {
                     pid_file: fx.path(&format!("host{}-try{attempt}.pid", i + 1)),
                 })
                 .collect();
+            let mut workers = 0;
             for h in &hosts {
                 let argv = several_hosts_spawn(h.ip, port, &h.pid_file, program);
+                workers = argv
+                    .iter()
+                    .position(|a| a == "-F")
+                    .and_then(|i| argv.get(i + 1))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("no -F N in the hosts' command line {argv:?}"));
                 let mut cmd = Command::new(&argv[0]);
                 cmd.args(&argv[1..])
                     .env("HOST_NAME", &h.name)
@@ -176,7 +185,11 @@ impl Hosts {
                 let _ = fs::rename(&h.pid_file, &pid_file);
                 h.pid_file = pid_file;
             }
-            let me = Hosts { port, hosts };
+            let me = Hosts {
+                port,
+                workers,
+                hosts,
+            };
             for h in &me.hosts {
                 let workers = me.wait_workers(fx, h, &BTreeSet::new());
                 for w in workers {
@@ -241,13 +254,16 @@ impl Hosts {
         harness::live_children_of(fx.pid(&h.name))
     }
 
-    /// Waits until the host has workers, none of them in `old`, each with a libfcgi mapped;
-    /// returns them.
+    /// Waits until the host has its [`Hosts::workers`] workers, none of them in `old`, each with
+    /// a libfcgi mapped; returns them.
     pub fn wait_workers(&self, fx: &mut Fixture, h: &Host, old: &BTreeSet<u32>) -> BTreeSet<u32> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let now = self.workers(fx, h);
-            if !now.is_empty() && now.is_disjoint(old) && now.iter().all(|&p| maps_libfcgi(p)) {
+            if now.len() == self.workers
+                && now.is_disjoint(old)
+                && now.iter().all(|&p| maps_libfcgi(p))
+            {
                 return now;
             }
             if let Some(st) = fx.exited(&h.name) {
@@ -255,9 +271,9 @@ impl Hosts {
             }
             if Instant::now() > deadline {
                 fx.fail(&format!(
-                    "{}: want workers none of which is in {old:?}, have {now:?} after \
+                    "{}: want {} workers none of which is in {old:?}, have {now:?} after \
                      {START_TIMEOUT:?}",
-                    h.name
+                    h.name, self.workers
                 ));
             }
             thread::sleep(Duration::from_millis(20));
