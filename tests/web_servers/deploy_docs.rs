@@ -32,6 +32,11 @@
 //! | `/usr/local/bin/lf-echo`          | `c-examples/lf-echo` (libfcgi API)                   |
 //! | `/usr/local/lib`                  | the directory of the project's `libfcgi.so.0`        |
 //! | `/srv/app`                        | a document root in the temporary directory           |
+//! | `10.0.0.11:9000` (`.12`, `.13`)   | the hosts of "Several hosts": 127.0.0.2 (3, 4):PORT  |
+//! | `-a 10.0.0.11 -p 9000`            | in the `fcgi-spawn` block: each host's address       |
+//! | `/usr/local/bin/fcgi-spawn`       | the built fcgi-spawn                                 |
+//! | `/usr/local/bin/app`              | tests/web_servers/multi_host/host_app.c, built       |
+//! | `/run/app/fcgi-spawn.pid`         | each host's pid file in the temporary directory      |
 //!
 //! Apart from the placeholders, a block may contain no `/run/`, `/usr/local/`, `/srv/`, `:8080`,
 //! `:9000` or `:9001` ([`Subst::apply`]): a block naming another path would otherwise reach into
@@ -67,6 +72,15 @@
 //!   For lf-authorizer (which checks `REMOTE_USER`/`REMOTE_PASSWD`, which lighttpd never sets by
 //!   itself) the generated part also sets them with mod_setenv from an `X-Login` header, as
 //!   `tests/web_servers/lighttpd.rs` does: a test rig, not part of the document.
+//!
+//! # Several hosts
+//!
+//! The section's three blocks (`fcgi-spawn hosts`: one host's command line; `haproxy hosts`:
+//! a whole configuration; `nginx hosts`: `http {}`-level text) are handed out, placeholders
+//! replaced, by [`several_hosts_spawn`], [`several_hosts_haproxy`] and
+//! [`several_hosts_nginx`] to `tests/web_servers/multi_host.rs`, which runs them under load:
+//! three hosts, both balancers at once, a rolling reload, a drained host, a killed host. No
+//! `10.0.0.` or `9000` may be left in them once replaced.
 //!
 //! # systemd
 //!
@@ -134,6 +148,7 @@ const KINDS: &[&str] = &[
     "lighttpd",
     "systemd-socket",
     "systemd-service",
+    "fcgi-spawn",
 ];
 
 const NGINX: &str = harness::NGINX;
@@ -627,4 +642,85 @@ fn check_app_log(fx: &Fixture, name: &str) {
     fx.check(bad.is_empty(), || {
         format!("{name} logged:\n{}", bad.join("\n"))
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several hosts: the blocks of the "Several hosts" section, which tests/web_servers/multi_host.rs
+// runs (three hosts on 127.0.0.2-4 behind HAProxy and nginx, under load)
+// ---------------------------------------------------------------------------------------------
+
+/// The hosts' addresses in the section's blocks (host1, host2, host3).
+const HOSTS: [&str; 3] = ["10.0.0.11:9000", "10.0.0.12:9000", "10.0.0.13:9000"];
+/// The section's placeholders besides [`HOSTS`].
+const SPAWN: &str = "/usr/local/bin/fcgi-spawn";
+const HOST_PROGRAM: &str = "/usr/local/bin/app";
+const HOST_PID_FILE: &str = "/run/app/fcgi-spawn.pid";
+
+/// `text` with no host address of the document left (they all have a placeholder here).
+fn no_doc_hosts(what: &str, text: &str) -> String {
+    for left in ["10.0.0.", "9000"] {
+        assert!(
+            !text.contains(left),
+            "{what}: {left:?} left after replacing the hosts' addresses:\n{text}"
+        );
+    }
+    text.to_string()
+}
+
+/// The `haproxy hosts` block: HAProxy on 127.0.0.1:`port`, the hosts at `hosts`
+/// (`IP:PORT`, in the order host1, host2, host3).
+pub(crate) fn several_hosts_haproxy(
+    port: u16,
+    hosts: &[String; 3],
+    docroot: &Path,
+    stats: &Path,
+) -> String {
+    let mut s = Subst::default()
+        .set(WEB_ADDR, format!("127.0.0.1:{port}"))
+        .set(DOCROOT, docroot.display())
+        .set(STATS_SOCK, stats.display());
+    for (from, to) in HOSTS.iter().zip(hosts) {
+        s = s.set(from, to);
+    }
+    let text = s.apply("haproxy hosts block", &doc_block("haproxy", "hosts"));
+    no_doc_hosts("haproxy hosts block", &text)
+}
+
+/// The `nginx hosts` block (`http {}`-level text): nginx on 127.0.0.1:`port`, the hosts at
+/// `hosts`.
+pub(crate) fn several_hosts_nginx(port: u16, hosts: &[String; 3], docroot: &Path) -> String {
+    let mut s = Subst::default()
+        .set(WEB_ADDR, format!("127.0.0.1:{port}"))
+        .set(DOCROOT, docroot.display());
+    for (from, to) in HOSTS.iter().zip(hosts) {
+        s = s.set(from, to);
+    }
+    let text = s.apply("nginx hosts block", &doc_block("nginx", "hosts"));
+    no_doc_hosts("nginx hosts block", &text)
+}
+
+/// The `fcgi-spawn hosts` command line for the host at `ip`:`port` (the document shows host1's,
+/// `-a 10.0.0.11 -p 9000`), split into words (`\` continuations joined): the program first.
+pub(crate) fn several_hosts_spawn(
+    ip: &str,
+    port: u16,
+    pid_file: &Path,
+    program: &Path,
+) -> Vec<String> {
+    let block = doc_block("fcgi-spawn", "hosts");
+    let (host1_ip, host1_port) = HOSTS[0].split_once(':').expect("IP:PORT");
+    let text = Subst::default()
+        .set(SPAWN, harness::tool("fcgi-spawn").display())
+        .set(HOST_PROGRAM, program.display())
+        .set(HOST_PID_FILE, pid_file.display())
+        .set(&format!("-a {host1_ip} "), format!("-a {ip} "))
+        .set(&format!("-p {host1_port} "), format!("-p {port} "))
+        .apply("fcgi-spawn hosts block", &block.replace("\\\n", " "));
+    let text = no_doc_hosts("fcgi-spawn hosts block", &text);
+    let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    assert!(
+        words.first().map(String::as_str) == Some(&*harness::tool("fcgi-spawn").to_string_lossy()),
+        "the fcgi-spawn hosts block is not one command starting with {SPAWN}:\n{block}"
+    );
+    words
 }
