@@ -18,6 +18,7 @@
 //! 9. systemd socket activation.
 
 use crate::harness;
+use crate::spawn_common::{bench_exe, lf_webapp, spawn_exe, temp_dir};
 use fcgi_runtime_tools::client::{Client, Request};
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -26,70 +27,10 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Long enough for a loaded CI machine; a hung test fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(20);
-
-fn spawn_exe() -> PathBuf {
-    harness::tool("fcgi-spawn")
-}
-
-fn bench_exe() -> PathBuf {
-    let b = spawn_exe().with_file_name("fcgi-bench");
-    assert!(b.exists(), "{} missing: cargo builds it", b.display());
-    b
-}
-
-/// tests/harness/web/lf_webapp.c compiled once against Debian's headers and `-lfcgi` (the program is
-/// an unmodified libfcgi program; which library it runs on is chosen at run time).
-fn lf_webapp() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            harness::require("/usr/include/fcgiapp.h", "libfcgi-dev");
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let dir = spawn_exe()
-                .parent()
-                .expect("target/<profile>")
-                .join("fcgi-spawn-tests");
-            fs::create_dir_all(&dir).expect("build dir");
-            let out = dir.join("lf_webapp");
-            let tmp = dir.join(format!("lf_webapp.tmp{}", std::process::id()));
-            let res = Command::new("cc")
-                .args(["-O2", "-Wall", "-Wextra", "-Werror", "-I"])
-                .arg(root.join("tests/harness/web"))
-                .arg(root.join("tests/harness/web/lf_webapp.c"))
-                .arg("-o")
-                .arg(&tmp)
-                .args(["-lfcgi", "-lpthread"])
-                .stdin(Stdio::null())
-                .output()
-                .expect("run cc");
-            assert!(
-                res.status.success(),
-                "cc lf_webapp.c -lfcgi failed:\n{}",
-                String::from_utf8_lossy(&res.stderr)
-            );
-            fs::rename(&tmp, &out).expect("rename");
-            out
-        })
-        .clone()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "fcgi-spawn-{tag}-{}-{}",
-        std::process::id(),
-        harness::unique()
-    ));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).expect("create temp dir");
-    // Readable by the user -u switches to.
-    fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).expect("chmod temp dir");
-    d
-}
 
 /// Which libfcgi.so.0 the program runs on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

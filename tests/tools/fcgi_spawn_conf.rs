@@ -16,6 +16,7 @@
 //!    and the relay of the pool supervisors' own messages (the library's sd_notify).
 
 use crate::harness;
+use crate::spawn_common::{bench_exe, environ, json_num, lf_webapp, spawn_exe, temp_dir};
 use fcgi_runtime_tools::client::{Client, Request};
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -23,68 +24,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Long enough for a loaded CI machine; a hung test fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(20);
-
-fn spawn_exe() -> PathBuf {
-    harness::tool("fcgi-spawn")
-}
-
-fn bench_exe() -> PathBuf {
-    spawn_exe().with_file_name("fcgi-bench")
-}
-
-/// tests/harness/web/lf_webapp.c compiled once against Debian's headers and `-lfcgi`; pools run
-/// it on the project's library (env[LD_LIBRARY_PATH]).
-fn lf_webapp() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            harness::require("/usr/include/fcgiapp.h", "libfcgi-dev");
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let dir = spawn_exe()
-                .parent()
-                .expect("target/<profile>")
-                .join("fcgi-spawn-conf-tests");
-            fs::create_dir_all(&dir).expect("build dir");
-            let out = dir.join("lf_webapp");
-            let tmp = dir.join(format!("lf_webapp.tmp{}", std::process::id()));
-            let res = Command::new("cc")
-                .args(["-O2", "-Wall", "-Wextra", "-Werror", "-I"])
-                .arg(root.join("tests/harness/web"))
-                .arg(root.join("tests/harness/web/lf_webapp.c"))
-                .arg("-o")
-                .arg(&tmp)
-                .args(["-lfcgi", "-lpthread"])
-                .stdin(Stdio::null())
-                .output()
-                .expect("run cc");
-            assert!(
-                res.status.success(),
-                "cc lf_webapp.c -lfcgi failed:\n{}",
-                String::from_utf8_lossy(&res.stderr)
-            );
-            fs::rename(&tmp, &out).expect("rename");
-            out
-        })
-        .clone()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "fcgi-spawn-conf-{tag}-{}-{}",
-        std::process::id(),
-        harness::unique()
-    ));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).expect("create temp dir");
-    // Reachable by the users pools switch to (www-data).
-    fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).expect("chmod temp dir");
-    d
-}
 
 /// A pool section running lf_webapp on the project's library.
 fn pool(name: &str, listen: &str, extra: &str) -> String {
@@ -311,28 +254,6 @@ fn get(addr: &str, uri: &str) -> Result<String, String> {
     } else {
         Err(format!("unexpected answer to {uri} on {addr}: {out:?}"))
     }
-}
-
-fn environ(pid: u32) -> Vec<String> {
-    String::from_utf8_lossy(&fs::read(format!("/proc/{pid}/environ")).unwrap_or_default())
-        .split('\0')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The number after `"key":` in a JSON text.
-fn json_num(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"));
-    json[at + pat.len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} in {json}"))
 }
 
 /// fcgi-bench on `addr` for `secs` seconds, in a thread: its --json report.

@@ -8,50 +8,15 @@
 //! line, a response), never a sleep that decides a verdict.
 
 use crate::harness;
+use crate::spawn_common::{json_num, lf_webapp};
 use fcgi_runtime_tools::client::{Client, Request};
 use std::fs::{self, File};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Long enough for a loaded CI machine; a hung test fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(30);
-
-/// lf_webapp.c built against Debian's libfcgi headers (run on the project's library).
-fn lf_webapp() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            harness::require("/usr/include/fcgiapp.h", "libfcgi-dev");
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let dir = harness::tool("fcgi-spawn")
-                .parent()
-                .expect("target/<profile>")
-                .join("fcgi-spawn-tests");
-            fs::create_dir_all(&dir).expect("build dir");
-            let out = dir.join("lf_webapp_observe");
-            let tmp = dir.join(format!("lf_webapp_observe.tmp{}", std::process::id()));
-            let res = Command::new("cc")
-                .args(["-O2", "-Wall", "-Wextra", "-Werror", "-I"])
-                .arg(root.join("tests/harness/web"))
-                .arg(root.join("tests/harness/web/lf_webapp.c"))
-                .arg("-o")
-                .arg(&tmp)
-                .args(["-lfcgi", "-lpthread"])
-                .stdin(Stdio::null())
-                .output()
-                .expect("run cc");
-            assert!(
-                res.status.success(),
-                "cc lf_webapp.c failed:\n{}",
-                String::from_utf8_lossy(&res.stderr)
-            );
-            fs::rename(&tmp, &out).expect("rename");
-            out
-        })
-        .clone()
-}
 
 /// A running `fcgi-spawn -a 127.0.0.1 -p PORT ARGS -- lf_webapp`, its stderr in a file;
 /// stopped with its workers on drop.
@@ -227,20 +192,6 @@ fn code(resp: &str) -> u16 {
 
 fn body(resp: &str) -> &str {
     resp.split_once("\r\n\r\n").map_or(resp, |(_, b)| b)
-}
-
-/// The number after `"key":` in a JSON text.
-fn json_num(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"));
-    json[at + pat.len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
 }
 
 #[track_caller]

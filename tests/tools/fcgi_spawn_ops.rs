@@ -8,6 +8,7 @@
 //! Run: `cargo test --release --test tools -- fcgi_spawn_ops`
 
 use crate::harness;
+use crate::spawn_common::{environ, lf_webapp, temp_dir};
 use fcgi_runtime_tools::client::{Client, Request};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -16,56 +17,10 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// tests/harness/web/lf_webapp.c against Debian's libfcgi headers, run on the project's library.
-fn lf_webapp() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            harness::require("/usr/include/fcgiapp.h", "libfcgi-dev");
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let dir = harness::tool("fcgi-spawn")
-                .parent()
-                .expect("target/<profile>")
-                .join("fcgi-spawn-ops-tests");
-            fs::create_dir_all(&dir).expect("build dir");
-            let out = dir.join("lf_webapp");
-            let tmp = dir.join(format!("lf_webapp.tmp{}", std::process::id()));
-            let res = Command::new("cc")
-                .args(["-O2", "-Wall", "-Wextra", "-Werror", "-I"])
-                .arg(root.join("tests/harness/web"))
-                .arg(root.join("tests/harness/web/lf_webapp.c"))
-                .arg("-o")
-                .arg(&tmp)
-                .args(["-lfcgi", "-lpthread"])
-                .stdin(Stdio::null())
-                .output()
-                .expect("run cc");
-            assert!(
-                res.status.success(),
-                "cc lf_webapp.c failed:\n{}",
-                String::from_utf8_lossy(&res.stderr)
-            );
-            fs::rename(&tmp, &out).expect("rename");
-            out
-        })
-        .clone()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "fcgi-spawn-ops-{tag}-{}-{}",
-        std::process::id(),
-        harness::unique()
-    ));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).expect("create temp dir");
-    d
-}
 
 /// `fcgi-spawn -a 127.0.0.1 -p PORT ARGS -- PROGRAM` with a clean environment, its stderr in
 /// `dir/stderr`.
@@ -411,14 +366,6 @@ impl NotifyReader {
             }
         }
     }
-}
-
-fn environ(pid: u32) -> Vec<String> {
-    fs::read(format!("/proc/{pid}/environ"))
-        .unwrap_or_default()
-        .split(|&b| b == 0)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect()
 }
 
 #[test]

@@ -20,4 +20,5 @@ mod fcgi_spawn_ops;
 mod harness;
 mod man_pages;
 mod raw_client;
+mod spawn_common;
 mod tools_vs_php_framing;
