@@ -8,7 +8,7 @@
 //! With `-n` there is no pool: bind, drop privileges, exec the program in this process.
 //!
 //! With `--config FILE` (PHP-FPM's pool-file format, conf/) fcgi-spawn is a master of several
-//! pools instead (master.rs): one pool supervisor per pool section (pool_proc.rs), reloads
+//! pools instead (master/): one pool supervisor per pool section (pool_proc.rs), reloads
 //! that lose no request, systemd notify relayed (notify_relay.rs).
 #![deny(clippy::undocumented_unsafe_blocks)]
 
