@@ -18,15 +18,18 @@
 //! 9. systemd socket activation.
 
 use crate::harness;
-use crate::spawn_common::{bench_exe, lf_webapp, spawn_exe, temp_dir};
-use fcgi_runtime_tools::client::{Client, Request};
+use crate::spawn_common::{
+    bench_load, derefs_to_proc, get_request, lf_webapp, send_request, spawn_command, spawn_exe,
+    temp_dir, users_id, SpawnProc,
+};
+use fcgi_runtime_tools::client::Request;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Long enough for a loaded CI machine; a hung test fails instead of hanging.
@@ -41,33 +44,23 @@ enum Lib {
 
 /// An fcgi-spawn command with a clean environment for the pool and the program on `lib`.
 fn spawn_cmd(lib: Lib) -> Command {
-    let mut cmd = Command::new(spawn_exe());
+    let mut cmd = spawn_command(&[]);
     match lib {
         Lib::Ours => cmd.env("LD_LIBRARY_PATH", harness::lib_dir()),
         Lib::Debian => cmd.env_remove("LD_LIBRARY_PATH"),
     };
-    for v in [
-        "PHP_FCGI_CHILDREN",
-        "PHP_FCGI_MAX_REQUESTS",
-        "LISTEN_FDS",
-        "LISTEN_PID",
-        "FCGI_WEB_SERVER_ADDRS",
-        "FCGI_RUNTIME_SCOREBOARD",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null());
     cmd
 }
 
-/// A running fcgi-spawn with its stderr (its own, the pool's and the programs') in a file;
-/// killed with its workers on drop.
+/// A running fcgi-spawn (its process, stderr and drop: [`SpawnProc`]) and where clients
+/// connect.
 struct Spawn {
-    child: Child,
+    proc: SpawnProc,
     /// Where clients connect: `127.0.0.1:PORT` or a socket path.
     addr: String,
-    dir: PathBuf,
 }
+
+derefs_to_proc!(Spawn);
 
 impl Spawn {
     /// `fcgi-spawn -a 127.0.0.1 -p PORT ARGS -- PROGRAM` on a fresh port.
@@ -85,50 +78,18 @@ impl Spawn {
         Spawn::start_in(temp_dir(tag), cmd, addr, ready)
     }
 
-    fn start_in(dir: PathBuf, mut cmd: Command, addr: String, ready: &str) -> Spawn {
-        let err = File::create(dir.join("stderr")).expect("stderr file");
-        cmd.stderr(err);
-        let child = cmd.spawn().expect("start fcgi-spawn");
-        let mut s = Spawn { child, addr, dir };
+    fn start_in(dir: PathBuf, cmd: Command, addr: String, ready: &str) -> Spawn {
+        let proc = SpawnProc::start(dir, cmd, WAIT);
+        let mut s = Spawn { proc, addr };
         let ready = ready.to_string();
         s.wait_for(|s| s.log().contains(&ready), "fcgi-spawn to start");
         s
     }
 
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
     /// Polls `cond` until it holds; fails the test after [`WAIT`] (or if fcgi-spawn exited).
     #[track_caller]
-    fn wait_for(&mut self, mut cond: impl FnMut(&Spawn) -> bool, what: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !cond(self) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "fcgi-spawn exited ({st}) waiting for {what}; stderr:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; stderr:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn workers(&self) -> BTreeSet<u32> {
-        harness::live_children_of(self.pid())
+    fn wait_for(&mut self, cond: impl FnMut(&Spawn) -> bool, what: &str) {
+        SpawnProc::wait_for(self, cond, what)
     }
 
     /// Waits until exactly `n` workers run and each has exec'd its program and mapped a
@@ -146,28 +107,6 @@ impl Spawn {
         last
     }
 
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) to the fcgi-spawn this test started.
-        unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
-    }
-
-    /// Waits for fcgi-spawn to exit; its exit code.
-    #[track_caller]
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fcgi-spawn did not exit; stderr:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     fn get(&self, uri: &str) -> Result<String, String> {
         get(&self.addr, uri)
     }
@@ -175,13 +114,6 @@ impl Spawn {
     #[track_caller]
     fn status(&self, query: &str) -> String {
         status(&self.addr, query).unwrap_or_else(|e| panic!("status page: {e}\n{}", self.log()))
-    }
-}
-
-impl Drop for Spawn {
-    fn drop(&mut self) {
-        let workers = self.workers();
-        harness::stop_supervisor(&mut self.child, workers, &self.dir, "fcgi-spawn");
     }
 }
 
@@ -205,23 +137,11 @@ fn maps_debian_lib(pid: u32) -> bool {
 
 /// A GET of `uri` (path?query) with the CGI params a web server sends; the response's stdout.
 fn request(addr: &str, uri: &str) -> Request {
-    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    Request::new(1)
-        .param("REQUEST_METHOD", "GET")
-        .param("SCRIPT_NAME", path)
-        .param("REQUEST_URI", uri)
-        .param("QUERY_STRING", query)
-        .param("SERVER_PROTOCOL", "HTTP/1.1")
-        .param("GATEWAY_INTERFACE", "CGI/1.1")
-        .param("REMOTE_ADDR", "127.0.0.1")
-        .param("SERVER_NAME", addr)
+    get_request(uri).param("SERVER_NAME", addr)
 }
 
 fn send(addr: &str, req: &Request) -> Result<String, String> {
-    let mut c = Client::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    c.set_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
-    let r = c.request(req).map_err(|e| format!("request: {e}"))?;
-    Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+    send_request(addr, req, WAIT)
 }
 
 fn get(addr: &str, uri: &str) -> Result<String, String> {
@@ -530,26 +450,7 @@ fn reload_under_load_loses_nothing() {
     let app = lf_webapp();
     let mut s = Spawn::tcp("reload", Lib::Ours, &["-F", "3"], &[app.to_str().unwrap()]);
     let first = s.wait_workers(3);
-    let addr = s.addr.clone();
-    let load = std::thread::spawn(move || {
-        let out = Command::new(bench_exe())
-            .args([
-                "-c",
-                "8",
-                "-d",
-                "4",
-                "--timeout",
-                "20",
-                "--retry-reused",
-                "--json",
-            ])
-            .arg(&addr)
-            .arg("/")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run fcgi-bench");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    });
+    let load = bench_load(&s.addr, 8, 4);
     let mut generations = vec![first];
     for _ in 0..2 {
         // The pauses only spread the reloads over the run.
@@ -910,17 +811,6 @@ fn user_and_group_when_root() {
         );
     }
     s.get("/as-nobody").expect("a request");
-}
-
-fn users_id(file: &str, name: &str) -> Option<u32> {
-    fs::read_to_string(file)
-        .ok()?
-        .lines()
-        .find(|l| l.split(':').next() == Some(name))?
-        .split(':')
-        .nth(2)?
-        .parse()
-        .ok()
 }
 
 /// Whether every directory up to `p` is searchable by others and `p` readable.

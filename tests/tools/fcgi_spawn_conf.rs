@@ -16,12 +16,14 @@
 //!    and the relay of the pool supervisors' own messages (the library's sd_notify).
 
 use crate::harness;
-use crate::spawn_common::{bench_exe, environ, json_num, lf_webapp, spawn_exe, temp_dir};
-use fcgi_runtime_tools::client::{Client, Request};
+use crate::spawn_common::{
+    bench_load, derefs_to_proc, environ, get_request, json_num, lf_webapp, send_request,
+    spawn_command, temp_dir, users_id, NotifySock, SpawnProc,
+};
+use fcgi_runtime_tools::client::Request;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,23 +43,12 @@ fn pool(name: &str, listen: &str, extra: &str) -> String {
 
 /// fcgi-spawn with a clean environment (pools may run as root: `-R`, for root test runs).
 fn spawn_cmd() -> Command {
-    let mut cmd = Command::new(spawn_exe());
-    for v in [
-        "PHP_FCGI_CHILDREN",
-        "PHP_FCGI_MAX_REQUESTS",
-        "LISTEN_FDS",
-        "LISTEN_PID",
-        "FCGI_WEB_SERVER_ADDRS",
-        "FCGI_RUNTIME_SCOREBOARD",
+    spawn_command(&[
         "NOTIFY_SOCKET",
         "WATCHDOG_USEC",
         "WATCHDOG_PID",
         "JOURNAL_STREAM",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    cmd
+    ])
 }
 
 /// `fcgi-spawn ARGS`, to its end: (exit code, stderr).
@@ -73,14 +64,14 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
-/// A running master with its log in a file; killed with its whole tree on drop.
+/// A running master with its log in a file (its stderr, DIR/stderr, or the file's error_log);
+/// killed with its whole tree on drop ([`SpawnProc`]).
 struct Master {
-    child: Child,
-    dir: PathBuf,
+    proc: SpawnProc,
     conf: PathBuf,
-    /// Where its log goes: its stderr (DIR/stderr), or the file's error_log.
-    log: PathBuf,
 }
+
+derefs_to_proc!(Master);
 
 impl Master {
     /// Writes `text` as DIR/pool.conf and starts `fcgi-spawn -R --config` on it, with `env`.
@@ -98,14 +89,8 @@ impl Master {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stderr(File::create(dir.join("stderr")).expect("stderr file"));
-        let child = cmd.spawn().expect("start fcgi-spawn");
-        let mut m = Master {
-            child,
-            dir,
-            conf,
-            log,
-        };
+        let proc = SpawnProc::start(dir, cmd, WAIT).master(log);
+        let mut m = Master { proc, conf };
         m.wait_for(
             |m| m.log().contains("pool(s) ready (started)"),
             "every pool ready",
@@ -113,31 +98,9 @@ impl Master {
         m
     }
 
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     #[track_caller]
-    fn wait_for(&mut self, mut cond: impl FnMut(&Master) -> bool, what: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !cond(self) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "fcgi-spawn exited ({st}) waiting for {what}; stderr:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; stderr:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn wait_for(&mut self, cond: impl FnMut(&Master) -> bool, what: &str) {
+        SpawnProc::wait_for(self, cond, what)
     }
 
     /// The live supervisor of pool `name` (from the master's "started" lines).
@@ -175,27 +138,6 @@ impl Master {
         got
     }
 
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) to the fcgi-spawn this test started.
-        unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
-    }
-
-    #[track_caller]
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fcgi-spawn did not exit:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// Rewrites the pool file and sends SIGHUP; waits for the reload's outcome line.
     fn reload(&mut self, text: &str) {
         self.reload_with(text, libc::SIGHUP)
@@ -215,35 +157,12 @@ impl Master {
     }
 }
 
-impl Drop for Master {
-    fn drop(&mut self) {
-        let sups = harness::live_children_of(self.pid());
-        let workers: BTreeSet<u32> = sups
-            .iter()
-            .flat_map(|&s| harness::live_children_of(s))
-            .chain(sups.iter().copied())
-            .collect();
-        harness::stop_supervisor(&mut self.child, workers, &self.dir, "fcgi-spawn --config");
-    }
-}
-
 fn request(uri: &str) -> Request {
-    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    Request::new(1)
-        .param("REQUEST_METHOD", "GET")
-        .param("SCRIPT_NAME", path)
-        .param("REQUEST_URI", uri)
-        .param("QUERY_STRING", query)
-        .param("SERVER_PROTOCOL", "HTTP/1.1")
-        .param("GATEWAY_INTERFACE", "CGI/1.1")
-        .param("REMOTE_ADDR", "127.0.0.1")
+    get_request(uri)
 }
 
 fn send(addr: &str, req: &Request) -> Result<String, String> {
-    let mut c = Client::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    c.set_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
-    let r = c.request(req).map_err(|e| format!("request: {e}"))?;
-    Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+    send_request(addr, req, WAIT)
 }
 
 /// A GET answered by lf_webapp (its echo of the params).
@@ -258,27 +177,7 @@ fn get(addr: &str, uri: &str) -> Result<String, String> {
 
 /// fcgi-bench on `addr` for `secs` seconds, in a thread: its --json report.
 fn load(addr: &str, secs: u32) -> std::thread::JoinHandle<String> {
-    let addr = addr.to_string();
-    let exe = bench_exe();
-    std::thread::spawn(move || {
-        let out = Command::new(exe)
-            .args([
-                "-c",
-                "4",
-                "-d",
-                &secs.to_string(),
-                "--timeout",
-                "20",
-                "--retry-reused",
-                "--json",
-            ])
-            .arg(&addr)
-            .arg("/")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run fcgi-bench");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    })
+    bench_load(addr, 4, secs)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -866,12 +765,9 @@ fn fpm_www_conf_runs_fcgiwrap_unchanged() {
     cmd.arg("--config")
         .arg(&conf)
         .stderr(File::create(dir.join("stderr")).unwrap());
-    let child = cmd.spawn().expect("fcgi-spawn");
     let mut m = Master {
-        child,
-        dir: dir.clone(),
+        proc: SpawnProc::start_as_is(dir.clone(), cmd, WAIT).master(dir.join("stderr")),
         conf,
-        log: dir.join("stderr"),
     };
     m.wait_for(
         |m| m.log().contains("pool(s) ready (started)"),
@@ -940,38 +836,29 @@ fn fpm_www_conf_runs_fcgiwrap_unchanged() {
     assert!(!sock.exists());
 }
 
-fn users_id(file: &str, name: &str) -> Option<u32> {
-    fs::read_to_string(file)
-        .ok()?
-        .lines()
-        .find(|l| l.split(':').next() == Some(name))?
-        .split(':')
-        .nth(2)?
-        .parse()
-        .ok()
-}
-
 // ---------------------------------------------------------------------------------------------
 // 7. systemd notify
 // ---------------------------------------------------------------------------------------------
 
-/// A NOTIFY_SOCKET of the test's: the datagrams fcgi-spawn sends systemd.
+/// A NOTIFY_SOCKET of the test's: the datagrams fcgi-spawn sends systemd (`got`: each one read).
 struct FakeSystemd {
-    sock: UnixDatagram,
+    sock: NotifySock,
     path: PathBuf,
-    got: Vec<String>,
+}
+
+impl std::ops::Deref for FakeSystemd {
+    type Target = NotifySock;
+    fn deref(&self) -> &NotifySock {
+        &self.sock
+    }
 }
 
 impl FakeSystemd {
     fn new(dir: &Path) -> FakeSystemd {
         let path = dir.join("notify.sock");
-        let sock = UnixDatagram::bind(&path).expect("bind the notify socket");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
         FakeSystemd {
-            sock,
+            sock: NotifySock::bind(&path, Duration::from_millis(100)),
             path,
-            got: Vec::new(),
         }
     }
 
@@ -990,24 +877,11 @@ impl FakeSystemd {
     /// Waits for a datagram, not read before, for which `ok` holds.
     #[track_caller]
     fn wait_where(&mut self, ok: impl Fn(&str) -> bool, what: &str, m: &Master) -> String {
-        let deadline = Instant::now() + WAIT;
         let start = self.got.len();
-        loop {
-            if let Some(d) = self.got[start..].iter().find(|d| ok(d)) {
-                return d.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no datagram with {what}; got {:?}\n{}",
-                self.got,
-                m.log()
-            );
-            let mut buf = [0u8; 4096];
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                self.got
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
+        let i = self.sock.wait(start, ok, WAIT, |got| {
+            format!("no datagram with {what}; got {got:?}\n{}", m.log())
+        });
+        self.got[i].clone()
     }
 }
 

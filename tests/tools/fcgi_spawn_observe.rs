@@ -8,23 +8,26 @@
 //! line, a response), never a sleep that decides a verdict.
 
 use crate::harness;
-use crate::spawn_common::{json_num, lf_webapp};
+use crate::spawn_common::{
+    derefs_to_proc, get_request, json_num, lf_webapp, send_request, spawn_command, SpawnProc,
+};
 use fcgi_runtime_tools::client::{Client, Request};
 use std::fs::{self, File};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Long enough for a loaded CI machine; a hung test fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A running `fcgi-spawn -a 127.0.0.1 -p PORT ARGS -- lf_webapp`, its stderr in a file;
-/// stopped with its workers on drop.
+/// stopped with its workers on drop ([`SpawnProc`]).
 struct Pool {
-    child: Child,
+    proc: SpawnProc,
     addr: String,
-    dir: PathBuf,
 }
+
+derefs_to_proc!(Pool);
 
 impl Pool {
     fn start(tag: &str, args: &[&str]) -> Pool {
@@ -47,63 +50,26 @@ impl Pool {
     fn start_env(dir: PathBuf, args: &[&str], env: &[(&str, &str)], app_args: &[&str]) -> Pool {
         let app = lf_webapp();
         let port = harness::free_port();
-        let mut cmd = Command::new(harness::tool("fcgi-spawn"));
+        let mut cmd = spawn_command(&[]);
         cmd.env("LD_LIBRARY_PATH", harness::lib_dir());
-        for v in [
-            "PHP_FCGI_CHILDREN",
-            "PHP_FCGI_MAX_REQUESTS",
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "FCGI_WEB_SERVER_ADDRS",
-            "FCGI_RUNTIME_SCOREBOARD",
-        ] {
-            cmd.env_remove(v);
-        }
         cmd.envs(env.iter().copied());
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
             .arg("--")
             .arg(&app)
-            .args(app_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(dir.join("stderr")).expect("stderr file"));
-        let child = cmd.spawn().expect("start fcgi-spawn");
+            .args(app_args);
         let mut p = Pool {
-            child,
+            proc: SpawnProc::start(dir, cmd, WAIT),
             addr: format!("127.0.0.1:{port}"),
-            dir,
         };
         p.wait_for(|p| p.log().contains("pool started"), "fcgi-spawn to start");
         p
     }
 
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
     /// Polls `cond` until it holds; fails after [`WAIT`] or if fcgi-spawn exited.
     #[track_caller]
-    fn wait_for(&mut self, mut cond: impl FnMut(&Pool) -> bool, what: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !cond(self) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "fcgi-spawn exited ({st}) waiting for {what}; stderr:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; stderr:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn wait_for(&mut self, cond: impl FnMut(&Pool) -> bool, what: &str) {
+        SpawnProc::wait_for(self, cond, what)
     }
 
     /// Waits until `n` workers run and each answers (a request per worker would not prove
@@ -117,27 +83,6 @@ impl Pool {
             },
             &format!("{n} workers"),
         );
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) to the fcgi-spawn this test started.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-    }
-
-    #[track_caller]
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fcgi-spawn did not exit:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Holds one request in a worker at the gate `name` (the worker logs "waiting at").
@@ -156,29 +101,9 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
-    fn drop(&mut self) {
-        let workers = harness::live_children_of(self.child.id());
-        harness::stop_supervisor(&mut self.child, workers, &self.dir, "fcgi-spawn");
-    }
-}
-
 /// A GET of `uri` (path?query) with a web server's CGI params; the response's stdout.
 fn send(addr: &str, uri: &str) -> Result<String, String> {
-    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    let req = Request::new(1)
-        .param("REQUEST_METHOD", "GET")
-        .param("SCRIPT_NAME", path)
-        .param("REQUEST_URI", uri)
-        .param("QUERY_STRING", query)
-        .param("SERVER_PROTOCOL", "HTTP/1.1")
-        .param("GATEWAY_INTERFACE", "CGI/1.1")
-        .param("REMOTE_ADDR", "127.0.0.1")
-        .param("SERVER_NAME", addr);
-    let mut c = Client::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    c.set_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
-    let r = c.request(&req).map_err(|e| format!("request: {e}"))?;
-    Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+    send_req(addr, &get_request(uri).param("SERVER_NAME", addr))
 }
 
 /// The status line's code of a CGI response (200 without a Status header).
@@ -417,10 +342,7 @@ fn fcgi_spawn_observe_status_listen_with_every_worker_busy() {
 
 /// Sends `req`; the response's stdout.
 fn send_req(addr: &str, req: &Request) -> Result<String, String> {
-    let mut c = Client::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    c.set_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
-    let r = c.request(req).map_err(|e| format!("request: {e}"))?;
-    Ok(String::from_utf8_lossy(&r.stdout).into_owned())
+    send_request(addr, req, WAIT)
 }
 
 fn lines_of(p: &std::path::Path) -> Vec<String> {

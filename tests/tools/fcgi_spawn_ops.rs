@@ -8,131 +8,71 @@
 //! Run: `cargo test --release --test tools -- fcgi_spawn_ops`
 
 use crate::harness;
-use crate::spawn_common::{environ, lf_webapp, temp_dir};
+use crate::spawn_common::{
+    derefs_to_proc, environ, lf_webapp, spawn_command, temp_dir, NotifySock, SpawnProc,
+};
 use fcgi_runtime_tools::client::{Client, Request};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// `fcgi-spawn -a 127.0.0.1 -p PORT ARGS -- PROGRAM` with a clean environment, its stderr in
 /// `dir/stderr`.
 fn spawn_cmd(port: u16, args: &[&str], program: &[&str]) -> Command {
-    let mut cmd = Command::new(harness::tool("fcgi-spawn"));
-    cmd.env("LD_LIBRARY_PATH", harness::lib_dir());
-    for v in [
-        "PHP_FCGI_CHILDREN",
-        "PHP_FCGI_MAX_REQUESTS",
-        "LISTEN_FDS",
-        "LISTEN_PID",
-        "FCGI_WEB_SERVER_ADDRS",
-        "FCGI_RUNTIME_SCOREBOARD",
+    let mut cmd = spawn_command(&[
         "FCGI_RUNTIME_LOG_LEVEL",
         "NOTIFY_SOCKET",
         "WATCHDOG_USEC",
         "WATCHDOG_PID",
         "JOURNAL_STREAM",
-    ] {
-        cmd.env_remove(v);
-    }
+    ]);
+    cmd.env("LD_LIBRARY_PATH", harness::lib_dir());
     cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .arg("--")
-        .args(program)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .args(program);
     cmd
 }
 
+/// A running fcgi-spawn ([`SpawnProc`]) and where clients connect.
 struct Spawn {
-    child: Child,
+    proc: SpawnProc,
     addr: String,
-    dir: PathBuf,
 }
+
+derefs_to_proc!(Spawn);
 
 impl Spawn {
     /// Starts `cmd` with stderr into `dir/stderr` and waits for `n` workers.
-    fn start(dir: PathBuf, mut cmd: Command, port: u16, n: usize) -> Spawn {
-        let err = File::create(dir.join("stderr")).expect("stderr file");
-        cmd.stderr(err);
-        Spawn::start_with_stderr(dir, cmd, port, n)
+    fn start(dir: PathBuf, cmd: Command, port: u16, n: usize) -> Spawn {
+        Spawn::started(SpawnProc::start(dir, cmd, WAIT), port, n)
     }
 
-    fn start_with_stderr(dir: PathBuf, mut cmd: Command, port: u16, n: usize) -> Spawn {
-        let child = cmd.spawn().expect("start fcgi-spawn");
+    fn start_with_stderr(dir: PathBuf, cmd: Command, port: u16, n: usize) -> Spawn {
+        Spawn::started(SpawnProc::start_as_is(dir, cmd, WAIT), port, n)
+    }
+
+    /// Waits for `n` workers.
+    fn started(proc: SpawnProc, port: u16, n: usize) -> Spawn {
         let mut s = Spawn {
-            child,
+            proc,
             addr: format!("127.0.0.1:{port}"),
-            dir,
         };
         s.wait_for(|s| s.workers().len() == n, &format!("{n} workers"));
         s
     }
 
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-    }
-
-    fn workers(&self) -> BTreeSet<u32> {
-        harness::live_children_of(self.pid())
-    }
-
     #[track_caller]
-    fn wait_for(&mut self, mut cond: impl FnMut(&Spawn) -> bool, what: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !cond(self) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "fcgi-spawn exited ({st}) waiting for {what}; stderr:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; stderr:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) to the fcgi-spawn this test started.
-        unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
-    }
-
-    #[track_caller]
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fcgi-spawn did not exit:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Spawn {
-    fn drop(&mut self) {
-        let workers = self.workers();
-        harness::stop_supervisor(&mut self.child, workers, &self.dir, "fcgi-spawn");
+    fn wait_for(&mut self, cond: impl FnMut(&Spawn) -> bool, what: &str) {
+        SpawnProc::wait_for(self, cond, what)
     }
 }
 
@@ -331,40 +271,22 @@ fn max_lifetime_recycles_at_spread_times_under_load() {
 
 /// Datagrams from a NOTIFY_SOCKET of the test's own.
 struct NotifyReader {
-    sock: UnixDatagram,
-    got: Vec<String>,
+    sock: NotifySock,
 }
 
 impl NotifyReader {
     fn bind(path: &Path) -> NotifyReader {
-        let sock = UnixDatagram::bind(path).expect("bind the notify socket");
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
         NotifyReader {
-            sock,
-            got: Vec::new(),
+            sock: NotifySock::bind(path, Duration::from_millis(200)),
         }
     }
 
     /// Reads until a message satisfying `want` arrives after the `from`-th; its index.
     #[track_caller]
     fn wait(&mut self, from: usize, want: impl Fn(&str) -> bool, what: &str) -> usize {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(i) = (from..self.got.len()).find(|&i| want(&self.got[i])) {
-                return i;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} from the supervisor; got {:?}",
-                self.got
-            );
-            let mut buf = [0u8; 4096];
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                self.got
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
+        self.sock.wait(from, want, WAIT, |got| {
+            format!("no {what} from the supervisor; got {got:?}")
+        })
     }
 }
 
@@ -439,11 +361,8 @@ fn systemd_notify_abstract_socket() {
     );
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
     let sock = UnixDatagram::bind_addr(&addr).expect("bind abstract");
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
     let mut rd = NotifyReader {
-        sock,
-        got: Vec::new(),
+        sock: NotifySock::on(sock, Duration::from_millis(200)),
     };
     let port = harness::free_port();
     let mut cmd = spawn_cmd(port, &["-F", "1"], &[app.to_str().unwrap()]);
