@@ -34,8 +34,8 @@
 #                       php-cgi and php-fpm relinked on the library (target/php/); php/build.sh,
 #                       docs/sapi.md ("PHP itself"); a second run reuses what is built
 #   make php-test       PHP's own FPM tests on both builds; fails when one passes on stock and not
-#                       relinked, and, run alone 3 more times on each, passes fewer times relinked
-#                       (php/test.sh); part of make test
+#                       relinked, and, run alone 5 more times on each, never passes relinked
+#                       (the pass counts are printed; php/test.sh); part of make test
 #   make install        install the library, headers and pkg-config files (docs/install.md)
 #   make uninstall      remove what make install installed (same variables)
 #

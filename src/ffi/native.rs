@@ -383,6 +383,9 @@ pub unsafe extern "C" fn fcgi_accept_request(req: *mut fcgi_request) -> c_int {
                 call(r.on_close);
             }
         }
+        // The runtime is up before `on_accept` says "accepting": PHP-FPM's ondemand manager
+        // forks a child for a new connection only when no child says so (Request::prepare).
+        r.inner.prepare();
         call(r.on_accept);
         match r.inner.accept() {
             Ok(fd) => {

@@ -150,6 +150,24 @@ impl Request {
         Ok(w)
     }
 
+    /// Starts what [`Request::accept`] needs (the runtime of this object's socket, this
+    /// object's worker, the standby thread) without waiting, so that a later `accept` takes a
+    /// waiting connection at once. PHP's layer calls its `on_accept` hook right before
+    /// accept(2): PHP-FPM's ondemand manager reads the state that hook sets ("accepting") to
+    /// decide whether a new connection needs a new child, so the time from that hook to the
+    /// connection in hand must be accept(2)'s, not the runtime's start-up in a fresh child. An
+    /// error is left for `accept` to report.
+    pub fn prepare(&mut self) {
+        if super::in_shutdown() {
+            return;
+        }
+        if let Ok(server) = self.server() {
+            if self.worker(&server).is_ok() {
+                server.warm_up();
+            }
+        }
+    }
+
     /// Finishes the current request if any, then waits for the next one. Returns the
     /// connection's descriptor.
     pub fn accept(&mut self) -> Result<RawFd, AcceptError> {

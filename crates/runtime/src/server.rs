@@ -556,6 +556,12 @@ impl Server {
     /// Starts the standby thread at the first accept (so no thread exists before the process
     /// serves: fork-safe). It blocks every signal: signals sent to the process are the
     /// application's, and reach only its threads.
+    /// Starts what the first [`Server::accept`] would start (the standby thread), so that
+    /// waiting begins at once (`Request::prepare`).
+    pub fn warm_up(self: &Arc<Self>) {
+        self.start_standby();
+    }
+
     fn start_standby(self: &Arc<Self>) {
         if self.standby.started.swap(true, Ordering::AcqRel) {
             return;
