@@ -53,7 +53,7 @@ DEMO_HOST   ?= 127.0.0.1
 DEMO_PORT   ?=
 RELEASE_DIR := target/release
 
-.PHONY: all build demo test check-header header lint man bench bench-smoke soak clean install uninstall memsafe memsafe-asan-rust php php-test
+.PHONY: all build demo test check-header header lint man bench bench-smoke soak clean install uninstall memsafe memsafe-asan-rust php php-test py-venv py-test wheel sdist
 
 all: build
 
@@ -124,6 +124,7 @@ demo: build
 # make php-test runs after cargo test: PHP's FPM tests listen on fixed ports from 9008.
 test: build
 	$(MAKE) php
+	$(MAKE) py-test
 	$(CARGO) test --release
 	# The safe Rust API's async face (fcgi-runtime's `tokio` feature): its tests and doctests.
 	$(CARGO) test --release -p fcgi-runtime --features tokio --test rust_api
@@ -133,6 +134,24 @@ test: build
 	# make lint runs before the build in CI; the exports are checked against the map here.
 	$(PYTHON) tools/check-test-map.py
 	$(MAKE) bench-smoke
+
+# ---- Python ----------------------------------------------------------------------------------
+#
+# target/py-venv: a virtual environment with what the Python package's checks use, from PyPI
+# (bindings/python/requirements-dev.txt); rebuilt when that file changes.
+PY_VENV := target/py-venv
+PY_REQS := bindings/python/requirements-dev.txt
+$(PY_VENV)/.stamp: $(PY_REQS)
+	rm -rf $(PY_VENV)
+	$(PYTHON) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install -q --disable-pip-version-check -r $(PY_REQS)
+	touch $@
+py-venv: $(PY_VENV)/.stamp
+
+# The Python package's unit suite (pytest), on the freshly built library.
+py-test: build py-venv
+	cd bindings/python && FCGI_RUNTIME_LIB=$(CURDIR)/$(RELEASE_DIR)/libfcgi.so \
+	    $(CURDIR)/$(PY_VENV)/bin/python -m pytest -q tests
 
 # PHP_DEB_VERSION (8.2.32-1~deb12u1) and PHP_JOBS (nproc) pass to php/build.sh.
 php: build
