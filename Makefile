@@ -36,6 +36,9 @@
 #   make php-test       PHP's own FPM tests on both builds; fails when one passes on stock and not
 #                       relinked, and, run alone 5 more times on each, never passes relinked
 #                       (the pass counts are printed; php/test.sh); part of make test
+#   make py-venv        target/py-venv: a virtual environment with the Python package's check and
+#                       build tools from PyPI (bindings/python/requirements-dev.txt)
+#   make py-test        the Python package's pytest suite (bindings/python/tests); part of make test
 #   make install        install the library, headers and pkg-config files (docs/install.md)
 #   make uninstall      remove what make install installed (same variables)
 #

@@ -9,7 +9,8 @@ pub mod config;
 pub mod hooks;
 mod jitter;
 pub mod listen;
-mod notify;
+#[doc(hidden)]
+pub mod notify;
 mod ping;
 pub mod scoreboard;
 pub mod signals;

@@ -4,7 +4,8 @@
 //! `WATCHDOG=1` every `WATCHDOG_USEC / 2` when systemd asks for it. One datagram per message
 //! to the `NOTIFY_SOCKET` path or abstract name (`@name`); nothing when the variable is unset.
 //! The variables are taken out of the environment, so workers and their programs never
-//! notify in the supervisor's name.
+//! notify in the supervisor's name. fcgi-spawn's `--config` master uses the same sender for
+//! its own messages to systemd.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
@@ -14,6 +15,9 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Notify {
     sock: Option<(UnixDatagram, String)>,
+    /// WATCHDOG_USEC, when systemd asked this process for pings.
+    interval: Option<Duration>,
+    /// When `watchdog()` pings: every half interval.
     watchdog: Option<Duration>,
     next_watchdog: Instant,
     last_status: String,
@@ -49,10 +53,12 @@ impl Notify {
             }
         });
         let now = Instant::now();
+        let interval = usec
+            .filter(|_| for_us && sock.is_some())
+            .map(Duration::from_micros);
         Notify {
-            watchdog: usec
-                .filter(|_| for_us && sock.is_some())
-                .map(|u| Duration::from_micros(u / 2)),
+            interval,
+            watchdog: interval.map(|i| i / 2),
             sock,
             next_watchdog: now,
             last_status: String::new(),
@@ -62,6 +68,11 @@ impl Notify {
 
     pub fn enabled(&self) -> bool {
         self.sock.is_some()
+    }
+
+    /// WATCHDOG_USEC as a duration, when systemd asked this process for watchdog pings.
+    pub fn watchdog_interval(&self) -> Option<Duration> {
+        self.interval
     }
 
     /// Sends one message (`KEY=value` lines).

@@ -43,8 +43,8 @@ pub use fd::{add_status_flags, close, dev_ino, dup2, dup_at_least, pipe, set_clo
 pub use mman::{file_size, map_shared, memfd, page_size, unmap};
 pub use poll::{await_peer_shutdown, poll, poll_one, poll_two, ppoll};
 pub use process::{
-    at_exit, fork, kill, parent_pid, pid, set_parent_death_signal, spawn_on_fd0, tgkill,
-    waitpid_nohang,
+    at_exit, describe_wait_status, fork, kill, parent_pid, pid, set_parent_death_signal,
+    spawn_on_fd0, tgkill, waitpid_nohang,
 };
 pub use sockaddr::{socket_addr_of, SockAddr, SUN_PATH_LEN};
 pub use socket::{

@@ -103,6 +103,18 @@ pub fn waitpid_nohang(pid: libc::pid_t) -> io::Result<(libc::pid_t, libc::c_int)
     Ok((r, status))
 }
 
+/// How a child ended, from waitpid's `status`, for log lines: "exit status N", "killed by
+/// signal N", or the raw status.
+pub fn describe_wait_status(status: libc::c_int) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("status {status:#x}")
+    }
+}
+
 /// prctl(PR_SET_PDEATHSIG): the calling thread's process gets `sig` when the thread that
 /// forked it ends.
 pub fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {

@@ -165,9 +165,9 @@ impl Sup<'_> {
             crate::log::log(
                 level,
                 format_args!(
-                    "pool: worker {pid} (index {}) {} after {served} requests and {} ms{}",
+                    "pool: worker {pid} (index {}) ended ({}) after {served} requests and {} ms{}",
                     w.index,
-                    describe(status),
+                    crate::sys::describe_wait_status(status),
                     lived.as_millis(),
                     if planned { "" } else { "; replacing it" }
                 ),
@@ -317,15 +317,5 @@ impl Sup<'_> {
         signals::set_mask(mask);
         // The hooks point into the mapping: never unmapped in a worker.
         self.board.keep_mapped();
-    }
-}
-
-fn describe(status: libc::c_int) -> String {
-    if libc::WIFEXITED(status) {
-        format!("exited with status {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("ended (status {status:#x})")
     }
 }

@@ -11,7 +11,6 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::time::Duration;
 
 /// The master's socket for its pool supervisors' notifications.
 pub struct Relay {
@@ -128,53 +127,6 @@ fn random() -> u64 {
 /// The messages of one datagram: `KEY=VALUE` lines.
 pub fn fields(msg: &str) -> impl Iterator<Item = (&str, &str)> {
     msg.lines().filter_map(|l| l.split_once('='))
-}
-
-/// systemd's side: NOTIFY_SOCKET of fcgi-spawn itself.
-pub struct Systemd {
-    sock: UnixDatagram,
-    target: String,
-    /// WATCHDOG_USEC for this process, if systemd asked for pings.
-    pub watchdog: Option<Duration>,
-}
-
-impl Systemd {
-    /// Reads and removes NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID (the pool supervisors
-    /// get the relay's instead). `None` when systemd is not listening.
-    pub fn from_env() -> Option<Systemd> {
-        let target = std::env::var("NOTIFY_SOCKET")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let usec = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|&u| u > 0);
-        let ours = std::env::var("WATCHDOG_PID")
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .is_none_or(|p| p == std::process::id());
-        for v in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-            std::env::remove_var(v);
-        }
-        let target = target?;
-        let sock = UnixDatagram::unbound().ok()?;
-        let _ = sock.set_nonblocking(true);
-        Some(Systemd {
-            sock,
-            target,
-            watchdog: usec.filter(|_| ours).map(Duration::from_micros),
-        })
-    }
-
-    /// Sends one datagram (`KEY=VALUE` lines); errors are ignored (systemd may be gone).
-    pub fn send(&self, msg: &str) {
-        let r = match self.target.strip_prefix('@') {
-            Some(name) => SocketAddr::from_abstract_name(name.as_bytes())
-                .and_then(|a| self.sock.send_to_addr(msg.as_bytes(), &a)),
-            None => self.sock.send_to(msg.as_bytes(), &self.target),
-        };
-        let _ = r;
-    }
 }
 
 /// CLOCK_MONOTONIC in microseconds, to the millisecond (MONOTONIC_USEC= beside RELOADING=1).

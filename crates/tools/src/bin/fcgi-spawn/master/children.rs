@@ -5,6 +5,7 @@ use super::{LogPipe, Master};
 use crate::conf::PoolSpec;
 use crate::pool_proc;
 use fcgi_runtime::log::Level;
+use fcgi_runtime::pool::notify::Notify;
 use fcgi_runtime::pool::Mode;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
@@ -49,16 +50,6 @@ pub(super) struct PoolState {
     pub(super) old: Vec<libc::pid_t>,
     pub(super) restart_at: Option<Instant>,
     pub(super) backoff: Duration,
-}
-
-fn describe(status: libc::c_int) -> String {
-    if libc::WIFEXITED(status) {
-        format!("exit status {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("status {status:#x}")
-    }
 }
 
 /// Whether process `pid` handles SIGHUP and SIGCHLD (the library's supervisor installed its
@@ -133,7 +124,7 @@ impl Master {
         let watchdog_usec = self
             .systemd
             .as_ref()
-            .and_then(|s| s.watchdog)
+            .and_then(Notify::watchdog_interval)
             .map(|d| d.as_micros() as u64);
         // SAFETY: the master has one thread; the child runs pool_proc::run, which never
         // returns into the master's code.
@@ -237,7 +228,7 @@ impl Master {
                     &format!(
                         "[pool {name}] supervisor {pid} exited unexpectedly ({}); restarting \
                          in {} ms",
-                        describe(status),
+                        fcgi_runtime::sys::describe_wait_status(status),
                         next.as_millis()
                     ),
                 );
@@ -251,7 +242,7 @@ impl Master {
                     Level::Notice,
                     &format!(
                         "[pool {name}] supervisor {pid} exited ({})",
-                        describe(status)
+                        fcgi_runtime::sys::describe_wait_status(status)
                     ),
                 );
             }

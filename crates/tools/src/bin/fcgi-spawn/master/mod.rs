@@ -28,8 +28,9 @@ use self::global::{apply_global, write_pid};
 use self::logging::{LogPipe, Logger};
 use self::sockets::{open_sock, Sock};
 use crate::conf::{self, Config, Listen, PoolSpec};
-use crate::notify_relay::{Relay, Systemd};
+use crate::notify_relay::Relay;
 use fcgi_runtime::log::Level;
+use fcgi_runtime::pool::notify::Notify;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -102,7 +103,8 @@ struct Master {
     pid_file: Option<PathBuf>,
     sigfd: OwnedFd,
     relay: Relay,
-    systemd: Option<Systemd>,
+    /// systemd's NOTIFY_SOCKET (None when systemd is not listening).
+    systemd: Option<Notify>,
     phase: Phase,
     stopping: Option<Stop>,
     next_watchdog: Instant,
@@ -140,7 +142,7 @@ pub fn run(args: Args) -> ! {
     if let Err(e) = apply_global(&conf, &mut log, &mut error_log, None) {
         fail(&log, e);
     }
-    let systemd = Systemd::from_env();
+    let systemd = Some(Notify::from_env()).filter(Notify::enabled);
     let relay = Relay::open().unwrap_or_else(|e| fail(&log, format!("notify socket: {e}")));
     let mut sockets: BTreeMap<Listen, Sock> = BTreeMap::new();
     for p in &conf.pools {
@@ -272,7 +274,11 @@ impl Master {
         {
             t = t.min(Duration::from_millis(50));
         }
-        if self.systemd.as_ref().is_some_and(|s| s.watchdog.is_some()) {
+        if self
+            .systemd
+            .as_ref()
+            .is_some_and(|s| s.watchdog_interval().is_some())
+        {
             t = t.min(self.next_watchdog.saturating_duration_since(now));
         }
         if self.systemd.is_some() {

@@ -97,7 +97,7 @@ impl Master {
             }
             self.next_status = now + STATUS_EVERY;
         }
-        if let Some(every) = sd.watchdog {
+        if let Some(every) = sd.watchdog_interval() {
             if now >= self.next_watchdog {
                 // A pool supervisor that pings its watchdog and stopped doing so for longer
                 // than the watchdog's interval is hung: systemd should know.
