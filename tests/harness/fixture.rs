@@ -795,28 +795,6 @@ fastcgi_param REDIRECT_STATUS   200;
         p
     }
 
-    fn nginx_conf(&self, port: u16, upstreams: &str, locations: &str) -> String {
-        let http = format!(
-            r#"    keepalive_timeout 60s;
-    keepalive_requests 10000;
-
-    fastcgi_connect_timeout 10s;
-    fastcgi_send_timeout 30s;
-    fastcgi_read_timeout 30s;
-
-{upstreams}
-
-    server {{
-        listen 127.0.0.1:{port};
-        server_name localhost;
-
-{locations}
-    }}
-"#
-        );
-        nginx_conf_around(&self.dir, self.nginx_worker_connections, &http)
-    }
-
     /// Starts nginx with `upstreams` (http-level blocks) and `locations` (inside the server
     /// block). In both, `@PARAMS@` stands for an `include` of the common CGI parameters.
     pub fn start_nginx(&mut self, upstreams: &str, locations: &str) {
@@ -825,13 +803,22 @@ fastcgi_param REDIRECT_STATUS   200;
         let include = format!("include {};", params.display());
         let upstreams = upstreams.replace("@PARAMS@", &include);
         let locations = locations.replace("@PARAMS@", &include);
+        self.port = self.start_nginx_http(|port| nginx_http(port, &upstreams, &locations));
+    }
+
+    /// Starts nginx on a free port with the http-level configuration `http_of(port)` (inside
+    /// [`nginx_conf_around`], with `nginx_worker_connections`), retried on another port when
+    /// the one chosen was taken meanwhile. Returns the port. The process is named `nginx` and
+    /// is the first the fixture stops.
+    pub fn start_nginx_http(&mut self, http_of: impl Fn(u16) -> String) -> u16 {
+        require(NGINX, "nginx-light");
         let conf = self.path("nginx.conf");
         let error_log = self.path("error.log");
         let mut last = String::new();
         for attempt in 0..5 {
             let port = super::free_port();
-            fs::write(&conf, self.nginx_conf(port, &upstreams, &locations))
-                .expect("write nginx.conf");
+            let text = nginx_conf_around(&self.dir, self.nginx_worker_connections, &http_of(port));
+            fs::write(&conf, text).expect("write nginx.conf");
             let mut prefix = self.dir.as_os_str().to_owned();
             prefix.push("/");
             let mut cmd = Command::new(NGINX);
@@ -842,7 +829,7 @@ fastcgi_param REDIRECT_STATUS   200;
                 .arg("-c")
                 .arg(&conf)
                 .stdin(Stdio::null());
-            let name = format!("nginx{attempt}");
+            let name = format!("nginx-try{attempt}");
             self.spawn(&name, &mut cmd);
             let deadline = Instant::now() + START_TIMEOUT;
             let ok = loop {
@@ -855,15 +842,15 @@ fastcgi_param REDIRECT_STATUS   200;
                 thread::sleep(Duration::from_millis(10));
             };
             if ok {
-                self.port = port;
+                self.rename(&name, "nginx");
                 let i = self
                     .children
                     .iter()
-                    .position(|(n, _)| *n == name)
+                    .position(|(n, _)| n == "nginx")
                     .expect("nginx child");
                 let nginx = self.children.remove(i);
                 self.children.insert(0, nginx);
-                return;
+                return port;
             }
             last = tail(&error_log, 20);
             if !last.contains("Address already in use") {
@@ -1234,6 +1221,29 @@ http {{
     client_max_body_size 64m;
 
 {http}}}
+"#
+    )
+}
+
+/// The fixture's http-level nginx configuration: keep-alive and FastCGI timeouts, `upstreams`,
+/// and one server on 127.0.0.1:`port` with `locations`.
+fn nginx_http(port: u16, upstreams: &str, locations: &str) -> String {
+    format!(
+        r#"    keepalive_timeout 60s;
+    keepalive_requests 10000;
+
+    fastcgi_connect_timeout 10s;
+    fastcgi_send_timeout 30s;
+    fastcgi_read_timeout 30s;
+
+{upstreams}
+
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+
+{locations}
+    }}
 "#
     )
 }

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod haproxy;
 pub mod http;
 
 #[allow(unused_imports)] // not every binary uses the web-server fixture

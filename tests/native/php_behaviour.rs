@@ -8,6 +8,7 @@
 //! - `loadenv`: fcgi_loadenv visits variables in the order of PHP's hash, allocating nothing;
 //! - `logs`: the events PHP's layer logs come out with PHP's texts and levels.
 
+mod hooks;
 mod loadenv;
 mod logs;
 mod mpxs;

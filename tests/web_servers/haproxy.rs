@@ -73,6 +73,7 @@
 
 use crate::harness;
 use crate::harness::fnv1a64;
+use crate::harness::haproxy::{self, HAPROXY};
 use crate::harness::{
     example_cmd, require, show, tcp_ready, tcp_sockets, unix_connected_to, unix_ready, Fixture,
     START_TIMEOUT, TCP_ESTABLISHED, WEB_IO_TIMEOUT,
@@ -89,7 +90,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const HAPROXY: &str = "/usr/sbin/haproxy";
 const CURL_MAX_TIME: u32 = 60;
 /// Body of a held request: at most the runtime's STDIN buffer (64 KiB), so that requests queued
 /// behind busy threads never stop the reading of a multiplexed connection.
@@ -295,39 +295,9 @@ fn start_haproxy(fx: &mut Fixture, backends: &[Backend]) {
     fx.port = port;
 }
 
-/// Sends `cmd` to HAProxy's runtime API and returns its answer.
-fn haproxy_cli(fx: &Fixture, cmd: &str) -> String {
-    let mut s = UnixStream::connect(fx.path("stats.sock"))
-        .unwrap_or_else(|e| fx.fail(&format!("connect to the stats socket: {e}")));
-    s.set_read_timeout(Some(WEB_IO_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(WEB_IO_TIMEOUT)).unwrap();
-    s.write_all(format!("{cmd}\n").as_bytes())
-        .unwrap_or_else(|e| fx.fail(&format!("send {cmd:?} to the stats socket: {e}")));
-    let mut out = String::new();
-    s.read_to_string(&mut out)
-        .unwrap_or_else(|e| fx.fail(&format!("read the answer to {cmd:?}: {e}")));
-    out
-}
-
 /// The `show stat` row of server `s1` of `backend`, by column name.
 fn server_stats(fx: &Fixture, backend: &str) -> HashMap<String, String> {
-    let csv = haproxy_cli(fx, "show stat");
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .and_then(|h| h.strip_prefix("# "))
-        .unwrap_or_else(|| fx.fail(&format!("show stat: no header in\n{csv}")))
-        .split(',')
-        .collect();
-    let row = lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .find(|f| f.first() == Some(&backend) && f.get(1) == Some(&"s1"))
-        .unwrap_or_else(|| fx.fail(&format!("show stat: no row {backend}/s1 in\n{csv}")));
-    header
-        .iter()
-        .zip(row)
-        .map(|(h, v)| (h.to_string(), v.to_string()))
-        .collect()
+    haproxy::server_stats(fx, backend, "s1")
 }
 
 /// One numeric column of [`server_stats`].

@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "query.h"
+
 #define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
 #define FNV_PRIME UINT64_C(0x100000001b3)
 #define IN_SIZE (64 * 1024)
@@ -95,28 +97,6 @@ static void append_param(void *arg, const char *name, size_t nlen, const char *v
     buf_append(b, "=", 1);
     buf_append(b, val, vlen);
     buf_append(b, "\n", 1);
-}
-
-/* The value of KEY in QS, copied into OUT (at most cap-1 bytes); NULL when missing. */
-static const char *query_param(const char *qs, const char *key, char *out, size_t cap)
-{
-    size_t klen = strlen(key);
-    const char *p = qs;
-    while (p && *p) {
-        if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
-            const char *v = p + klen + 1;
-            size_t n = strcspn(v, "&");
-            if (n >= cap)
-                n = cap - 1;
-            memcpy(out, v, n);
-            out[n] = '\0';
-            return out;
-        }
-        p = strchr(p, '&');
-        if (p)
-            p++;
-    }
-    return NULL;
 }
 
 static unsigned long long query_num(const char *qs, const char *key, unsigned long long dflt)

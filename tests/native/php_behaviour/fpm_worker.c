@@ -17,6 +17,10 @@
  *   block_sigterm  blocks SIGTERM in this thread (the process's only application thread)
  *                  with sigprocmask, as a worker does while it works; answers "SIGTERM blocked"
  *   sigpending     answers "SIGTERM pending: yes" or "SIGTERM pending: no" (sigpending)
+ *   hooks          answers "tasks at first on_accept: N" (the process's threads, from
+ *                  /proc/self/task, when the on_accept hook was first called),
+ *                  "on_accept calls: A" and "on_read calls: R" (the hooks of fcgi_init_request,
+ *                  counted as a PHP-FPM worker's stage changes are)
  *   loadenv        applies the body's lines to the environment, "NAME=VALUE" with fcgi_putenv
  *                  and "NAME" (no '=') deleting it, then answers the variables in the order
  *                  fcgi_loadenv visits them, "NAME=VALUE" a line, and a last line
@@ -25,6 +29,7 @@
  *   anything else  answers "ok"
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcgi.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -67,6 +72,36 @@ static void zlog(int level, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s: %s\n", level >= 1 && level <= 5 ? names[level] : "?", msg);
+}
+
+/* The hooks: PHP-FPM's worker sets its scoreboard stage in them ("accepting", "reading
+ * headers"), and its ondemand manager reads those stages. */
+static int tasks_at_first_accept = -1;
+static unsigned long accept_calls, read_calls;
+
+static int count_tasks(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void on_accept(void)
+{
+    if (accept_calls++ == 0)
+        tasks_at_first_accept = count_tasks();
+}
+
+static void on_read(void)
+{
+    read_calls++;
 }
 
 struct out {
@@ -172,7 +207,7 @@ int main(int argc, char **argv)
     if (allowed)
         fcgi_set_allowed_clients((char *)allowed);
 
-    fcgi_request *req = fcgi_init_request(fd, NULL, NULL, NULL);
+    fcgi_request *req = fcgi_init_request(fd, on_accept, on_read, NULL);
     static struct out o;
     while (fcgi_accept_request(req) >= 0) {
         o.len = 0;
@@ -190,6 +225,12 @@ int main(int argc, char **argv)
             sigpending(&pending);
             putz(&o, sigismember(&pending, SIGTERM) ? "SIGTERM pending: yes\n"
                                                      : "SIGTERM pending: no\n");
+        } else if (strcmp(qs, "hooks") == 0) {
+            char line[160];
+            snprintf(line, sizeof line,
+                     "tasks at first on_accept: %d\non_accept calls: %lu\non_read calls: %lu\n",
+                     tasks_at_first_accept, accept_calls, read_calls);
+            putz(&o, line);
         } else if (strcmp(qs, "loadenv") == 0) {
             loadenv(req, &o);
         } else {

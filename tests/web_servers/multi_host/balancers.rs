@@ -6,7 +6,8 @@
 //! adds (`$upstream_addr`: every host a request was sent to, in order).
 
 use crate::deploy_docs::{several_hosts_haproxy, several_hosts_nginx};
-use crate::harness::{self, require, Fixture, START_TIMEOUT, WEB_IO_TIMEOUT};
+use crate::harness::haproxy::{self, HAPROXY};
+use crate::harness::{self, require, Fixture, START_TIMEOUT};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -15,7 +16,6 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const HAPROXY: &str = "/usr/sbin/haproxy";
 const DEBIAN_FASTCGI_PARAMS: &str = "/etc/nginx/fastcgi_params";
 
 /// One request of a balancer's log.
@@ -65,37 +65,12 @@ impl Haproxy {
 
     /// Sends `cmd` to HAProxy's runtime API and returns its answer.
     pub fn cli(&self, fx: &Fixture, cmd: &str) -> String {
-        let mut s = UnixStream::connect(fx.path("stats.sock"))
-            .unwrap_or_else(|e| fx.fail(&format!("connect to the stats socket: {e}")));
-        s.set_read_timeout(Some(WEB_IO_TIMEOUT)).unwrap();
-        s.set_write_timeout(Some(WEB_IO_TIMEOUT)).unwrap();
-        s.write_all(format!("{cmd}\n").as_bytes())
-            .unwrap_or_else(|e| fx.fail(&format!("send {cmd:?} to the stats socket: {e}")));
-        let mut out = String::new();
-        s.read_to_string(&mut out)
-            .unwrap_or_else(|e| fx.fail(&format!("read the answer to {cmd:?}: {e}")));
-        out
+        haproxy::cli(fx, cmd)
     }
 
     /// The `show stat` row of server `name` of backend `app`, by column name.
     pub fn server(&self, fx: &Fixture, name: &str) -> HashMap<String, String> {
-        let csv = self.cli(fx, "show stat");
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines
-            .next()
-            .and_then(|h| h.strip_prefix("# "))
-            .unwrap_or_else(|| fx.fail(&format!("show stat: no header in\n{csv}")))
-            .split(',')
-            .collect();
-        let row = lines
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .find(|f| f.first() == Some(&"app") && f.get(1) == Some(&name))
-            .unwrap_or_else(|| fx.fail(&format!("show stat: no row app/{name} in\n{csv}")));
-        header
-            .iter()
-            .zip(row)
-            .map(|(h, v)| (h.to_string(), v.to_string()))
-            .collect()
+        haproxy::server_stats(fx, "app", name)
     }
 
     /// `status check_status check_code` of server `name`, e.g. `UP L7OK 200`.
@@ -160,53 +135,18 @@ impl Nginx {
         fs::copy(DEBIAN_FASTCGI_PARAMS, fx.path("fastcgi_params")).expect("copy fastcgi_params");
         let docroot = fx.path("srv-app");
         fs::create_dir_all(&docroot).expect("create docroot");
-        let conf = fx.path("nginx.conf");
-        let error_log = fx.path("error.log");
         let dir = fx.dir.clone();
-        let mut last = String::new();
-        for attempt in 0..5 {
-            let port = harness::free_port();
+        fx.nginx_worker_connections = 1024;
+        let port = fx.start_nginx_http(|port| {
             // The rig's access log (beside the fixture's): which hosts each request went to.
-            let http = format!(
+            format!(
                 "    log_format hosts '$request_uri $status $upstream_addr';\n    access_log \
                  {}/hosts.log hosts;\n\n# ---- docs/deploy.md ----\n{}# ---- end ----\n",
                 dir.display(),
                 several_hosts_nginx(port, hosts, &docroot)
-            );
-            fs::write(&conf, harness::nginx_conf_around(&dir, 1024, &http))
-                .expect("write nginx.conf");
-            let mut prefix = dir.as_os_str().to_owned();
-            prefix.push("/");
-            let mut cmd = Command::new(harness::NGINX);
-            cmd.arg("-e")
-                .arg(&error_log)
-                .arg("-p")
-                .arg(prefix)
-                .arg("-c")
-                .arg(&conf)
-                .stdin(Stdio::null());
-            let name = format!("nginx-try{attempt}");
-            fx.spawn(&name, &mut cmd);
-            let deadline = Instant::now() + START_TIMEOUT;
-            let ok = loop {
-                if harness::tcp_ready(port) {
-                    break true;
-                }
-                if fx.exited(&name).is_some() || Instant::now() > deadline {
-                    break false;
-                }
-                thread::sleep(Duration::from_millis(10));
-            };
-            if ok {
-                fx.rename(&name, "nginx");
-                return Nginx { port };
-            }
-            last = harness::tail(&error_log, 20);
-            if !last.contains("Address already in use") {
-                break;
-            }
-        }
-        fx.fail(&format!("cannot start nginx:\n{last}"))
+            )
+        });
+        Nginx { port }
     }
 
     /// The rig's access log (`$request_uri $status $upstream_addr`).

@@ -38,32 +38,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../harness/web/query.h"
+
 #define MAX_BYTES (1024 * 1024)
 #define MAX_SLEEP_MS 10000
 
 static const char *host_name = "unnamed";
-
-/* The value of KEY in QS, copied into OUT (at most cap-1 bytes); NULL when missing. */
-static const char *query_param(const char *qs, const char *key, char *out, size_t cap)
-{
-    size_t klen = strlen(key);
-    const char *p = qs;
-    while (p && *p) {
-        if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
-            const char *v = p + klen + 1;
-            size_t n = strcspn(v, "&");
-            if (n >= cap)
-                n = cap - 1;
-            memcpy(out, v, n);
-            out[n] = '\0';
-            return out;
-        }
-        p = strchr(p, '&');
-        if (p)
-            p++;
-    }
-    return NULL;
-}
 
 static long query_num(const char *qs, const char *key, long max)
 {
