@@ -10,6 +10,7 @@ Where the library comes from, first that applies:
    CARGO_PROFILE_RELEASE_DEBUG says otherwise;
 3. the checkout this file sits in (bindings/python of the repository): `cargo build --release`
    at its root, as make build does (nothing is rebuilt when make build is up to date).
+An editable install (pip install -e) bundles nothing: it runs on the checkout's target/release.
 cargo is CARGO, else cargo on PATH, else ~/.cargo/bin/cargo; CARGO_TARGET_DIR is honoured.
 """
 
@@ -19,13 +20,9 @@ import subprocess
 from typing import List, Tuple
 
 from setuptools import setup
+from setuptools.command.bdist_wheel import bdist_wheel  # setuptools 70.1+
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
-
-try:
-    from setuptools.command.bdist_wheel import bdist_wheel
-except ImportError:  # setuptools < 70.1
-    from wheel.bdist_wheel import bdist_wheel  # type: ignore[no-redef]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIB = "libfcgi.so"
@@ -100,6 +97,9 @@ class BuildPy(build_py):
 
     def run(self) -> None:
         super().run()
+        if getattr(self, "editable_mode", False):
+            # pip install -e: the package runs from the checkout, on its target/release.
+            return
         self.copy_file(library(), os.path.join(self.build_lib, "fcgi_runtime", LIB))
 
 
