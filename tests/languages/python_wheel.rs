@@ -85,7 +85,8 @@ fn dist_file(suffix: &str, target: &str) -> Option<PathBuf> {
     }
 }
 
-/// python3 (FCGI_TEST_PYTHON if set), if it can create a virtual environment with pip.
+/// python3 on PATH=/usr/bin:/bin (FCGI_TEST_PYTHON if set), if it can create a virtual
+/// environment with pip.
 fn venv_python() -> Option<String> {
     let py = std::env::var("FCGI_TEST_PYTHON")
         .ok()
@@ -104,7 +105,8 @@ fn venv_python() -> Option<String> {
         Some(py)
     } else {
         missing(&format!(
-            "{py} cannot create a virtual environment with pip (apt-get install python3-venv)"
+            "{py} (PATH={MIN_PATH}) cannot create a virtual environment with pip \
+             (apt-get install python3-venv)"
         ))
     }
 }
