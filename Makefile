@@ -2,9 +2,15 @@
 #
 #   make build          cargo build --release, then the C examples (c-examples/build/)
 #   make demo           build, start c-examples/build/hello, query it with fcgi-client
-#   make test           build, make php, cargo test --release (unit + integration, nginx and PHP
-#                       included), check that the committed include/fcgi.h is up to date, the
-#                       benchmark smoke, make php-test
+#   make test           build, make php, make py-test, make wheel and make sdist (which
+#                       tests/languages/python_wheel.rs installs), cargo test --release (unit +
+#                       integration, nginx and PHP included), check that the committed
+#                       include/fcgi.h is up to date, the benchmark smoke, make php-test
+#   make wheel          dist/fcgi_runtime-VERSION-py3-none-manylinux_*.whl: the Python package with
+#                       the library make build writes (target/release/libfcgi.so, not built again;
+#                       its debug info stripped) inside, tagged by auditwheel (target/py-venv)
+#   make sdist          dist/fcgi_runtime-VERSION.tar.gz: the Python package and the Rust sources
+#                       of the library, which pip builds with cargo when it installs it
 #   make bench-smoke    the suite's S1 for a second per variant (part of make test)
 #   make soak           fcgi-bench soak for SOAK_SECS (60) seconds: half against soak-echo (native
 #                       API), half against lf-echo (libfcgi API on the project's libfcgi.so.0,
@@ -128,6 +134,7 @@ demo: build
 test: build
 	$(MAKE) php
 	$(MAKE) py-test
+	$(MAKE) wheel sdist
 	$(CARGO) test --release
 	# The safe Rust API's async face (fcgi-runtime's `tokio` feature): its tests and doctests.
 	$(CARGO) test --release -p fcgi-runtime --features tokio --test rust_api
@@ -155,6 +162,39 @@ py-venv: $(PY_VENV)/.stamp
 py-test: build py-venv
 	cd bindings/python && FCGI_RUNTIME_LIB=$(CURDIR)/$(RELEASE_DIR)/libfcgi.so \
 	    $(CURDIR)/$(PY_VENV)/bin/python -m pytest -q tests
+
+# The Python distributions, dist/*.whl and dist/*.tar.gz. Each is built from a staging directory
+# that tools/python-dist-stage.py assembles (bindings/python, and the Rust sources of libfcgi.so
+# in rust/), so that nothing is written into bindings/python; offline (--no-isolation: the
+# backend comes from target/py-venv). The wheel carries the library make build wrote
+# (bindings/python/setup.py copies FCGI_RUNTIME_WHEEL_LIB), its debug info stripped; auditwheel
+# show prints the platform tag what it links allows (glibc's symbol versions), and auditwheel
+# repair gives the wheel that tag (nothing is grafted: the library links only libc and
+# libgcc_s). The sdist's setup.py builds the library with cargo at install time.
+PY_DIST := target/py-dist
+STRIP   ?= strip
+wheel: $(RELEASE_DIR)/libfcgi.so py-venv
+	rm -rf $(PY_DIST)/wheel
+	mkdir -p $(PY_DIST)/wheel dist
+	CARGO=$(CARGO) $(PYTHON) tools/python-dist-stage.py $(PY_DIST)/wheel-stage
+	$(STRIP) --strip-debug -o $(PY_DIST)/wheel/libfcgi.so $(RELEASE_DIR)/libfcgi.so
+	FCGI_RUNTIME_WHEEL_LIB=$(CURDIR)/$(PY_DIST)/wheel/libfcgi.so $(PY_VENV)/bin/python -m build \
+	    --wheel --no-isolation --outdir $(PY_DIST)/wheel $(PY_DIST)/wheel-stage >$(PY_DIST)/wheel/build.log \
+	    || { cat $(PY_DIST)/wheel/build.log; exit 1; }
+	PATH=$(CURDIR)/$(PY_VENV)/bin:$$PATH auditwheel show $(PY_DIST)/wheel/*.whl
+	rm -f dist/fcgi_runtime-*.whl
+	PATH=$(CURDIR)/$(PY_VENV)/bin:$$PATH auditwheel repair -w dist $(PY_DIST)/wheel/*.whl
+	@ls -l dist/fcgi_runtime-*.whl
+
+sdist: py-venv
+	rm -rf $(PY_DIST)/sdist
+	mkdir -p $(PY_DIST)/sdist dist
+	CARGO=$(CARGO) $(PYTHON) tools/python-dist-stage.py $(PY_DIST)/sdist-stage
+	$(PY_VENV)/bin/python -m build --sdist --no-isolation --outdir $(PY_DIST)/sdist \
+	    $(PY_DIST)/sdist-stage >$(PY_DIST)/sdist/build.log || { cat $(PY_DIST)/sdist/build.log; exit 1; }
+	rm -f dist/fcgi_runtime-*.tar.gz
+	mv $(PY_DIST)/sdist/fcgi_runtime-*.tar.gz dist/
+	@ls -l dist/fcgi_runtime-*.tar.gz
 
 # PHP_DEB_VERSION (8.2.32-1~deb12u1) and PHP_JOBS (nproc) pass to php/build.sh.
 php: build

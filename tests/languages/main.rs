@@ -4,6 +4,8 @@
 //!   them in target/php/; without it the tests skip, and fail under CI=true);
 //! - `python_wsgi`, `python_asgi`: bindings/python (`python3 -m fcgi_runtime`), WSGI (Flask) and
 //!   ASGI (Starlette);
+//! - `python_wheel`: the package's wheel and sdist (`make wheel`, `make sdist`) installed into a
+//!   fresh virtual environment, serving on the library they carry;
 //! - `perl_plack`: Perl's FCGI module and Plack::Handler::FCGI on the libfcgi drop-in.
 //!
 //! Run: `cargo test --release --test languages` (tests/README.md maps tests to what they cover).
@@ -13,4 +15,5 @@ mod harness;
 mod perl_plack;
 mod php;
 mod python_asgi;
+mod python_wheel;
 mod python_wsgi;

@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import os
 import types
+from typing import Iterator, Tuple
 
 FCGI_STDOUT = 6
 FCGI_STDERR = 7
@@ -27,23 +28,26 @@ FCGI_RESPONDER = 1
 FCGI_AUTHORIZER = 2
 FCGI_FILTER = 3
 
-#: Names of the library file, most specific first (the build writes libfcgi.so; installs add
-#: libfcgi.so.0, the SONAME).
+#: Names of the library file, most specific first (the build and the wheel write libfcgi.so;
+#: installs add libfcgi.so.0, the SONAME).
 _LIB_NAMES = ("libfcgi.so", "libfcgi.so.0")
 
 class LibraryNotFound(OSError):
     """No usable fcgi-runtime library was found."""
 
 
-def _candidates():
-    """The paths tried, in order: FCGI_RUNTIME_LIB, the repository's target/release found
-    relative to this package, then ctypes.util.find_library("fcgi")."""
+def _candidates() -> Iterator[Tuple[str, str]]:
+    """The paths tried, in order, with how each was found: FCGI_RUNTIME_LIB (alone, when set),
+    the copy the package carries (a wheel or an sdist install puts libfcgi.so beside this
+    file), the repository's target/release found relative to this package (a checkout), then
+    ctypes.util.find_library("fcgi")."""
     env = os.environ.get("FCGI_RUNTIME_LIB")
     if env:
         # Set explicitly: it is the only candidate (a typo must not silently pick another).
         yield env, "FCGI_RUNTIME_LIB"
         return
     here = os.path.dirname(os.path.abspath(__file__))
+    yield os.path.join(here, _LIB_NAMES[0]), "the copy the package carries"
     # bindings/python/fcgi_runtime -> the repository root is three levels up.
     root = os.path.normpath(os.path.join(here, os.pardir, os.pardir, os.pardir))
     for name in _LIB_NAMES:
