@@ -449,7 +449,10 @@ class AsgiServer(object):
         told when that is done (docs/native-api.md), so the server serves what still comes and
         ends once no request is left. Thread-safe (workers.py calls it from its watcher)."""
         loop = self._loop
-        if loop is not None:
+        if loop is None:
+            # Before serve(): it starts draining (and ends once its sockets are set up).
+            self._draining = True
+        else:
             loop.call_soon_threadsafe(self._begin_drain)
 
     def _begin_drain(self) -> None:
