@@ -177,8 +177,9 @@ impl Workers {
     /// Waits (bounded) for `cond`, failing with `what` and the server's log.
     fn wait(&self, what: &str, cond: impl FnMut() -> bool) {
         let ok = wait_for(cond);
-        self.fx
-            .check(ok, || format!("{what}: never happened; log:\n{}", self.log()));
+        self.fx.check(ok, || {
+            format!("{what}: never happened; log:\n{}", self.log())
+        });
     }
 
     fn signal(&self, sig: i32) {
@@ -209,7 +210,10 @@ impl Workers {
         self.signal(libc::SIGQUIT);
         let st = self.fx.wait_exit(SERVER);
         self.fx.check(st.success(), || {
-            format!("exit status {st} after SIGQUIT, want 0; log:\n{}", self.log())
+            format!(
+                "exit status {st} after SIGQUIT, want 0; log:\n{}",
+                self.log()
+            )
         });
     }
 }
@@ -267,9 +271,13 @@ fn two_workers_behind_nginx_fork_safety_and_status() {
     let ok = wait_for(|| {
         let paths: Vec<String> = (0..8).map(|i| format!("/pid?{i}")).collect();
         for r in w.fx.curl_many(&paths) {
-            w.fx.check(r.status == 200, || format!("status {}: {}", r.status, r.text()));
+            w.fx.check(r.status == 200, || {
+                format!("status {}: {}", r.status, r.text())
+            });
             let text = r.text();
-            let pid: u32 = value(&text, "PID").and_then(|p| p.parse().ok()).expect("PID");
+            let pid: u32 = value(&text, "PID")
+                .and_then(|p| p.parse().ok())
+                .expect("PID");
             by_pid.insert(pid, text);
         }
         by_pid.len() >= 2
@@ -305,7 +313,9 @@ fn two_workers_behind_nginx_fork_safety_and_status() {
     let text = r.text();
     w.fx.check(r.status == 200, || format!("/status: {}: {text}", r.status));
     for want in ["process manager:     static", "total processes:     2"] {
-        w.fx.check(text.contains(want), || format!("/status lacks {want:?}:\n{text}"));
+        w.fx.check(text.contains(want), || {
+            format!("/status lacks {want:?}:\n{text}")
+        });
     }
     let r = w.fx.get("/status?json&full");
     let text = r.text();
@@ -361,10 +371,13 @@ fn timeout_kills_a_runaway_request() {
     // The gate never appears: only the timeout ends this request.
     let gate = w.fx.path("never");
     let r = hold(&w.addr, &gate).join().expect("thread");
-    w.fx.check(r.is_err(), || format!("the runaway request was answered: {r:?}"));
-    w.fx.check(w.log().contains(&format!("holding {}", gate.display())), || {
-        format!("the request never reached the application:\n{}", w.log())
+    w.fx.check(r.is_err(), || {
+        format!("the runaway request was answered: {r:?}")
     });
+    w.fx.check(
+        w.log().contains(&format!("holding {}", gate.display())),
+        || format!("the request never reached the application:\n{}", w.log()),
+    );
     let pid = get_pid(&w.addr, "").unwrap_or_else(|e| w.fx.fail(&e));
     w.fx.check(!before.contains(&pid), || {
         format!("answered by {pid}, the killed worker {before:?}")
@@ -382,7 +395,14 @@ fn sighup_under_load_loses_nothing_and_reloads_code() {
         &py,
         "pyworkers-reload",
         "reload_app:app",
-        &["--workers", "2", "--threads", "2", "--status-path", "/status"],
+        &[
+            "--workers",
+            "2",
+            "--threads",
+            "2",
+            "--status-path",
+            "/status",
+        ],
         Listen::Tcp,
         0,
         |_, dir| {
@@ -398,7 +418,16 @@ fn sighup_under_load_loses_nothing_and_reloads_code() {
     let bench = harness::tool("fcgi-bench");
     let load = std::thread::spawn(move || {
         let out = Command::new(bench)
-            .args(["-c", "8", "-d", "10", "--timeout", "30", "--retry-reused", "--json"])
+            .args([
+                "-c",
+                "8",
+                "-d",
+                "10",
+                "--timeout",
+                "30",
+                "--retry-reused",
+                "--json",
+            ])
             .args(["--expect", "PID="])
             .args([addr.as_str(), "/"])
             .output()
@@ -427,7 +456,9 @@ fn sighup_under_load_loses_nothing_and_reloads_code() {
     let json = load.join().expect("load thread");
     eprintln!("fcgi-bench during the reload: {json}");
     let n = json_num(&json, "requests");
-    w.fx.check(n > 100, || format!("too little load to prove anything: {json}"));
+    w.fx.check(n > 100, || {
+        format!("too little load to prove anything: {json}")
+    });
     w.fx.check(json_num(&json, "errors") == 0, || {
         format!("requests lost during the reload: {json}\n{}", w.log())
     });
@@ -480,7 +511,9 @@ fn sigquit_drains_a_held_request_then_exits_0() {
         w.log().contains(&format!("holding {}", gate.display()))
     });
     w.signal(libc::SIGQUIT);
-    w.wait("the pool's graceful stop", || w.log().contains("graceful stop"));
+    w.wait("the pool's graceful stop", || {
+        w.log().contains("graceful stop")
+    });
     std::fs::write(&gate, b"").expect("open the gate");
     let r = held.join().expect("thread");
     w.fx.check(r.as_ref().is_ok_and(|t| t.contains("PID=")), || {
@@ -592,7 +625,9 @@ fn inherited_fd_under_workers_and_in_one_process() {
     drop(l);
     let pids = w.wait_pids(2);
     let workers = w.workers();
-    w.fx.check(pids == workers, || format!("answered by {pids:?}, workers {workers:?}"));
+    w.fx.check(pids == workers, || {
+        format!("answered by {pids:?}, workers {workers:?}")
+    });
     w.quit();
 
     // One process (threads): fd://3 and a Unix socket at once.
@@ -652,7 +687,9 @@ fn inherited_fd_the_pool_cannot_take_is_refused() {
     fx.spawn(SERVER, &mut cmd);
     let st = fx.wait_exit(SERVER);
     let log = fx.stderr_of(SERVER);
-    fx.check(st.code() == Some(1), || format!("exit {st}, want 1; log:\n{log}"));
+    fx.check(st.code() == Some(1), || {
+        format!("exit {st}, want 1; log:\n{log}")
+    });
     fx.check(log.contains("fd://5 is neither"), || {
         format!("no clear refusal:\n{log}")
     });
