@@ -35,7 +35,7 @@ import os
 import signal
 import threading
 import traceback
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Union
 from urllib.parse import unquote_to_bytes
 
 from . import _lib
@@ -347,18 +347,18 @@ class AsgiServer(object):
                 "build of fcgi-runtime" % self.lib.path
             )
         self.root_path = root_path.rstrip("/")
-        self.state = {}
+        self.state: Dict[str, Any] = {}
         self._binds = bind_list(bind)
         self._backlog = backlog
         self._fds = list(fds) if fds else None
         self._evloops: List[int] = []  # one fcgi_loop per listening socket
-        self._loop = None
-        self._reqs = {}  # request address -> _Request, while the library holds it
-        self._tasks = set()
+        self._loop: Any = None  # the running asyncio loop
+        self._reqs: Dict[int, Any] = {}  # request address -> _Request, while the library holds it
+        self._tasks: Set[Any] = set()
         self._stopping = False
         self._draining = False  # a pool worker draining: serve what comes, end when idle
         self._timers: Dict[int, Any] = {}  # fcgi_loop -> its asyncio timer
-        self._idle = None  # future: stopping and no request left
+        self._idle: Any = None  # future: stopping and no request left
         self._read_buf = ctypes.create_string_buffer(_READ_SIZE)
         self._env_buf = ctypes.create_string_buffer(_ENV_BUF_SIZE)
         self._sigint = False

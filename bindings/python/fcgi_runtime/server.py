@@ -64,6 +64,7 @@ def open_listener(lib: Any, bind: Optional[str], backlog: int) -> int:
         raise OSError(str(e))
     if b.fd is not None:
         return binds.check_fd(b)
+    assert b.address is not None
     fd = lib.fcgi_listen(os.fsencode(b.address), backlog)
     if fd < 0:
         raise OSError("cannot listen on %r (the library logged why)" % (bind,))
@@ -485,7 +486,7 @@ class Server(object):
         self._fds = list(fds) if fds else None
         #: ``wsgi.multiprocess``: True in a pool's workers.
         self.multiprocess = False
-        self._workers = []
+        self._workers: List[threading.Thread] = []
         self._alive = 0
         self._alive_lock = threading.Lock()
         self._done = threading.Event()

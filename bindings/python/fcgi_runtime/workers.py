@@ -208,7 +208,7 @@ def _worker_main(
     code = 1
     try:
         index = lib.fcgi_pool_worker_index(pool)
-        fds = []
+        fds: List[int] = []
         while True:
             fd = lib.fcgi_pool_socket(pool, len(fds))
             if fd < 0:
