@@ -390,24 +390,30 @@ fn timeout_kills_a_runaway_request() {
 
 #[test]
 fn sighup_under_load_loses_nothing_and_reloads_code() {
+    reload_under_load("workers_app.py", &["--threads", "2"]);
+}
+
+#[test]
+fn asgi_sighup_under_load_loses_nothing_and_reloads_code() {
+    reload_under_load("asgi_workers_app.py", &["--asgi"]);
+}
+
+/// SIGHUP while fcgi-bench runs, the application (a copy of `app_file`, without --preload)
+/// rewritten just before: no request fails, and the new workers run the new code.
+fn reload_under_load(app_file: &str, args: &[&str]) {
     let Some(py) = python(&[]) else { return };
+    let mut all = vec!["--workers", "2", "--status-path", "/status"];
+    all.extend_from_slice(args);
     let w = Workers::start(
         &py,
-        "pyworkers-reload",
+        &format!("pyworkers-reload-{}", app_file.trim_end_matches(".py")),
         "reload_app:app",
-        &[
-            "--workers",
-            "2",
-            "--threads",
-            "2",
-            "--status-path",
-            "/status",
-        ],
+        &all,
         Listen::Tcp,
         0,
         |_, dir| {
-            let src = std::fs::read_to_string(root().join(APPS).join("workers_app.py"))
-                .expect("read workers_app.py");
+            let src = std::fs::read_to_string(root().join(APPS).join(app_file))
+                .expect("read the application");
             std::fs::write(dir.join("reload_app.py"), src).expect("write reload_app.py");
         },
     );

@@ -1,9 +1,11 @@
-"""The ASGI application of tests/languages/python_workers.rs: answers ``PID=<pid>``; its
-lifespan logs ``lifespan startup <pid>`` and ``lifespan shutdown <pid>`` on stderr."""
+"""The ASGI application of tests/languages/python_workers.rs: answers ``PID=<pid>`` and the
+module's ``VERSION`` (the reload test rewrites a copy of this file); its lifespan logs
+``lifespan startup <pid>`` and ``lifespan shutdown <pid>`` on stderr."""
 
 import os
 import sys
 
+VERSION = "1"
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
@@ -16,7 +18,7 @@ async def app(scope, receive, send):
                 print("lifespan shutdown %d" % os.getpid(), file=sys.stderr, flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    body = b"PID=%d\n" % os.getpid()
+    body = b"PID=%d\nVERSION=%s\n" % (os.getpid(), VERSION.encode())
     await send(
         {
             "type": "http.response.start",
