@@ -92,6 +92,21 @@ _OPTIONAL = {
 }
 _NON_BLOCKING |= _OPTIONAL
 
+#: The pool (fcgi_pool_*): through PyDLL too. fcgi_pool_run forks from C and must keep the GIL
+#: (the parent then lives in C; a worker calls PyOS_AfterFork_Child on return). Declared as
+#: None when the library lacks them (only --workers needs them).
+_POOL = {
+    "fcgi_pool_new",
+    "fcgi_pool_set",
+    "fcgi_pool_listen",
+    "fcgi_pool_run",
+    "fcgi_pool_socket",
+    "fcgi_pool_worker_index",
+    "fcgi_pool_free",
+}
+_OPTIONAL |= _POOL
+_NON_BLOCKING |= _POOL
+
 
 def _declare(path, cdll):
     c_int, c_char_p, c_void_p = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
@@ -130,6 +145,13 @@ def _declare(path, cdll):
         "fcgi_get_request_data": (c_void_p, [c_void_p]),
         "fcgi_peer_closed": (c_int, [c_void_p]),
         "fcgi_loop_flush": (c_int, [c_void_p]),
+        "fcgi_pool_new": (c_void_p, []),
+        "fcgi_pool_set": (c_int, [c_void_p, c_char_p, c_char_p]),
+        "fcgi_pool_listen": (c_int, [c_void_p, c_char_p, c_int]),
+        "fcgi_pool_run": (c_int, [c_void_p]),
+        "fcgi_pool_socket": (c_int, [c_void_p, c_int]),
+        "fcgi_pool_worker_index": (c_int, [c_void_p]),
+        "fcgi_pool_free": (None, [c_void_p]),
     }
     pydll = ctypes.PyDLL(path)
     lib = types.SimpleNamespace(path=path, cdll=cdll)

@@ -35,10 +35,11 @@ import os
 import signal
 import threading
 import traceback
+from typing import Any, Dict, List, Optional, Sequence, Set, Union
 from urllib.parse import unquote_to_bytes
 
 from . import _lib
-from .server import ClientDisconnected, log, open_listener
+from .server import ClientDisconnected, allow_mpxs, bind_list, log, open_listener
 
 __all__ = ["AsgiServer", "StartupFailed", "serve_asgi"]
 
@@ -322,14 +323,22 @@ class _Request(object):
 
 
 class AsgiServer(object):
-    """An ASGI 3 server: `app` on one listening socket, in one asyncio loop, one thread.
+    """An ASGI 3 server: `app` on its listening sockets, in one asyncio loop, one thread.
 
-    `bind`: the library's address syntax (``host:port``, ``:port``, ``port``, ``[v6]:port``,
-    a Unix socket path), or None for the listening socket on fd 0. `root_path`: the mount
-    point, as ``--script-name`` of the WSGI server (scope ``root_path``; ``path`` is what
-    follows it)."""
+    `bind`: an address (``host:port``, ``:port``, ``port``, ``[v6]:port``, ``unix:PATH``,
+    ``fd://N``, a Unix socket path), a list of them, or None for the listening socket on fd 0.
+    `fds`: listening descriptors already open (a pool worker's), served instead of `bind`.
+    `root_path`: the mount point, as ``--script-name`` of the WSGI server (scope
+    ``root_path``; ``path`` is what follows it)."""
 
-    def __init__(self, app, bind=None, backlog=1024, root_path=""):
+    def __init__(
+        self,
+        app: Any,
+        bind: Union[None, str, Sequence[Optional[str]]] = None,
+        backlog: int = 1024,
+        root_path: str = "",
+        fds: Optional[Sequence[int]] = None,
+    ) -> None:
         self.app = app
         self.lib = _lib.load()
         if self.lib.fcgi_loop_new is None:
@@ -338,17 +347,18 @@ class AsgiServer(object):
                 "build of fcgi-runtime" % self.lib.path
             )
         self.root_path = root_path.rstrip("/")
-        self.state = {}
-        self._bind = bind
+        self.state: Dict[str, Any] = {}
+        self._binds = bind_list(bind)
         self._backlog = backlog
-        self._fd = None
-        self._evloop = None
-        self._loop = None
-        self._reqs = {}  # request address -> _Request, while the library holds it
-        self._tasks = set()
+        self._fds = list(fds) if fds else None
+        self._evloops: List[int] = []  # one fcgi_loop per listening socket
+        self._loop: Any = None  # the running asyncio loop
+        self._reqs: Dict[int, Any] = {}  # request address -> _Request, while the library holds it
+        self._tasks: Set[Any] = set()
         self._stopping = False
-        self._timer = None
-        self._idle = None  # future: stopping and no request left
+        self._draining = False  # a pool worker draining: serve what comes, end when idle
+        self._timers: Dict[int, Any] = {}  # fcgi_loop -> its asyncio timer
+        self._idle: Any = None  # future: stopping and no request left
         self._read_buf = ctypes.create_string_buffer(_READ_SIZE)
         self._env_buf = ctypes.create_string_buffer(_ENV_BUF_SIZE)
         self._sigint = False
@@ -362,15 +372,21 @@ class AsgiServer(object):
 
     # -- listening --------------------------------------------------------------------------
 
-    def listen(self):
-        """Opens the listening socket (once); returns its descriptor (see open_listener)."""
-        if self._fd is None:
-            self._fd = open_listener(self.lib, self._bind, self._backlog)
-        return self._fd
+    def listen(self) -> int:
+        """Opens the listening sockets (once); returns the first one's descriptor."""
+        return self.listen_all()[0]
+
+    def listen_all(self) -> List[int]:
+        """Opens the listening sockets (once); returns their descriptors (see open_listener)."""
+        if self._fds is None:
+            self._fds = [open_listener(self.lib, b, self._backlog) for b in self._binds]
+        else:
+            allow_mpxs(self.lib)
+        return self._fds
 
     # -- running ----------------------------------------------------------------------------
 
-    async def serve(self, handle_signals=None):
+    async def serve(self, handle_signals: Optional[bool] = None) -> None:
         """Serves until shutdown: SIGTERM (the library's handler), SIGINT (when
         `handle_signals`, the default in the main thread) or shutdown(). Requests in progress
         (and the tasks of their applications) are finished first, then lifespan shutdown."""
@@ -381,42 +397,71 @@ class AsgiServer(object):
             # Python code set its own SIGTERM handler, so the library will not install one:
             # take SIGTERM here and stop through the library's flag.
             loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
-        self.listen()
+        fds = self.listen_all()
         await self._lifespan_startup()
         if handle_signals:
             loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
         lib = self.lib
-        ev = lib.fcgi_loop_new(self._fd)
-        if not ev:
-            raise OSError("fcgi_loop_new failed (the library logged why)")
-        self._evloop = ev
         self._idle = loop.create_future()
-        lfd = lib.fcgi_loop_fd(ev)
-        loop.add_reader(lfd, self._pump)
-        where = self._bind if self._bind is not None else "fd 0"
-        log("serving ASGI on %s, one thread (library %s)" % (where, lib.path))
+        readers = []
         try:
-            self._pump()
+            for fd in fds:
+                ev = lib.fcgi_loop_new(fd)
+                if not ev:
+                    raise OSError("fcgi_loop_new failed (the library logged why)")
+                self._evloops.append(ev)
+                lfd = lib.fcgi_loop_fd(ev)
+                loop.add_reader(lfd, self._pump, ev)
+                readers.append(lfd)
+            if self._binds != [None]:
+                where = ", ".join(str(b) for b in self._binds)
+            else:
+                where = ", ".join("fd %d" % fd for fd in fds)
+            log("serving ASGI on %s, one thread (library %s)" % (where, lib.path))
+            for ev in self._evloops:
+                self._pump(ev)
             await self._idle
             # Applications that go on after their response (background tasks).
             while self._tasks:
                 await asyncio.wait(list(self._tasks))
         finally:
-            loop.remove_reader(lfd)
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._evloop = None
-            lib.fcgi_loop_free(ev)
+            for lfd in readers:
+                loop.remove_reader(lfd)
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
+            evs, self._evloops = self._evloops, []
+            for ev in evs:
+                lib.fcgi_loop_free(ev)
             if handle_signals:
                 loop.remove_signal_handler(signal.SIGINT)
         await self._lifespan_shutdown()
         log("stopped")
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         """Stops accepting; the server ends once the requests in progress are done.
         Process-wide: the library has one shutdown flag (fcgi_terminate)."""
         self.lib.fcgi_terminate()
+
+    def drain(self) -> None:
+        """A pool worker's drain began (SIGQUIT, max_requests, a reload): the library stops
+        accepting connections and closes each after its current request, but a loop is not
+        told when that is done (docs/native-api.md), so the server serves what still comes and
+        ends once no request is left. Thread-safe (workers.py calls it from its watcher)."""
+        loop = self._loop
+        if loop is None:
+            # Before serve(): it starts draining (and ends once its sockets are set up).
+            self._draining = True
+        else:
+            loop.call_soon_threadsafe(self._begin_drain)
+
+    def _begin_drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        log("worker draining: stopping after the requests in progress (%d)" % len(self._reqs))
+        for ev in list(self._evloops):
+            self._pump(ev)
 
     def _on_signal(self, signum):
         if self._sigint:
@@ -434,10 +479,9 @@ class AsgiServer(object):
         without fcgi_peer_closed only reports the first two (fcgi_is_aborted)."""
         return self._gone_check(req)
 
-    def _pump(self):
+    def _pump(self, ev: int) -> None:
         """The loop protocol: work, accept until NULL, woken until NULL, re-arm the timer."""
-        ev = self._evloop
-        if ev is None:
+        if ev not in self._evloops:
             return
         lib = self.lib
         wait = lib.fcgi_loop_work(ev)
@@ -470,26 +514,27 @@ class AsgiServer(object):
         if wait >= 0:
             delay = wait / 1000.0
             loop = self._loop
-            timer = self._timer
+            timer = self._timers.get(ev)
             if timer is None or timer.when() > loop.time() + delay:
                 if timer is not None:
                     timer.cancel()
-                self._timer = loop.call_later(delay, self._on_timer)
+                self._timers[ev] = loop.call_later(delay, self._on_timer, ev)
         self._check_idle()
 
-    def _on_timer(self):
-        self._timer = None
-        self._pump()
+    def _on_timer(self, ev: int) -> None:
+        self._timers.pop(ev, None)
+        self._pump(ev)
 
-    def _check_idle(self):
-        if self._stopping and not self._reqs and not self._idle.done():
+    def _check_idle(self) -> None:
+        stopping = self._stopping or self._draining
+        if stopping and not self._reqs and not self._idle.done():
             self._idle.set_result(None)
 
     def _give_back(self, req):
         """fcgi_loop_finish: END_REQUEST, and the object goes back to the loop."""
         del self._reqs[req]
         self.lib.fcgi_loop_finish(req)
-        if self._stopping:
+        if self._stopping or self._draining:
             self._check_idle()
 
     # -- one request ------------------------------------------------------------------------
@@ -713,7 +758,13 @@ def _raise_nofile_limit():
         pass
 
 
-def serve_asgi(app, bind=None, backlog=1024, root_path="", handle_signals=None):
+def serve_asgi(
+    app: Any,
+    bind: Union[None, str, Sequence[Optional[str]]] = None,
+    backlog: int = 1024,
+    root_path: str = "",
+    handle_signals: Optional[bool] = None,
+) -> None:
     """Serves the ASGI 3 application `app` until shutdown (SIGTERM; SIGINT too when called in
     the main thread), in a new asyncio loop on this thread. Raises StartupFailed when the
     application answers lifespan.startup.failed, OSError when it cannot listen."""

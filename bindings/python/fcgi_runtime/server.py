@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import traceback
+from typing import Any, List, Optional, Sequence, Union
 
 from . import _lib
 
@@ -42,23 +43,46 @@ def log(msg):
 
 
 
-def open_listener(lib, bind, backlog):
-    """The listening socket's descriptor: `bind` opened with fcgi_listen, or fd 0 when `bind`
-    is None (a web server or spawner started us on it). fcgi_listen and fcgi_init install the
-    library's SIGTERM handler when SIGTERM is left at its default. Both servers run requests
-    side by side, so they opt in to multiplexing, which fcgi_init and fcgi_listen leave off
+def open_listener(lib: Any, bind: Optional[str], backlog: int) -> int:
+    """The listening socket's descriptor: `bind` opened with fcgi_listen (gunicorn's forms,
+    see binds.py: ``unix:PATH`` and ``fd://N`` too), or fd 0 when `bind` is None (a web
+    server or spawner started us on it). fcgi_listen and fcgi_init install the library's
+    SIGTERM handler when SIGTERM is left at its default. Both servers run requests side by
+    side, so they opt in to multiplexing, which fcgi_init and fcgi_listen leave off
     (FCGI_MPXS_CONNS=0, as PHP's layer), unless FCGI_RUNTIME_MPXS_CONNS says otherwise.
     Raises OSError."""
-    if "FCGI_RUNTIME_MPXS_CONNS" not in os.environ:
-        lib.fcgi_set_limit(_lib.FCGI_LIMIT_MPXS_CONNS, 1)
+    from . import binds
+
+    allow_mpxs(lib)
     if bind is None:
         if not lib.fcgi_is_fastcgi():
             raise OSError("no --bind address, and fd 0 is not a listening socket")
         return 0
-    fd = lib.fcgi_listen(os.fsencode(bind), backlog)
+    try:
+        b = binds.parse(bind)
+    except ValueError as e:
+        raise OSError(str(e))
+    if b.fd is not None:
+        return binds.check_fd(b)
+    assert b.address is not None
+    fd = lib.fcgi_listen(os.fsencode(b.address), backlog)
     if fd < 0:
         raise OSError("cannot listen on %r (the library logged why)" % (bind,))
     return fd
+
+
+def allow_mpxs(lib: Any) -> None:
+    """Multiplexing on (FCGI_MPXS_CONNS=1) unless FCGI_RUNTIME_MPXS_CONNS says otherwise."""
+    if "FCGI_RUNTIME_MPXS_CONNS" not in os.environ:
+        lib.fcgi_set_limit(_lib.FCGI_LIMIT_MPXS_CONNS, 1)
+
+
+def bind_list(bind: Union[None, str, Sequence[Optional[str]]]) -> List[Optional[str]]:
+    """`bind` as a list: None (fd 0), one address, or several."""
+    if bind is None or isinstance(bind, str):
+        return [bind]
+    return list(bind) or [None]
+
 
 class ClientDisconnected(OSError):
     """The request was aborted by the web server, or its connection failed: the request body
@@ -434,24 +458,35 @@ def _has_header(headers, name):
 
 
 class Server(object):
-    """A WSGI server: `threads` Python threads serving `app` on one listening socket.
+    """A WSGI server: `threads` Python threads per listening socket serving `app`.
 
-    `bind`: the library's address syntax (``host:port``, ``:port``, ``port``, ``[v6]:port``,
-    a Unix socket path), or None to serve the listening socket on fd 0 (started by a web
-    server or spawn-fcgi). `script_name`: the mount point, when the web server sends no
-    PATH_INFO (see README)."""
+    `bind`: an address (``host:port``, ``:port``, ``port``, ``[v6]:port``, ``unix:PATH``,
+    ``fd://N``, a Unix socket path), a list of them (each served by `threads` threads), or
+    None to serve the listening socket on fd 0 (started by a web server or spawn-fcgi).
+    `fds`: listening descriptors already open (a pool worker's), served instead of `bind`.
+    `script_name`: the mount point, when the web server sends no PATH_INFO (see README)."""
 
-    def __init__(self, app, bind=None, threads=4, backlog=128, script_name=""):
+    def __init__(
+        self,
+        app: Any,
+        bind: Union[None, str, Sequence[Optional[str]]] = None,
+        threads: int = 4,
+        backlog: int = 128,
+        script_name: str = "",
+        fds: Optional[Sequence[int]] = None,
+    ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.app = app
         self.threads = threads
         self.script_name = script_name.rstrip("/")
         self.lib = _lib.load()
-        self._bind = bind
+        self._binds = bind_list(bind)
         self._backlog = backlog
-        self._fd = None
-        self._workers = []
+        self._fds = list(fds) if fds else None
+        #: ``wsgi.multiprocess``: True in a pool's workers.
+        self.multiprocess = False
+        self._workers: List[threading.Thread] = []
         self._alive = 0
         self._alive_lock = threading.Lock()
         self._done = threading.Event()
@@ -459,40 +494,57 @@ class Server(object):
 
     # -- listening --------------------------------------------------------------------------
 
-    def listen(self):
-        """Opens the listening socket (once); returns its descriptor."""
-        if self._fd is None:
-            self._fd = open_listener(self.lib, self._bind, self._backlog)
-        return self._fd
+    def listen(self) -> int:
+        """Opens the listening sockets (once); returns the first one's descriptor."""
+        return self.listen_all()[0]
+
+    def listen_all(self) -> List[int]:
+        """Opens the listening sockets (once); returns their descriptors."""
+        if self._fds is None:
+            self._fds = [open_listener(self.lib, b, self._backlog) for b in self._binds]
+        else:
+            allow_mpxs(self.lib)
+        return self._fds
+
+    def where(self) -> str:
+        """The sockets served, for the log."""
+        if self._binds != [None]:
+            return ", ".join(str(b) for b in self._binds)
+        return ", ".join("fd %d" % fd for fd in self._fds or [0])
 
     # -- running ----------------------------------------------------------------------------
 
-    def serve_forever(self, handle_signals=None):
+    def serve_forever(self, handle_signals: Optional[bool] = None) -> None:
         """Serves until shutdown() (or SIGTERM/SIGINT when `handle_signals`, the default in
         the main thread). Requests in progress are finished, then the threads end."""
         if handle_signals is None:
             handle_signals = threading.current_thread() is threading.main_thread()
         if handle_signals:
             self._install_signals()
-        self.listen()
+        fds = self.listen_all()
         stops = {signal.SIGINT, signal.SIGTERM}
         # The worker threads (and the library's threads, which they start) inherit a mask
         # blocking SIGINT/SIGTERM, so the signals reach the main thread, whose handler runs
         # even while it waits below.
         old = signal.pthread_sigmask(signal.SIG_BLOCK, stops) if handle_signals else None
         try:
-            for i in range(self.threads):
-                t = threading.Thread(target=self._worker, name="fcgi-worker-%d" % i)
-                t.daemon = True
-                with self._alive_lock:
-                    self._alive += 1
-                self._workers.append(t)
-                t.start()
+            for fd in fds:
+                for i in range(self.threads):
+                    t = threading.Thread(
+                        target=self._worker, args=(fd,), name="fcgi-worker-%d-%d" % (fd, i)
+                    )
+                    t.daemon = True
+                    with self._alive_lock:
+                        self._alive += 1
+                    self._workers.append(t)
+                    t.start()
         finally:
             if old is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        where = self._bind if self._bind is not None else "fd 0"
-        log("serving on %s with %d threads (library %s)" % (where, self.threads, self.lib.path))
+        log(
+            "serving on %s with %d threads%s (library %s)"
+            % (self.where(), self.threads, " each" if len(fds) > 1 else "", self.lib.path)
+        )
         try:
             while not self._done.wait(None if handle_signals else 1.0):
                 pass
@@ -520,9 +572,9 @@ class Server(object):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
-    def _worker(self):
+    def _worker(self, fd: int) -> None:
         lib = self.lib
-        req = lib.fcgi_init_request(self._fd, None, None, None)
+        req = lib.fcgi_init_request(fd, None, None, None)
         try:
             if not req:
                 log("fcgi_init_request failed")
@@ -598,7 +650,7 @@ class Server(object):
             env["wsgi.input_terminated"] = True
         env["wsgi.errors"] = ErrorStream(lib, req)
         env["wsgi.multithread"] = True
-        env["wsgi.multiprocess"] = False
+        env["wsgi.multiprocess"] = self.multiprocess
         env["wsgi.run_once"] = False
         env["wsgi.file_wrapper"] = FileWrapper
         env["fcgi.aborted"] = ex.aborted
@@ -672,7 +724,15 @@ class Server(object):
         return force_close
 
 
-def serve(app, bind=None, threads=4, backlog=128, script_name="", handle_signals=None):
-    """Serves `app` until shutdown (SIGTERM/SIGINT when called in the main thread)."""
+def serve(
+    app: Any,
+    bind: Union[None, str, Sequence[Optional[str]]] = None,
+    threads: int = 4,
+    backlog: int = 128,
+    script_name: str = "",
+    handle_signals: Optional[bool] = None,
+) -> None:
+    """Serves `app` until shutdown (SIGTERM/SIGINT when called in the main thread). `bind`:
+    one address, a list of them, or None (fd 0)."""
     server = Server(app, bind=bind, threads=threads, backlog=backlog, script_name=script_name)
     server.serve_forever(handle_signals=handle_signals)
