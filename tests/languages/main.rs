@@ -2,8 +2,9 @@
 //!
 //! - `php`: PHP 8.2's own php-cgi and php-fpm relinked on the native face (`make php` builds
 //!   them in target/php/; without it the tests skip, and fail under CI=true);
-//! - `python_wsgi`, `python_asgi`: bindings/python (`python3 -m fcgi_runtime`), WSGI (Flask) and
-//!   ASGI (Starlette);
+//! - `python_wsgi`, `python_asgi`, `python_logging`: bindings/python (`python3 -m fcgi_runtime`),
+//!   WSGI (Flask), ASGI (Starlette and FastAPI from PyPI, in target/py-venv) and its log
+//!   through Python's `logging`;
 //! - `perl_plack`: Perl's FCGI module and Plack::Handler::FCGI on the libfcgi drop-in.
 //!
 //! Run: `cargo test --release --test languages` (tests/README.md maps tests to what they cover).
@@ -13,4 +14,5 @@ mod harness;
 mod perl_plack;
 mod php;
 mod python_asgi;
+mod python_logging;
 mod python_wsgi;

@@ -6,8 +6,9 @@ import importlib
 import os
 import sys
 
+from . import log
 from ._lib import LibraryNotFound
-from .server import log, serve
+from .server import serve
 
 
 def load_app(spec):
@@ -65,7 +66,21 @@ def main(argv=None):
         help="the mount point, when the web server sends no PATH_INFO (default: the root); "
         "ASGI's root_path",
     )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        default=None,
+        help="the level of the fcgi_runtime loggers (default info)",
+    )
+    p.add_argument(
+        "--log-config",
+        default=None,
+        metavar="FILE",
+        help="logging configuration: a .json file (logging.config.dictConfig) or an INI "
+        "file (logging.config.fileConfig)",
+    )
     args = p.parse_args(argv)
+    log.configure(args.log_level, args.log_config)
     if args.asgi and args.threads is not None:
         p.error("--threads is for WSGI: the ASGI server runs one thread")
     threads = 4 if args.threads is None else args.threads
@@ -86,7 +101,7 @@ def main(argv=None):
                     root_path=args.script_name,
                 )
             except StartupFailed as e:
-                log("lifespan startup failed: %s" % e)
+                log.logger.error("lifespan startup failed: %s", e)
                 return 1
         else:
             serve(
@@ -97,7 +112,7 @@ def main(argv=None):
                 script_name=args.script_name,
             )
     except (LibraryNotFound, OSError) as e:
-        log(str(e))
+        log.logger.error("%s", e)
         return 1
     return 0
 

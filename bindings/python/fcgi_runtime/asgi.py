@@ -31,14 +31,16 @@ after that.
 import asyncio
 import ctypes
 import http
+import logging
 import os
 import signal
 import threading
-import traceback
-from urllib.parse import unquote_to_bytes
+from typing import Any, Dict, Optional, Tuple
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from . import _lib
-from .server import ClientDisconnected, log, open_listener
+from . import log as _log
+from .server import ClientDisconnected, open_listener
 
 __all__ = ["AsgiServer", "StartupFailed", "serve_asgi"]
 
@@ -55,6 +57,9 @@ _ENV_BUF_SIZE = 16384
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 
+#: The ASGI server's log (see log.py).
+logger = logging.getLogger("fcgi_runtime.asgi")
+
 _BODY_HEADERS = (
     (b"CONTENT_TYPE", b"HTTP_CONTENT_TYPE", b"content-type"),
     (b"CONTENT_LENGTH", b"HTTP_CONTENT_LENGTH", b"content-length"),
@@ -64,6 +69,11 @@ _BODY_HEADERS = (
 _NO_BODY = frozenset([204, 304])
 
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
+
+
+def _under(path: bytes, prefix: bytes) -> bool:
+    """Whether `path` is `prefix` or below it (``/app``, ``/app/x``; not ``/apple``)."""
+    return path == prefix or path.startswith(prefix + b"/")
 
 
 class StartupFailed(RuntimeError):
@@ -127,13 +137,12 @@ class _Request(object):
         self._end = None
 
     @property
-    def what(self):
+    def what(self) -> str:
         """``METHOD /path?query``, for the log."""
         sc = self.scope
         qs = sc["query_string"]
-        return "%s %s%s%s" % (
+        return "%s %s%s" % (
             sc["method"],
-            sc["root_path"],
             sc["path"],
             "?" + qs.decode("latin-1") if qs else "",
         )
@@ -332,6 +341,7 @@ class AsgiServer(object):
     def __init__(self, app, bind=None, backlog=1024, root_path=""):
         self.app = app
         self.lib = _lib.load()
+        _log.attach(self.lib)
         if self.lib.fcgi_loop_new is None:
             raise _lib.LibraryNotFound(
                 "%s lacks the non-blocking face (fcgi_loop_new): the ASGI server needs a newer "
@@ -370,7 +380,7 @@ class AsgiServer(object):
 
     # -- running ----------------------------------------------------------------------------
 
-    async def serve(self, handle_signals=None):
+    async def serve(self, handle_signals: Optional[bool] = None) -> None:
         """Serves until shutdown: SIGTERM (the library's handler), SIGINT (when
         `handle_signals`, the default in the main thread) or shutdown(). Requests in progress
         (and the tasks of their applications) are finished first, then lifespan shutdown."""
@@ -394,7 +404,7 @@ class AsgiServer(object):
         lfd = lib.fcgi_loop_fd(ev)
         loop.add_reader(lfd, self._pump)
         where = self._bind if self._bind is not None else "fd 0"
-        log("serving ASGI on %s, one thread (library %s)" % (where, lib.path))
+        logger.info("serving ASGI on %s, one thread (library %s)", where, lib.path)
         try:
             self._pump()
             await self._idle
@@ -411,19 +421,19 @@ class AsgiServer(object):
             if handle_signals:
                 loop.remove_signal_handler(signal.SIGINT)
         await self._lifespan_shutdown()
-        log("stopped")
+        logger.info("stopped")
 
     def shutdown(self):
         """Stops accepting; the server ends once the requests in progress are done.
         Process-wide: the library has one shutdown flag (fcgi_terminate)."""
         self.lib.fcgi_terminate()
 
-    def _on_signal(self, signum):
+    def _on_signal(self, signum: int) -> None:
         if self._sigint:
-            log("signal %d again: exiting at once" % signum)
+            logger.warning("signal %d again: exiting at once", signum)
             os._exit(128 + signum)
         self._sigint = True
-        log("signal %d received" % signum)
+        logger.info("signal %d received", signum)
         # The library's flag wakes the loop's descriptor; _pump sees fcgi_in_shutdown.
         self.shutdown()
 
@@ -434,7 +444,7 @@ class AsgiServer(object):
         without fcgi_peer_closed only reports the first two (fcgi_is_aborted)."""
         return self._gone_check(req)
 
-    def _pump(self):
+    def _pump(self) -> None:
         """The loop protocol: work, accept until NULL, woken until NULL, re-arm the timer."""
         ev = self._evloop
         if ev is None:
@@ -443,9 +453,9 @@ class AsgiServer(object):
         wait = lib.fcgi_loop_work(ev)
         if not self._stopping and lib.fcgi_in_shutdown():
             self._stopping = True
-            log(
-                "shutdown requested: stopping after the requests in progress (%d)"
-                % len(self._reqs)
+            logger.info(
+                "shutdown requested: stopping after the requests in progress (%d)",
+                len(self._reqs),
             )
         reqs = self._reqs
         if not self._stopping:
@@ -509,7 +519,45 @@ class AsgiServer(object):
         # params (and so the headers) are in the web server's order.
         return dict(zip(parts[-2::-2], parts[-1::-2]))
 
-    def _scope(self, env):
+    def _paths(self, env: Dict[bytes, bytes]) -> Tuple[bytes, str, str]:
+        """``raw_path``, ``path`` and ``root_path`` as the ASGI spec has them since its 2023
+        clarification, and as uvicorn and Starlette >= 0.33 do: ``path`` is the whole path
+        (``root_path`` included, decoded), ``raw_path`` the whole path as received, and
+        ``root_path`` the mount point, which a framework strips from ``path`` to route.
+
+        - The web server split the path (PATH_INFO sent, no ``--root-path``): SCRIPT_NAME is
+          the mount point and the path is SCRIPT_NAME + PATH_INFO.
+        - Otherwise (nginx's default: no PATH_INFO, SCRIPT_NAME and DOCUMENT_URI the whole
+          path) the path is the web server's, and ``root_path`` is ``--root-path``. A path
+          that is not under it had the prefix stripped by the web server (a rewrite): it is
+          put back in front, in ``raw_path`` too, as uvicorn's ``--root-path`` does behind a
+          proxy that strips it."""
+        g = env.get
+        raw_path = (g(b"REQUEST_URI") or b"").split(b"?", 1)[0]
+        root = self.root_path
+        path_info = g(b"PATH_INFO")
+        script = g(b"SCRIPT_NAME") or b""
+        if path_info is not None and not root:
+            mount = b"" if script == b"/" else script
+            path = mount + path_info
+            root_path = mount.decode("utf-8", "replace")
+        else:
+            if path_info is not None:
+                path = script + path_info
+            else:
+                path = g(b"DOCUMENT_URI") or script or unquote_to_bytes(raw_path)
+            prefix = root.encode("utf-8")
+            if prefix:
+                if not _under(path, prefix):
+                    path = prefix + path
+                if raw_path and not _under(raw_path, prefix):
+                    raw_path = quote_from_bytes(prefix, safe="/").encode("ascii") + raw_path
+            root_path = root
+        if not path:
+            path = b"/"
+        return raw_path, path.decode("utf-8", "replace"), root_path
+
+    def _scope(self, env: Dict[bytes, bytes]) -> Dict[str, Any]:
         g = env.get
         # The request's headers, in the web server's order; nginx passes Content-Type and
         # Content-Length both as HTTP_ params and as the CGI ones, which are the fallback.
@@ -522,27 +570,7 @@ class AsgiServer(object):
             value = g(cgi)
             if value and http_name not in env:
                 headers.append((name, value))
-        raw_path = (g(b"REQUEST_URI") or b"").split(b"?", 1)[0]
-        root = self.root_path
-        path_info = g(b"PATH_INFO")
-        if path_info is not None and not root:
-            # The web server split the path itself.
-            path = path_info
-            script = g(b"SCRIPT_NAME") or b""
-            root_path = "" if script == b"/" else script.decode("utf-8", "replace")
-        else:
-            # nginx's default: no PATH_INFO, SCRIPT_NAME (and DOCUMENT_URI) the whole path,
-            # decoded: the application is mounted at root_path and routes on the rest.
-            path = g(b"DOCUMENT_URI") or g(b"SCRIPT_NAME") or unquote_to_bytes(raw_path)
-            if path_info is not None:
-                path = (g(b"SCRIPT_NAME") or b"") + path_info
-            prefix = root.encode("utf-8")
-            if prefix and (path == prefix or path.startswith(prefix + b"/")):
-                path = path[len(prefix):]
-            root_path = root
-        path = path.decode("utf-8", "replace")
-        if not path and not root_path:
-            path = "/"
+        raw_path, path, root_path = self._paths(env)
         https = (g(b"HTTPS") or b"").lower()
         if https in (b"on", b"1", b"yes"):
             scheme = "https"
@@ -568,7 +596,7 @@ class AsgiServer(object):
             "state": dict(self.state),
         }
 
-    def _start(self, req):
+    def _start(self, req: int) -> None:
         """A request fcgi_loop_accept handed out: its state, its scope, its task."""
         try:
             env = self._params(req)
@@ -582,7 +610,7 @@ class AsgiServer(object):
                 length = None
             st = _Request(self, req, length, scope["method"] == "HEAD", scope)
         except Exception:
-            log("internal error on a new request:\n" + traceback.format_exc())
+            logger.error("internal error on a new request", exc_info=True)
             self.lib.fcgi_loop_finish(req)
             return
         self._reqs[req] = st
@@ -593,23 +621,25 @@ class AsgiServer(object):
     def _task_done(self, task):
         self._tasks.discard(task)
 
-    async def _run(self, st, scope):
+    async def _run(self, st: "_Request", scope: Dict[str, Any]) -> None:
         try:
             await self.app(scope, st.receive, st.send)
         except ClientDisconnected as e:
-            log("%s: client disconnected: %s" % (st.what, e))
+            logger.info("%s: client disconnected: %s", st.what, e)
         except BaseException as e:
             cancelled = isinstance(e, asyncio.CancelledError)
-            log("%s: application error\n%s" % (st.what, traceback.format_exc().rstrip("\n")))
+            logger.error("%s: application error", st.what, exc_info=True)
             self._error_response(st)
             if cancelled or not isinstance(e, Exception):
                 raise
         else:
             if not st.complete and not st.disconnected:
                 if st.out_started:
-                    log("%s: the application returned before its response was complete" % st.what)
+                    logger.warning(
+                        "%s: the application returned before its response was complete", st.what
+                    )
                 else:
-                    log("%s: the application returned without a response" % st.what)
+                    logger.error("%s: the application returned without a response", st.what)
                     self._error_response(st)
         finally:
             st.release()
@@ -647,18 +677,19 @@ class AsgiServer(object):
         if failed is not None:
             raise StartupFailed(failed)
 
-    async def _lifespan_main(self, scope):
+    async def _lifespan_main(self, scope: Dict[str, Any]) -> None:
         try:
             await self.app(scope, self._ls_queue.get, self._ls_send)
         except BaseException as e:
             if self._ls_started:
-                log("lifespan: application error after startup\n" + traceback.format_exc())
+                logger.error("lifespan: application error after startup", exc_info=True)
             else:
                 # uvicorn's "auto": an application without lifespan support raises on the
                 # unknown scope type; serve without it.
-                log(
-                    "lifespan unsupported by the application (%s: %s): serving without it"
-                    % (type(e).__name__, e)
+                logger.info(
+                    "lifespan unsupported by the application (%s: %s): serving without it",
+                    type(e).__name__,
+                    e,
                 )
                 self._ls_task = None
             if not isinstance(e, Exception):
@@ -668,7 +699,7 @@ class AsgiServer(object):
                 if not fut.done():
                     fut.set_result(None)
 
-    async def _ls_send(self, message):
+    async def _ls_send(self, message: Dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "lifespan.startup.complete":
             self._ls_started = True
@@ -681,7 +712,7 @@ class AsgiServer(object):
             if not self._ls_shutdown.done():
                 self._ls_shutdown.set_result(None)
         elif kind == "lifespan.shutdown.failed":
-            log("lifespan shutdown failed: %s" % message.get("message", ""))
+            logger.error("lifespan shutdown failed: %s", message.get("message", ""))
             if not self._ls_shutdown.done():
                 self._ls_shutdown.set_result(None)
         else:
