@@ -9,6 +9,13 @@
 //! ("protocol error from 127.0.0.1: a record of version 9 (1 expected); closing the
 //! connection"). Every wait is a bounded poll on the log; absences are checked after the
 //! server exited (its log is then complete).
+//!
+//! `library_lines_from_every_thread_under_load_never_deadlock` is the deadlock audit of
+//! bindings/python/fcgi_runtime/log.py put to work: the library's lines reach the hook (which
+//! takes the GIL) from the WSGI server's threads inside blocking calls, from the library's own
+//! standby thread and from inside the ASGI server's PyDLL calls, while every request makes a
+//! PyDLL call that takes a library lock (`fcgi_is_aborted`). A deadlock shows as requests that
+//! never complete (fcgi-bench's timeouts) and a server that does not stop.
 
 use crate::harness;
 use crate::python_asgi::start_behind_nginx;
@@ -16,6 +23,7 @@ use crate::python_wsgi::server::{python, wait_for, Wsgi};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// nginx's locations: everything through the kept-alive upstream.
@@ -233,4 +241,101 @@ fn log_level_warning_drops_the_info_lines_and_keeps_the_library_warning() {
             format!("--log-level warning: stderr has the info line {absent:?}:\n{err}")
         });
     }
+}
+
+/// Requests fcgi-bench sends during the flood of library lines, and the malformed records.
+const LOAD_REQUESTS: usize = 6000;
+const BAD_RECORDS: usize = 1200;
+
+fn load_with_library_lines(py: &str, args: &[&str], tag: &str, logger: &str) {
+    let (mut w, port) = start(
+        py,
+        args[0],
+        &args[1..],
+        "tests/languages/python_logging/apps",
+        tag,
+    );
+    let bench = harness::tool("fcgi-bench");
+    let addr = format!("127.0.0.1:{port}");
+    let load = std::thread::spawn(move || {
+        Command::new(bench)
+            .args([
+                "-c",
+                "8",
+                "-n",
+                &LOAD_REQUESTS.to_string(),
+                "--timeout",
+                "30",
+            ])
+            .args(["--expect", "Hello", "--json", &addr, "/hello"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run fcgi-bench")
+    });
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..BAD_RECORDS / 4 {
+                    send_bad_record(&w, port);
+                }
+            });
+        }
+    });
+    let out = load.join().expect("the fcgi-bench thread");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        w.fx.fail(&format!(
+            "fcgi-bench: not JSON ({e}): {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    });
+    w.fx.check(
+        out.status.success() && v["ok"] == LOAD_REQUESTS && v["errors"] == 0,
+        || format!("fcgi-bench during the flood of library lines: {v}"),
+    );
+    let line = format!("fcgi_runtime.library WARNING {PROTOCOL_ERROR}");
+    let all = wait_for(|| file_log(&w).lines().filter(|l| *l == line).count() == BAD_RECORDS);
+    w.fx.check(all, || {
+        format!(
+            "{} of {BAD_RECORDS} library lines in server.log",
+            file_log(&w).lines().filter(|l| *l == line).count()
+        )
+    });
+    stop(&mut w);
+    wait_file_line(&w, &format!("{logger} INFO stopped"));
+}
+
+#[test]
+fn library_lines_from_every_thread_under_load_never_deadlock() {
+    let Some(py) = python(&["asyncio", "json", "logging.config"]) else {
+        return;
+    };
+    // --log-level debug: every line of the library, its debug ones too, goes through the hook.
+    load_with_library_lines(
+        &py,
+        &[
+            "logging_app:application",
+            "--threads",
+            "8",
+            "--log-config",
+            "log.json",
+            "--log-level",
+            "debug",
+        ],
+        "pylog-load-wsgi",
+        "fcgi_runtime.server",
+    );
+    load_with_library_lines(
+        &py,
+        &[
+            "logging_app:asgi",
+            "--asgi",
+            "--log-config",
+            "log.json",
+            "--log-level",
+            "debug",
+        ],
+        "pylog-load-asgi",
+        "fcgi_runtime.asgi",
+    );
 }
