@@ -2,8 +2,9 @@
 //!
 //! - `php`: PHP 8.2's own php-cgi and php-fpm relinked on the native face (`make php` builds
 //!   them in target/php/; without it the tests skip, and fail under CI=true);
-//! - `python_wsgi`, `python_asgi`: bindings/python (`python3 -m fcgi_runtime`), WSGI (Flask) and
-//!   ASGI (Starlette); `python_workers`: its `--workers` on the library's pool;
+//! - `python_wsgi`, `python_asgi`, `python_logging`: bindings/python (`python3 -m fcgi_runtime`),
+//!   WSGI (Flask), ASGI (Starlette and FastAPI from PyPI, in target/py-venv) and its log
+//!   through Python's `logging`; `python_workers`: its `--workers` on the library's pool;
 //! - `python_wheel`: the package's wheel and sdist (`make wheel`, `make sdist`) installed into a
 //!   fresh virtual environment, serving on the library they carry;
 //! - `perl_plack`: Perl's FCGI module and Plack::Handler::FCGI on the libfcgi drop-in.
@@ -15,6 +16,7 @@ mod harness;
 mod perl_plack;
 mod php;
 mod python_asgi;
+mod python_logging;
 mod python_wheel;
 mod python_workers;
 mod python_wsgi;

@@ -1,10 +1,18 @@
 //! The ASGI 3 server of `bindings/python` (`python3 -m fcgi_runtime --asgi module:app`: one
 //! asyncio loop in one thread, over the library's non-blocking face `fcgi_loop_*`), as a real
 //! process behind nginx, with the applications of `tests/languages/python_asgi/apps`: plain ASGI
-//! callables (no framework) and a Starlette application (Debian's python3-starlette).
+//! callables (no framework), a Starlette application and a FastAPI one.
 //!
-//! Skipped, with the reason printed, when no python3 (with Starlette for the Starlette test) is
-//! found, except under `CI=true`, where `.ci/run` installs them and a missing one fails.
+//! The framework tests run on current Starlette and FastAPI from PyPI, in the virtual
+//! environment `make py-venv` creates (target/py-venv, from
+//! bindings/python/requirements-dev.txt; `make test` creates it first): Debian's
+//! python3-starlette (0.26) is no longer the reference, because it reads `path` and
+//! `root_path` the older way (`path` without `root_path`), where the ASGI spec's 2023
+//! clarification, Starlette >= 0.33 and uvicorn have `path` include `root_path`.
+//!
+//! Skipped, with the reason printed, when no python3 (or no target/py-venv with Starlette and
+//! FastAPI, for the framework tests) is found, except under `CI=true`, where a missing one
+//! fails.
 //!
 //! Nothing is decided by a sleep: streaming, concurrency, back-pressure and disconnects are
 //! proved with gate files, the application's own counters (its `/stats` route) and its log,
@@ -15,17 +23,19 @@
 
 use crate::harness;
 use crate::harness::http;
-use crate::harness::{sha256_file, show};
+use crate::harness::{sha256_file, show, tcp_ready};
 use crate::python_wsgi::server;
 use crate::python_wsgi::server::{check_streamed_while_produced, python, wait_for, Bind, Wsgi};
 use std::fs;
 use std::io::{BufReader, Read};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const PLAIN: &str = "plain_asgi:application";
 const STARLETTE: &str = "starlette_app:app";
+const FASTAPI: &str = "fastapi_app:app";
 /// 20 MiB, the issue's upload.
 const UPLOAD: usize = 20 * 1024 * 1024;
 /// The concurrent slow requests of `thousand_slow_requests_at_once_on_one_thread`.
@@ -37,8 +47,94 @@ fn plain_python() -> Option<String> {
     python(&["asyncio", "hashlib", "json"])
 }
 
+/// The interpreter of target/py-venv (`make py-venv`: current Starlette and FastAPI from PyPI)
+/// if it imports `modules`; `FCGI_TEST_PYTHON` replaces it when set. None, with the reason
+/// printed, when missing; under `CI=true` a panic (`make test` creates the venv before
+/// `cargo test`).
+pub fn venv_python(modules: &[&str]) -> Option<String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let exe = match std::env::var("FCGI_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => root.join("target/py-venv/bin/python").display().to_string(),
+    };
+    let mut code: Vec<String> = modules.iter().map(|m| format!("import {m}")).collect();
+    code.push("print('ok')".into());
+    let ok = Command::new(&exe)
+        .args(["-c", &code.join("; ")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ok"));
+    if ok {
+        return Some(exe);
+    }
+    let reason = format!("{exe} does not import {modules:?} (run `make py-venv`)");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{reason}; `make test` creates it, so this fails instead of skipping");
+    }
+    eprintln!("SKIPPED: {reason}");
+    None
+}
+
 fn starlette_python() -> Option<String> {
-    python(&["starlette", "anyio"])
+    venv_python(&["starlette", "anyio"])
+}
+
+fn fastapi_python() -> Option<String> {
+    venv_python(&["fastapi", "starlette"])
+}
+
+/// Starts `PY -m fcgi_runtime SPEC ARGS --bind 127.0.0.1:PORT` (the applications of `apps`,
+/// relative to the repository, on PYTHONPATH; the fixture's directory as the current one,
+/// where `prepare` may write files first), then nginx with `locations` (`@PARAMS@` is the
+/// fixture's fastcgi_params; the upstream is `wsgi`). Returns the server's port too.
+pub fn start_behind_nginx(
+    py: &str,
+    spec: &str,
+    args: &[&str],
+    apps: &str,
+    locations: &str,
+    tag: &str,
+    prepare: impl FnOnce(&harness::Fixture),
+) -> (Wsgi, u16) {
+    let mut fx = harness::Fixture::new(tag);
+    prepare(&fx);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let pythonpath = format!(
+        "{}:{}",
+        root.join("bindings/python").display(),
+        root.join(apps).display()
+    );
+    let lib = harness::lib_dir().join("libfcgi.so");
+    let dir = fx.dir.clone();
+    let port = fx.start_on_free_port(
+        server::SERVER,
+        "Address already in use",
+        |port| {
+            let mut cmd = Command::new(py);
+            cmd.args(["-m", "fcgi_runtime", spec])
+                .args(args)
+                .args(["--bind", &format!("127.0.0.1:{port}")])
+                .current_dir(&dir)
+                .env("PYTHONPATH", &pythonpath)
+                .env("FCGI_RUNTIME_LIB", &lib)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .env("PYTHONUNBUFFERED", "1")
+                .env_remove("FCGI_RUNTIME_LOG_LEVEL")
+                .stdin(Stdio::null());
+            cmd
+        },
+        |_, port| tcp_ready(port),
+    );
+    let pid = fx.pid(server::SERVER);
+    fx.check(harness::runs_project_lib(pid), || {
+        format!("the server (pid {pid}) does not run on the project's library")
+    });
+    let upstreams = format!(
+        "    upstream wsgi {{\n        server 127.0.0.1:{port};\n        keepalive 8;\n    }}\n"
+    );
+    fx.start_nginx(&upstreams, locations);
+    (Wsgi { fx }, port)
 }
 
 /// The application's counters (its `/stats` route, JSON).
@@ -228,40 +324,160 @@ fn plain_app_scope_bodies_upload_errors_and_lifespan() {
     finish_plain(w);
 }
 
+/// nginx's locations of the path tests: `/mnt/` passes the path as it is (nginx's default:
+/// no PATH_INFO, SCRIPT_NAME the whole path); `/strip/` strips its prefix (a rewrite: SCRIPT_NAME
+/// and DOCUMENT_URI without it, REQUEST_URI with it); `/split/` splits the path itself
+/// (fastcgi_split_path_info: SCRIPT_NAME `/split`, PATH_INFO the rest); `/` as it is.
+const PATH_LOCATIONS: &str = r#"
+        location /mnt/ {
+            @PARAMS@
+            fastcgi_pass wsgi;
+            fastcgi_keep_conn on;
+        }
+        location /strip/ {
+            rewrite ^/strip(/.*)$ $1 break;
+            @PARAMS@
+            fastcgi_pass wsgi;
+            fastcgi_keep_conn on;
+        }
+        location /split/ {
+            fastcgi_split_path_info ^(/split)(/.*)$;
+            @PARAMS@
+            fastcgi_param PATH_INFO $fastcgi_path_info;
+            fastcgi_pass wsgi;
+            fastcgi_keep_conn on;
+        }
+        location / {
+            @PARAMS@
+            fastcgi_pass wsgi;
+            fastcgi_keep_conn on;
+        }"#;
+
+/// `path` includes `root_path` (the ASGI spec since 2023, uvicorn, Starlette >= 0.33), and
+/// `raw_path` is the whole path as received: at the root, with a path nginx split, with
+/// `--root-path` and nginx passing the path as it is, and with `--root-path` and nginx
+/// stripping the prefix (put back, as uvicorn's `--root-path` does behind a stripping proxy).
 #[test]
 fn root_path_and_a_path_split_by_the_web_server() {
     let Some(py) = plain_python() else { return };
-    // nginx's /env-https location passes HTTPS=on and PATH_INFO=/env itself.
     let w = Wsgi::start_asgi(&py, PLAIN, Bind::Tcp, 256);
+    // nginx's own PATH_INFO (`/env-https` sends PATH_INFO=/env, SCRIPT_NAME=/env-https).
     let r = w.fx.get("/env-https");
-    let want: Vec<String> = ["scheme=https", "path=/env", "root_path=/env-https"]
-        .map(String::from)
-        .into();
-    check_lines(&w.fx, "/env-https", &r.text(), &want);
-    finish_plain(w);
-    // --root-path: the mount point leaves `path` and goes to `root_path`.
-    let w = Wsgi::start_with(
-        &py,
-        PLAIN,
-        Bind::Tcp,
-        server::Options {
-            args: ["--asgi", "--root-path", "/mnt"].map(String::from).into(),
-            apps: "tests/languages/python_asgi/apps",
-            tag: "pyasgi-root-path".into(),
-            nginx_worker_connections: 256,
-        },
-    );
-    let r = w.fx.get("/mnt/scope?x=1");
     let want: Vec<String> = [
-        "path=/scope",
-        "root_path=/mnt",
-        "raw_path=b'/mnt/scope'",
-        "query_string=b'x=1'",
+        "scheme=https",
+        "path=/env-https/env",
+        "root_path=/env-https",
     ]
     .map(String::from)
     .into();
-    check_lines(&w.fx, "/mnt/scope", &r.text(), &want);
+    check_lines(&w.fx, "/env-https", &r.text(), &want);
     finish_plain(w);
+
+    let (w, _) = start_behind_nginx(
+        &py,
+        PLAIN,
+        &["--asgi"],
+        "tests/languages/python_asgi/apps",
+        PATH_LOCATIONS,
+        "pyasgi-paths",
+        |_| {},
+    );
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            "/scope?x=1",
+            &[
+                "path=/scope",
+                "root_path=",
+                "raw_path=b'/scope'",
+                "query_string=b'x=1'",
+            ],
+        ),
+        (
+            "/split/scope?x=1",
+            &[
+                "path=/split/scope",
+                "root_path=/split",
+                "raw_path=b'/split/scope'",
+                "query_string=b'x=1'",
+            ],
+        ),
+    ];
+    check_path_cases(&w, &cases);
+    // A route the application does not have: its 404 names the path below the mount point,
+    // decoded.
+    let r = w.fx.get("/split/sc%C3%B6pe");
+    w.fx.check(
+        r.status == 404 && r.text() == "no route /sc\u{f6}pe\n",
+        || format!("/split/sc%C3%B6pe: {} {}", r.status, show(&r.body)),
+    );
+    finish_plain(w);
+
+    let (w, _) = start_behind_nginx(
+        &py,
+        PLAIN,
+        &["--asgi", "--root-path", "/mnt"],
+        "tests/languages/python_asgi/apps",
+        PATH_LOCATIONS,
+        "pyasgi-root-path",
+        |_| {},
+    );
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            "/mnt/scope?x=1",
+            &[
+                "path=/mnt/scope",
+                "root_path=/mnt",
+                "raw_path=b'/mnt/scope'",
+                "query_string=b'x=1'",
+            ],
+        ),
+        // Not under the mount point: the prefix is put in front, in `raw_path` too.
+        (
+            "/scope",
+            &[
+                "path=/mnt/scope",
+                "root_path=/mnt",
+                "raw_path=b'/mnt/scope'",
+            ],
+        ),
+    ];
+    check_path_cases(&w, &cases);
+    finish_plain(w);
+
+    // nginx strips the prefix (`/strip/` rewrites): SCRIPT_NAME and DOCUMENT_URI lack it,
+    // REQUEST_URI has it.
+    let (w, _) = start_behind_nginx(
+        &py,
+        PLAIN,
+        &["--asgi", "--root-path", "/strip"],
+        "tests/languages/python_asgi/apps",
+        PATH_LOCATIONS,
+        "pyasgi-root-path-stripped",
+        |_| {},
+    );
+    let cases: [(&str, &[&str]); 1] = [(
+        "/strip/scope?x=1",
+        &[
+            "path=/strip/scope",
+            "root_path=/strip",
+            "raw_path=b'/strip/scope'",
+            "query_string=b'x=1'",
+        ],
+    )];
+    check_path_cases(&w, &cases);
+    finish_plain(w);
+}
+
+/// GET each path; its `/scope` lines must include the wanted ones.
+fn check_path_cases(w: &Wsgi, cases: &[(&str, &[&str])]) {
+    for (path, want) in cases {
+        let r = w.fx.get(path);
+        w.fx.check(r.status == 200, || {
+            format!("{path}: {} {}", r.status, show(&r.body))
+        });
+        let want: Vec<String> = want.iter().map(|l| l.to_string()).collect();
+        check_lines(&w.fx, path, &r.text(), &want);
+    }
 }
 
 #[test]
@@ -734,6 +950,177 @@ fn starlette_routing_json_streaming_404_and_500() {
     fx.check(r.status == 200, || {
         format!("GET / after /boom: {}", r.status)
     });
+    w.finish();
+}
+
+/// nginx's locations of the FastAPI test: `/prefix/` passes the whole path (the application
+/// run with `--root-path /prefix`), `/split/` splits it (fastcgi_split_path_info), `/` as is.
+const FASTAPI_LOCATIONS: &str = r#"
+        location /prefix/ {
+            @PARAMS@
+            fastcgi_pass wsgi;
+            fastcgi_keep_conn on;
+        }
+        location /split/ {
+            fastcgi_split_path_info ^(/split)(/.*)$;
+            @PARAMS@
+            fastcgi_param PATH_INFO $fastcgi_path_info;
+            fastcgi_pass wsgi;
+            fastcgi_keep_conn on;
+        }
+        location / {
+            @PARAMS@
+            fastcgi_pass wsgi;
+            fastcgi_keep_conn on;
+        }"#;
+
+/// GET `path` from the FastAPI application; its JSON must equal `want`.
+fn check_json(w: &Wsgi, path: &str, want: serde_json::Value) {
+    let r = w.fx.get(path);
+    w.fx.check(r.status == 200, || {
+        format!("{path}: {} {}", r.status, show(&r.body))
+    });
+    let got: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| {
+        w.fx.fail(&format!("{path}: not JSON ({e}): {}", show(&r.body)))
+    });
+    w.fx.check(got == want, || {
+        format!("{path}: got\n{got:#}\nwant\n{want:#}")
+    });
+}
+
+/// FastAPI from PyPI: an APIRouter included with `prefix="/api"`, a FastAPI sub-application
+/// mounted at `/sub`, `request.url_for` of routes of both, the scope's `path` and `root_path`:
+/// behind nginx with `--root-path /prefix` (nginx's `location /prefix/` passes the whole
+/// path), then at the root, and under a prefix nginx splits off itself (`/split`).
+#[test]
+fn fastapi_router_prefix_mount_and_url_for_under_a_root_path() {
+    use serde_json::json;
+    let Some(py) = fastapi_python() else { return };
+    let apps = "tests/languages/python_asgi/apps";
+    let (w, _) = start_behind_nginx(
+        &py,
+        FASTAPI,
+        &["--asgi", "--root-path", "/prefix"],
+        apps,
+        FASTAPI_LOCATIONS,
+        "pyasgi-fastapi-prefix",
+        |_| {},
+    );
+    let base = format!("http://127.0.0.1:{}", w.fx.port);
+    check_json(
+        &w,
+        "/prefix/api/items/5",
+        json!({
+            "route": "item 5",
+            "path": "/prefix/api/items/5",
+            "root_path": "/prefix",
+            "url": format!("{base}/prefix/api/items/5"),
+            "url_for": {
+                "item": format!("{base}/prefix/api/items/6"),
+                "home": format!("{base}/prefix/"),
+                "sub_hello": format!("{base}/prefix/sub/hello"),
+            },
+        }),
+    );
+    check_json(
+        &w,
+        "/prefix/sub/hello",
+        json!({
+            "route": "sub hello",
+            "path": "/prefix/sub/hello",
+            // Starlette's Mount adds its own prefix to the sub-application's root_path.
+            "root_path": "/prefix/sub",
+            "url": format!("{base}/prefix/sub/hello"),
+            "url_for": {"sub_hello": format!("{base}/prefix/sub/hello")},
+        }),
+    );
+    check_json(
+        &w,
+        "/prefix/",
+        json!({
+            "route": "home",
+            "path": "/prefix/",
+            "root_path": "/prefix",
+            "url": format!("{base}/prefix/"),
+            "url_for": {"home": format!("{base}/prefix/")},
+        }),
+    );
+    // Path validation is FastAPI's: a non-integer id is a 422.
+    let r = w.fx.get("/prefix/api/items/five");
+    w.fx.check(r.status == 422, || {
+        format!("/prefix/api/items/five: {} {}", r.status, show(&r.body))
+    });
+    let r = w.fx.get("/prefix/no/such/route");
+    w.fx.check(r.status == 404, || {
+        format!("/prefix/no/such/route: {}", r.status)
+    });
+    w.fx.check_error_log(&[]);
+    w.finish();
+
+    let (w, _) = start_behind_nginx(
+        &py,
+        FASTAPI,
+        &["--asgi"],
+        apps,
+        FASTAPI_LOCATIONS,
+        "pyasgi-fastapi-root",
+        |_| {},
+    );
+    let base = format!("http://127.0.0.1:{}", w.fx.port);
+    check_json(
+        &w,
+        "/api/items/5",
+        json!({
+            "route": "item 5",
+            "path": "/api/items/5",
+            "root_path": "",
+            "url": format!("{base}/api/items/5"),
+            "url_for": {
+                "item": format!("{base}/api/items/6"),
+                "home": format!("{base}/"),
+                "sub_hello": format!("{base}/sub/hello"),
+            },
+        }),
+    );
+    check_json(
+        &w,
+        "/sub/hello",
+        json!({
+            "route": "sub hello",
+            "path": "/sub/hello",
+            "root_path": "/sub",
+            "url": format!("{base}/sub/hello"),
+            "url_for": {"sub_hello": format!("{base}/sub/hello")},
+        }),
+    );
+    check_json(
+        &w,
+        "/",
+        json!({
+            "route": "home",
+            "path": "/",
+            "root_path": "",
+            "url": format!("{base}/"),
+            "url_for": {"home": format!("{base}/")},
+        }),
+    );
+    // nginx split the path: SCRIPT_NAME `/split` is the mount point.
+    check_json(
+        &w,
+        "/split/api/items/7",
+        json!({
+            "route": "item 7",
+            "path": "/split/api/items/7",
+            "root_path": "/split",
+            "url": format!("{base}/split/api/items/7"),
+            "url_for": {
+                "item": format!("{base}/split/api/items/8"),
+                "home": format!("{base}/split/"),
+                "sub_hello": format!("{base}/split/sub/hello"),
+            },
+        }),
+    );
+    w.fx.check_error_log(&[]);
     w.finish();
 }
 

@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 
 from . import log as _log
 from ._lib import LibraryNotFound
-from .server import log, serve
+from .server import serve
 
 
 def load_app(spec: str) -> Any:
@@ -73,12 +73,18 @@ def _parser() -> argparse.ArgumentParser:
         help="the mount point, when the web server sends no PATH_INFO (default: the root); "
         "ASGI's root_path",
     )
-    p.add_argument("--log-level", default=None, help="debug, info (default), warning, error")
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        default=None,
+        help="the level of the fcgi_runtime loggers (default info)",
+    )
     p.add_argument(
         "--log-config",
         default=None,
         metavar="FILE",
-        help="logging configuration: a .json dictConfig, else an INI fileConfig",
+        help="logging configuration: a .json file (logging.config.dictConfig) or an INI "
+        "file (logging.config.fileConfig)",
     )
     w = p.add_argument_group("workers (the library's pool; without --workers: one process)")
     w.add_argument(
@@ -203,7 +209,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     root_path=args.script_name,
                 )
             except StartupFailed as e:
-                log("lifespan startup failed: %s" % e)
+                _log.logger.error("lifespan startup failed: %s", e)
                 return 1
         else:
             serve(
@@ -214,7 +220,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 script_name=args.script_name,
             )
     except (LibraryNotFound, OSError) as e:
-        log(str(e))
+        _log.logger.error("%s", e)
         return 1
     return 0
 

@@ -59,7 +59,10 @@ def _candidates() -> Iterator[Tuple[str, str]]:
 
 #: Functions that never block: called through ctypes.PyDLL, which keeps the GIL (releasing
 #: and taking it back costs more than these calls, and with several busy threads it means a
-#: wait for the GIL each time).
+#: wait for the GIL each time). Audited against the library's log hook, which takes the GIL
+#: from any thread (log.py's docstring): none of these can wait on a lock that a thread holds
+#: while it logs, so none had to move to CDLL. A function added here must pass the same audit;
+#: fcgi_set_log_func itself must stay on CDLL (log.py calls it so).
 _NON_BLOCKING = {
     "fcgi_getenv_all",
     "fcgi_is_aborted",

@@ -31,15 +31,17 @@ after that.
 import asyncio
 import ctypes
 import http
+import logging
 import os
 import signal
 import threading
 import traceback
-from typing import Any, Dict, List, Optional, Sequence, Set, Union
-from urllib.parse import unquote_to_bytes
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from . import _lib
-from .server import ClientDisconnected, allow_mpxs, bind_list, log, open_listener
+from . import log as _log
+from .server import ClientDisconnected, allow_mpxs, bind_list, open_listener
 
 __all__ = ["AsgiServer", "StartupFailed", "serve_asgi"]
 
@@ -56,6 +58,9 @@ _ENV_BUF_SIZE = 16384
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 
+#: The ASGI server's log (see log.py).
+logger = logging.getLogger("fcgi_runtime.asgi")
+
 _BODY_HEADERS = (
     (b"CONTENT_TYPE", b"HTTP_CONTENT_TYPE", b"content-type"),
     (b"CONTENT_LENGTH", b"HTTP_CONTENT_LENGTH", b"content-length"),
@@ -65,6 +70,11 @@ _BODY_HEADERS = (
 _NO_BODY = frozenset([204, 304])
 
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
+
+
+def _under(path: bytes, prefix: bytes) -> bool:
+    """Whether `path` is `prefix` or below it (``/app``, ``/app/x``; not ``/apple``)."""
+    return path == prefix or path.startswith(prefix + b"/")
 
 
 class StartupFailed(RuntimeError):
@@ -128,13 +138,12 @@ class _Request(object):
         self._end = None
 
     @property
-    def what(self):
+    def what(self) -> str:
         """``METHOD /path?query``, for the log."""
         sc = self.scope
         qs = sc["query_string"]
-        return "%s %s%s%s" % (
+        return "%s %s%s" % (
             sc["method"],
-            sc["root_path"],
             sc["path"],
             "?" + qs.decode("latin-1") if qs else "",
         )
@@ -341,6 +350,7 @@ class AsgiServer(object):
     ) -> None:
         self.app = app
         self.lib = _lib.load()
+        _log.attach(self.lib)
         if self.lib.fcgi_loop_new is None:
             raise _lib.LibraryNotFound(
                 "%s lacks the non-blocking face (fcgi_loop_new): the ASGI server needs a newer "
@@ -417,7 +427,7 @@ class AsgiServer(object):
                 where = ", ".join(str(b) for b in self._binds)
             else:
                 where = ", ".join("fd %d" % fd for fd in fds)
-            log("serving ASGI on %s, one thread (library %s)" % (where, lib.path))
+            logger.info("serving ASGI on %s, one thread (library %s)", where, lib.path)
             for ev in self._evloops:
                 self._pump(ev)
             await self._idle
@@ -436,7 +446,7 @@ class AsgiServer(object):
             if handle_signals:
                 loop.remove_signal_handler(signal.SIGINT)
         await self._lifespan_shutdown()
-        log("stopped")
+        logger.info("stopped")
 
     def shutdown(self) -> None:
         """Stops accepting; the server ends once the requests in progress are done.
@@ -459,16 +469,18 @@ class AsgiServer(object):
         if self._draining:
             return
         self._draining = True
-        log("worker draining: stopping after the requests in progress (%d)" % len(self._reqs))
+        logger.info(
+            "worker draining: stopping after the requests in progress (%d)", len(self._reqs)
+        )
         for ev in list(self._evloops):
             self._pump(ev)
 
-    def _on_signal(self, signum):
+    def _on_signal(self, signum: int) -> None:
         if self._sigint:
-            log("signal %d again: exiting at once" % signum)
+            logger.warning("signal %d again: exiting at once", signum)
             os._exit(128 + signum)
         self._sigint = True
-        log("signal %d received" % signum)
+        logger.info("signal %d received", signum)
         # The library's flag wakes the loop's descriptor; _pump sees fcgi_in_shutdown.
         self.shutdown()
 
@@ -487,9 +499,9 @@ class AsgiServer(object):
         wait = lib.fcgi_loop_work(ev)
         if not self._stopping and lib.fcgi_in_shutdown():
             self._stopping = True
-            log(
-                "shutdown requested: stopping after the requests in progress (%d)"
-                % len(self._reqs)
+            logger.info(
+                "shutdown requested: stopping after the requests in progress (%d)",
+                len(self._reqs),
             )
         reqs = self._reqs
         if not self._stopping:
@@ -554,7 +566,45 @@ class AsgiServer(object):
         # params (and so the headers) are in the web server's order.
         return dict(zip(parts[-2::-2], parts[-1::-2]))
 
-    def _scope(self, env):
+    def _paths(self, env: Dict[bytes, bytes]) -> Tuple[bytes, str, str]:
+        """``raw_path``, ``path`` and ``root_path`` as the ASGI spec has them since its 2023
+        clarification, and as uvicorn and Starlette >= 0.33 do: ``path`` is the whole path
+        (``root_path`` included, decoded), ``raw_path`` the whole path as received, and
+        ``root_path`` the mount point, which a framework strips from ``path`` to route.
+
+        - The web server split the path (PATH_INFO sent, no ``--root-path``): SCRIPT_NAME is
+          the mount point and the path is SCRIPT_NAME + PATH_INFO.
+        - Otherwise (nginx's default: no PATH_INFO, SCRIPT_NAME and DOCUMENT_URI the whole
+          path) the path is the web server's, and ``root_path`` is ``--root-path``. A path
+          that is not under it had the prefix stripped by the web server (a rewrite): it is
+          put back in front, in ``raw_path`` too, as uvicorn's ``--root-path`` does behind a
+          proxy that strips it."""
+        g = env.get
+        raw_path = (g(b"REQUEST_URI") or b"").split(b"?", 1)[0]
+        root = self.root_path
+        path_info = g(b"PATH_INFO")
+        script = g(b"SCRIPT_NAME") or b""
+        if path_info is not None and not root:
+            mount = b"" if script == b"/" else script
+            path = mount + path_info
+            root_path = mount.decode("utf-8", "replace")
+        else:
+            if path_info is not None:
+                path = script + path_info
+            else:
+                path = g(b"DOCUMENT_URI") or script or unquote_to_bytes(raw_path)
+            prefix = root.encode("utf-8")
+            if prefix:
+                if not _under(path, prefix):
+                    path = prefix + path
+                if raw_path and not _under(raw_path, prefix):
+                    raw_path = quote_from_bytes(prefix, safe="/").encode("ascii") + raw_path
+            root_path = root
+        if not path:
+            path = b"/"
+        return raw_path, path.decode("utf-8", "replace"), root_path
+
+    def _scope(self, env: Dict[bytes, bytes]) -> Dict[str, Any]:
         g = env.get
         # The request's headers, in the web server's order; nginx passes Content-Type and
         # Content-Length both as HTTP_ params and as the CGI ones, which are the fallback.
@@ -567,27 +617,7 @@ class AsgiServer(object):
             value = g(cgi)
             if value and http_name not in env:
                 headers.append((name, value))
-        raw_path = (g(b"REQUEST_URI") or b"").split(b"?", 1)[0]
-        root = self.root_path
-        path_info = g(b"PATH_INFO")
-        if path_info is not None and not root:
-            # The web server split the path itself.
-            path = path_info
-            script = g(b"SCRIPT_NAME") or b""
-            root_path = "" if script == b"/" else script.decode("utf-8", "replace")
-        else:
-            # nginx's default: no PATH_INFO, SCRIPT_NAME (and DOCUMENT_URI) the whole path,
-            # decoded: the application is mounted at root_path and routes on the rest.
-            path = g(b"DOCUMENT_URI") or g(b"SCRIPT_NAME") or unquote_to_bytes(raw_path)
-            if path_info is not None:
-                path = (g(b"SCRIPT_NAME") or b"") + path_info
-            prefix = root.encode("utf-8")
-            if prefix and (path == prefix or path.startswith(prefix + b"/")):
-                path = path[len(prefix):]
-            root_path = root
-        path = path.decode("utf-8", "replace")
-        if not path and not root_path:
-            path = "/"
+        raw_path, path, root_path = self._paths(env)
         https = (g(b"HTTPS") or b"").lower()
         if https in (b"on", b"1", b"yes"):
             scheme = "https"
@@ -613,7 +643,7 @@ class AsgiServer(object):
             "state": dict(self.state),
         }
 
-    def _start(self, req):
+    def _start(self, req: int) -> None:
         """A request fcgi_loop_accept handed out: its state, its scope, its task."""
         try:
             env = self._params(req)
@@ -627,7 +657,7 @@ class AsgiServer(object):
                 length = None
             st = _Request(self, req, length, scope["method"] == "HEAD", scope)
         except Exception:
-            log("internal error on a new request:\n" + traceback.format_exc())
+            logger.error("internal error on a new request", exc_info=True)
             self.lib.fcgi_loop_finish(req)
             return
         self._reqs[req] = st
@@ -638,23 +668,25 @@ class AsgiServer(object):
     def _task_done(self, task):
         self._tasks.discard(task)
 
-    async def _run(self, st, scope):
+    async def _run(self, st: "_Request", scope: Dict[str, Any]) -> None:
         try:
             await self.app(scope, st.receive, st.send)
         except ClientDisconnected as e:
-            log("%s: client disconnected: %s" % (st.what, e))
+            logger.info("%s: client disconnected: %s", st.what, e)
         except BaseException as e:
             cancelled = isinstance(e, asyncio.CancelledError)
-            log("%s: application error\n%s" % (st.what, traceback.format_exc().rstrip("\n")))
+            logger.error("%s: application error", st.what, exc_info=True)
             self._error_response(st)
             if cancelled or not isinstance(e, Exception):
                 raise
         else:
             if not st.complete and not st.disconnected:
                 if st.out_started:
-                    log("%s: the application returned before its response was complete" % st.what)
+                    logger.warning(
+                        "%s: the application returned before its response was complete", st.what
+                    )
                 else:
-                    log("%s: the application returned without a response" % st.what)
+                    logger.error("%s: the application returned without a response", st.what)
                     self._error_response(st)
         finally:
             st.release()
@@ -692,18 +724,19 @@ class AsgiServer(object):
         if failed is not None:
             raise StartupFailed(failed)
 
-    async def _lifespan_main(self, scope):
+    async def _lifespan_main(self, scope: Dict[str, Any]) -> None:
         try:
             await self.app(scope, self._ls_queue.get, self._ls_send)
         except BaseException as e:
             if self._ls_started:
-                log("lifespan: application error after startup\n" + traceback.format_exc())
+                logger.error("lifespan: application error after startup", exc_info=True)
             else:
                 # uvicorn's "auto": an application without lifespan support raises on the
                 # unknown scope type; serve without it.
-                log(
-                    "lifespan unsupported by the application (%s: %s): serving without it"
-                    % (type(e).__name__, e)
+                logger.info(
+                    "lifespan unsupported by the application (%s: %s): serving without it",
+                    type(e).__name__,
+                    e,
                 )
                 self._ls_task = None
             if not isinstance(e, Exception):
@@ -713,7 +746,7 @@ class AsgiServer(object):
                 if not fut.done():
                     fut.set_result(None)
 
-    async def _ls_send(self, message):
+    async def _ls_send(self, message: Dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "lifespan.startup.complete":
             self._ls_started = True
@@ -726,7 +759,7 @@ class AsgiServer(object):
             if not self._ls_shutdown.done():
                 self._ls_shutdown.set_result(None)
         elif kind == "lifespan.shutdown.failed":
-            log("lifespan shutdown failed: %s" % message.get("message", ""))
+            logger.error("lifespan shutdown failed: %s", message.get("message", ""))
             if not self._ls_shutdown.done():
                 self._ls_shutdown.set_result(None)
         else:

@@ -11,14 +11,15 @@ library's; this module maps one accepted request onto one WSGI call:
 """
 
 import ctypes
+import logging
 import os
 import signal
-import sys
 import threading
 import traceback
 from typing import Any, List, Optional, Sequence, Union
 
 from . import _lib
+from . import log as _log
 
 __all__ = ["Server", "serve", "ClientDisconnected", "FileWrapper", "InputStream", "ErrorStream"]
 
@@ -29,17 +30,14 @@ _LINE_CHUNK = 64 * 1024
 #: wsgi.errors sends what it holds once it has this much (else at a newline or flush()).
 _ERRORS_FLUSH = 8 * 1024
 
-_log_lock = threading.Lock()
+#: The WSGI server's log (see log.py; the request's FCGI_STDERR is ``wsgi.errors``).
+logger = logging.getLogger("fcgi_runtime.server")
 
 
-def log(msg):
-    """One line on the server's own stderr (not the request's FCGI_STDERR)."""
-    with _log_lock:
-        try:
-            sys.stderr.write("fcgi_runtime: %s\n" % msg)
-            sys.stderr.flush()
-        except Exception:
-            pass
+def log(msg: str, level: int = logging.INFO) -> None:
+    """One line of the server's log (``fcgi_runtime.server``), not the request's FCGI_STDERR.
+    Kept for callers of the former stderr writer; the servers use their loggers."""
+    logger.log(level, "%s", msg)
 
 
 
@@ -281,14 +279,16 @@ class ErrorStream(object):
         for s in seq:
             self.write(s)
 
-    def flush(self):
+    def flush(self) -> None:
         if not self._parts:
             return
         data = b"".join(self._parts)
         self._parts = []
         self._size = 0
         if self._req is None:
-            log("wsgi.errors after the request ended: " + data.decode("utf-8", "replace"))
+            logger.warning(
+                "wsgi.errors after the request ended: %s", data.decode("utf-8", "replace")
+            )
         else:
             self._lib.fcgi_write(self._req, _lib.FCGI_STDERR, data, len(data))
 
@@ -481,6 +481,7 @@ class Server(object):
         self.threads = threads
         self.script_name = script_name.rstrip("/")
         self.lib = _lib.load()
+        _log.attach(self.lib)
         self._binds = bind_list(bind)
         self._backlog = backlog
         self._fds = list(fds) if fds else None
@@ -541,9 +542,12 @@ class Server(object):
         finally:
             if old is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        log(
-            "serving on %s with %d threads%s (library %s)"
-            % (self.where(), self.threads, " each" if len(fds) > 1 else "", self.lib.path)
+        logger.info(
+            "serving on %s with %d threads%s (library %s)",
+            self.where(),
+            self.threads,
+            " each" if len(fds) > 1 else "",
+            self.lib.path,
         )
         try:
             while not self._done.wait(None if handle_signals else 1.0):
@@ -553,7 +557,7 @@ class Server(object):
             self._done.wait()
         for t in self._workers:
             t.join()
-        log("stopped")
+        logger.info("stopped")
 
     def shutdown(self):
         """Wakes every thread blocked in fcgi_accept_request (fcgi_terminate); each ends after
@@ -561,12 +565,12 @@ class Server(object):
         self._stopping = True
         self.lib.fcgi_terminate()
 
-    def _install_signals(self):
-        def on_signal(signum, _frame):
+    def _install_signals(self) -> None:
+        def on_signal(signum: int, _frame: Any) -> None:
             if self._stopping:
-                log("signal %d again: exiting at once" % signum)
+                logger.warning("signal %d again: exiting at once", signum)
                 os._exit(128 + signum)
-            log("signal %d: stopping after the requests in progress" % signum)
+            logger.info("signal %d: stopping after the requests in progress", signum)
             self.shutdown()
 
         signal.signal(signal.SIGTERM, on_signal)
@@ -577,14 +581,14 @@ class Server(object):
         req = lib.fcgi_init_request(fd, None, None, None)
         try:
             if not req:
-                log("fcgi_init_request failed")
+                logger.error("fcgi_init_request failed")
                 return
             while lib.fcgi_accept_request(req) >= 0:
                 force_close = 0
                 try:
                     force_close = self._handle(req)
                 except BaseException:  # never let one request end the thread
-                    log("internal error:\n" + traceback.format_exc())
+                    logger.error("internal error", exc_info=True)
                     force_close = 1
                 if force_close:
                     # Closed without END_REQUEST: the web server sees the response cut short
@@ -593,7 +597,7 @@ class Server(object):
                 else:
                     lib.fcgi_finish_request(req, 0)
             if not lib.fcgi_in_shutdown():
-                log("fcgi_accept_request failed (the library logged why): thread ends")
+                logger.error("fcgi_accept_request failed (the library logged why): thread ends")
         finally:
             if req:
                 lib.fcgi_destroy_request(req)
@@ -660,7 +664,7 @@ class Server(object):
         )
         return env
 
-    def _handle(self, req):
+    def _handle(self, req: int) -> int:
         """Serves one accepted request. Returns 1 if its connection must be closed (a response
         cut short after its head was sent: the web server then sees it as incomplete)."""
         lib = self.lib
@@ -699,10 +703,10 @@ class Server(object):
                 if result is not None and hasattr(result, "close"):
                     result.close()
         except ClientDisconnected as e:
-            log("%s: client disconnected: %s" % (what, e))
+            logger.info("%s: client disconnected: %s", what, e)
         except Exception:
             tb = traceback.format_exc()
-            log("%s: application error\n%s" % (what, tb.rstrip("\n")))
+            logger.error("%s: application error", what, exc_info=True)
             errors.write("application error in %s\n%s" % (what, tb))
             if ex.headers_sent:
                 force_close = 1  # the response is cut short: let the web server see it

@@ -319,12 +319,21 @@ async def lifespan(scope, receive, send):
             return
 
 
+def route_path(scope):
+    """The path below the mount point: `path` includes `root_path` (the ASGI spec; what
+    Starlette's get_route_path strips)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root):] or "/"
+    return path
+
+
 async def application(scope, receive, send):
     if scope["type"] == "lifespan":
         return await lifespan(scope, receive, send)
-    route = ROUTES.get(scope["path"])
+    route = ROUTES.get(route_path(scope))
     if route is None:
-        await _text(send, "no route %s\n" % scope["path"], status=404)
+        await _text(send, "no route %s\n" % route_path(scope), status=404)
         return
     await route(scope, receive, send)
 

@@ -1,4 +1,5 @@
-"""A Starlette application of tests/languages/python_asgi.rs (Debian's python3-starlette 0.26).
+"""A Starlette application of tests/languages/python_asgi.rs (current Starlette from PyPI, in
+target/py-venv).
 
 /                         index page
 /users/{name}/{id:int}    path parameters and the query, as JSON
