@@ -4,6 +4,8 @@
 //!   them in target/php/; without it the tests skip, and fail under CI=true);
 //! - `python_wsgi`, `python_asgi`: bindings/python (`python3 -m fcgi_runtime`), WSGI (Flask) and
 //!   ASGI (Starlette);
+//! - `python_flup`: flup 1.0.3 beside bindings/python's flup shim (`fcgi_runtime.flup`), the same
+//!   application behind nginx, and the throughput comparison (ignored);
 //! - `perl_plack`: Perl's FCGI module and Plack::Handler::FCGI on the libfcgi drop-in.
 //!
 //! Run: `cargo test --release --test languages` (tests/README.md maps tests to what they cover).
@@ -13,4 +15,5 @@ mod harness;
 mod perl_plack;
 mod php;
 mod python_asgi;
+mod python_flup;
 mod python_wsgi;
