@@ -79,6 +79,7 @@ class Server:
 
     def __init__(self, tmp: str, module: str, kwargs: Dict[str, Any], addr: Optional[str],
                  stdin: Any = subprocess.DEVNULL, env: Optional[Dict[str, str]] = None) -> None:
+        os.makedirs(tmp, exist_ok=True)
         self.out = os.path.join(tmp, "server.out")
         self.err = os.path.join(tmp, "server.err")
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
@@ -197,6 +198,21 @@ def test_unix_socket_with_umask_and_sigint(servers: List[Server], tmp_path: Any)
     assert rc == 0 and "path=/unix" in out and "multithread=False" in out, err
     assert s.stop(signal.SIGINT) == 0
     assert "run returned False" in s.stdout(), s.log()
+
+
+@pytest.mark.parametrize("allowed,served", [("192.0.2.1", False), ("192.0.2.1, 127.0.0.1", True)])
+def test_fcgi_web_server_addrs(servers: List[Server], tmp_path: Any, allowed: str, served: bool) -> None:
+    """flup's FCGI_WEB_SERVER_ADDRS, applied by the library: other clients are refused."""
+    port = free_port()
+    addr = "127.0.0.1:%d" % port
+    s = Server(os.fspath(tmp_path), "fcgi", {"bindAddress": ["127.0.0.1", port]}, addr,
+               env=env_for_server(FCGI_WEB_SERVER_ADDRS=allowed))
+    servers.append(s)
+    rc, out, err = client(addr, "/allowed")
+    if served:
+        assert rc == 0 and "path=/allowed" in out, err
+    else:
+        assert rc != 0 and "Hello" not in out, out
 
 
 def test_fd0_listening_socket(servers: List[Server], tmp_path: Any) -> None:
