@@ -16,6 +16,7 @@ def environ(params: Dict[str, str], script_name: str = "", role: int = 1) -> Dic
     # Server.__init__ loads the library; _environ only needs script_name.
     srv = object.__new__(Server)
     srv.script_name = script_name.rstrip("/")
+    setattr(srv, "multiprocess", False)  # read by _environ in the workers branch
     return srv._environ(lib, REQ, _Exchange(lib, REQ))
 
 

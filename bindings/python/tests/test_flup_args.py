@@ -126,15 +126,15 @@ def test_top_level_names() -> None:
     [
         (
             {},
-            {"pm": "dynamic", "workers": 50, "start_servers": 5, "min_spare_servers": 1,
-             "max_spare_servers": 5, "max_requests": 0, "timeout": 0},
+            {"pm": "dynamic", "workers": 50, "start_workers": 5, "min_spare": 1, "max_spare": 5,
+             "max_requests": 0, "timeout": 0},
         ),
         ({"maxChildren": 2, "minSpare": 2, "maxSpare": 2}, {"pm": "static", "workers": 2}),
         ({"maxChildren": 3, "maxSpare": 5}, {"pm": "static", "workers": 5}),
         (
             {"maxChildren": 10, "minSpare": 2, "maxSpare": 4, "maxRequests": 100},
-            {"pm": "dynamic", "workers": 10, "start_servers": 4, "min_spare_servers": 2,
-             "max_spare_servers": 4, "max_requests": 100},
+            {"pm": "dynamic", "workers": 10, "start_workers": 4, "min_spare": 2, "max_spare": 4,
+             "max_requests": 100},
         ),
         ({"maxChildren": 1, "minSpare": 1, "maxSpare": 1, "sockTimeout": 0.5}, {"workers": 1}),
     ],
@@ -145,7 +145,7 @@ def test_prefork_options(kwargs: Dict[str, Any], want: Dict[str, Any]) -> None:
     for k, v in want.items():
         assert got[k] == v, k
     if got["pm"] == "static":
-        assert not {"start_servers", "min_spare_servers", "max_spare_servers"} & set(got)
+        assert not {"start_workers", "min_spare", "max_spare"} & set(got)
 
 
 def test_prefork_timeout_and_ignored_keywords() -> None:
@@ -181,7 +181,9 @@ def test_prefork_run_calls_serve_workers(monkeypatch: pytest.MonkeyPatch) -> Non
     fake = types.ModuleType("fcgi_runtime.workers")
     fake.serve_workers = serve_workers  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fcgi_runtime.workers", fake)
-    monkeypatch.delenv("FCGI_RUNTIME_MPXS_CONNS", raising=False)
+    # setenv first, so that the variable run() sets is removed again afterwards.
+    monkeypatch.setenv("FCGI_RUNTIME_MPXS_CONNS", "")
+    monkeypatch.delenv("FCGI_RUNTIME_MPXS_CONNS")
     s = fcgi_fork.WSGIServer(hello, bindAddress="/tmp/x.sock", maxChildren=2, minSpare=2,
                              maxSpare=2, maxRequests=7)
     assert s.run() is False
@@ -361,6 +363,7 @@ def test_the_wrapper_through_the_server() -> None:
     lib = FakeLib({"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/x"})
     srv = object.__new__(Server)
     srv.script_name = ""
+    setattr(srv, "multiprocess", False)  # read by _environ in the workers branch
     srv.app = wrap_application(failing)
     srv.lib = lib
     assert srv._handle(REQ) == 0

@@ -163,6 +163,7 @@ def handle(app: Any, params: Optional[Dict[str, str]] = None) -> "tuple[int, Fak
     lib = FakeLib(params or {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/x"})
     srv = object.__new__(Server)
     srv.script_name = ""
+    setattr(srv, "multiprocess", False)  # read by _environ in the workers branch
     srv.app = app
     srv.lib = lib
     return srv._handle(REQ), lib

@@ -127,6 +127,15 @@ class WSGIServer(BaseFCGIServer):
         return self._hupReceived
 
     def _listen(self, server: Any) -> None:
+        mpxs = self.multiplexed
+        if "FCGI_RUNTIME_MPXS_CONNS" not in os.environ:
+            # flup advertises FCGI_MPXS_CONNS=multiplexed and refuses a second request on a
+            # connection otherwise (FCGI_CANT_MPX_CONN): so does the library. Through the
+            # environment, so that the server does not turn multiplexing on when it listens
+            # (it does unless the variable is set).
+            os.environ["FCGI_RUNTIME_MPXS_CONNS"] = "1" if mpxs else "0"
+        else:
+            mpxs = os.environ["FCGI_RUNTIME_MPXS_CONNS"] == "1"
         mode = self._socket_mode()
         if mode is not None:
             self._set_socket_mode(server.lib, mode)
@@ -135,10 +144,7 @@ class WSGIServer(BaseFCGIServer):
         finally:
             if mode is not None:
                 self._set_socket_mode(server.lib, None)
-        if "FCGI_RUNTIME_MPXS_CONNS" not in os.environ:
-            # flup advertises FCGI_MPXS_CONNS=multiplexed and refuses a second request on a
-            # connection otherwise (FCGI_CANT_MPX_CONN): so does the library.
-            server.lib.fcgi_set_limit(_lib.FCGI_LIMIT_MPXS_CONNS, 1 if self.multiplexed else 0)
+        server.lib.fcgi_set_limit(_lib.FCGI_LIMIT_MPXS_CONNS, 1 if mpxs else 0)
 
     # -- signals (flup: SIGHUP, SIGINT, SIGTERM end run(); restored afterwards) ------------
 

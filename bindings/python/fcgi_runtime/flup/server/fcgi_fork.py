@@ -43,8 +43,7 @@ def prefork_options(kw: Mapping[str, Any], timeout: Optional[float] = None) -> D
     - maxSpare >= maxChildren (the count never moves): ``pm="static"``, ``workers`` =
       maxChildren;
     - else ``pm="dynamic"``, ``workers`` (the pool's max_children) = maxChildren,
-      ``start_servers`` = maxSpare, ``min_spare_servers`` = minSpare,
-      ``max_spare_servers`` = maxSpare;
+      ``start_workers`` = maxSpare, ``min_spare`` = minSpare, ``max_spare`` = maxSpare;
     - ``maxRequests`` -> ``max_requests`` (flup counts connections, the pool requests);
     - ``timeout`` (flup: SIGALRM raises in the application after that many seconds) ->
       ``timeout`` (the pool kills the worker whose request runs longer; 0: none);
@@ -74,9 +73,9 @@ def prefork_options(kw: Mapping[str, Any], timeout: Optional[float] = None) -> D
         out["pm"] = "static"
     else:
         out["pm"] = "dynamic"
-        out["start_servers"] = max_spare
-        out["min_spare_servers"] = min_spare
-        out["max_spare_servers"] = max_spare
+        out["start_workers"] = max_spare
+        out["min_spare"] = min_spare
+        out["max_spare"] = max_spare
     return out
 
 
