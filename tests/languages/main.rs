@@ -7,6 +7,8 @@
 //!   through Python's `logging`; `python_workers`: its `--workers` on the library's pool;
 //! - `python_wheel`: the package's wheel and sdist (`make wheel`, `make sdist`) installed into a
 //!   fresh virtual environment, serving on the library they carry;
+//! - `python_flup`: flup 1.0.3 beside bindings/python's flup shim (`fcgi_runtime.flup`), the same
+//!   application behind nginx, and the throughput comparison (ignored);
 //! - `perl_plack`: Perl's FCGI module and Plack::Handler::FCGI on the libfcgi drop-in.
 //!
 //! Run: `cargo test --release --test languages` (tests/README.md maps tests to what they cover).
@@ -16,6 +18,7 @@ mod harness;
 mod perl_plack;
 mod php;
 mod python_asgi;
+mod python_flup;
 mod python_logging;
 mod python_wheel;
 mod python_workers;
