@@ -28,8 +28,10 @@ const MIN_PATH: &str = "/usr/bin:/bin";
 const STEP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// The application: the library it runs on, where the package was imported from, the
-/// interpreter's prefix, and which of the variables that could point elsewhere are set.
-const APP: &str = r#"import os
+/// interpreter's prefix, which of the variables that could point elsewhere are set, and
+/// whether the installed package has its subpackages (the flup shim) and `py.typed`.
+const APP: &str = r#"import importlib.util
+import os
 import sys
 
 import fcgi_runtime
@@ -44,6 +46,8 @@ def app(environ, start_response):
             k for k in ("PYTHONPATH", "FCGI_RUNTIME_LIB", "LD_LIBRARY_PATH") if k in os.environ
         ),
         "path=" + environ.get("PATH_INFO", ""),
+        "shim=" + ("yes" if importlib.util.find_spec("fcgi_runtime.flup.server.fcgi") else "no"),
+        "typed=" + str(os.path.exists(os.path.join(os.path.dirname(fcgi_runtime.__file__), "py.typed"))),
     ]
     body = ("\n".join(lines) + "\n").encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -256,6 +260,10 @@ fn serve_and_check(fx: &mut Fixture, label: &str, program: &Path, args: &[&str],
     fx.check(value(&text, "path") == Some("/wheel"), || {
         format!("{label}: not the request sent:\n{text}")
     });
+    fx.check(
+        value(&text, "shim") == Some("yes") && value(&text, "typed") == Some("True"),
+        || format!("{label}: fcgi_runtime.flup or py.typed is not installed:\n{text}"),
+    );
     // The process maps that copy, and no other libfcgi.
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     let mapped: Vec<&str> = maps

@@ -374,10 +374,10 @@ class AsgiServer(object):
         self._sigint = False
         self._gone_check = self.lib.fcgi_peer_closed or self.lib.fcgi_is_aborted
         # lifespan
-        self._ls_task = None
-        self._ls_queue = None
-        self._ls_startup = None
-        self._ls_shutdown = None
+        self._ls_task: Any = None
+        self._ls_queue: Any = None
+        self._ls_startup: Any = None
+        self._ls_shutdown: Any = None
         self._ls_started = False
 
     # -- listening --------------------------------------------------------------------------

@@ -84,4 +84,4 @@ class FakeLib:
 
 
 #: A request pointer: the fakes ignore it, the server only passes it on.
-REQ = object()
+REQ: Any = object()

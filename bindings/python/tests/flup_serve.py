@@ -7,6 +7,7 @@ WSGIServer's keyword arguments (a list bindAddress becomes a tuple). Prints what
 returned."""
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -34,6 +35,9 @@ def app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
 
 
 def main() -> None:
+    # The servers log through `logging` (as flup does): a deployment that wants the lines
+    # configures it; the tests read the start line.
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     module = import_module("fcgi_runtime.flup.server." + sys.argv[1])
     kwargs = json.loads(sys.argv[2])
     if isinstance(kwargs.get("bindAddress"), list):

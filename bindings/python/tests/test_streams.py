@@ -1,5 +1,7 @@
 """wsgi.input (InputStream) and wsgi.errors (ErrorStream) over the fake library."""
 
+import logging
+
 import pytest
 
 from fakes import REQ, FakeLib
@@ -112,7 +114,8 @@ def test_error_stream_encodes_utf8_with_backslashreplace() -> None:
     assert lib.stderr() == b"\xc3\xa9\\udcff\n"
 
 
-def test_error_stream_after_the_request_goes_to_the_server_log(capsys: pytest.CaptureFixture[str]) -> None:
+def test_error_stream_after_the_request_goes_to_the_server_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="fcgi_runtime.server")
     lib = FakeLib()
     e = ErrorStream(lib, REQ)
     e.write("pending")
@@ -120,7 +123,9 @@ def test_error_stream_after_the_request_goes_to_the_server_log(capsys: pytest.Ca
     assert lib.stderr() == b"pending"
     e.write("late\n")
     assert lib.stderr() == b"pending"
-    assert "wsgi.errors after the request ended: late" in capsys.readouterr().err
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("fcgi_runtime.server", "WARNING", "wsgi.errors after the request ended: late\n")
+    ]
 
 
 def test_error_stream_has_no_other_attributes() -> None:
