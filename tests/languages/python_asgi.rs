@@ -25,11 +25,13 @@ use crate::harness;
 use crate::harness::http;
 use crate::harness::{sha256_file, show, tcp_ready};
 use crate::python_wsgi::server;
-use crate::python_wsgi::server::{check_streamed_while_produced, python, wait_for, Bind, Wsgi};
+use crate::python_wsgi::server::{
+    check_streamed_while_produced, python, wait_for, Bind, PythonEnv, Wsgi,
+};
 use std::fs;
 use std::io::{BufReader, Read};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -99,13 +101,6 @@ pub fn start_behind_nginx(
 ) -> (Wsgi, u16) {
     let mut fx = harness::Fixture::new(tag);
     prepare(&fx);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let pythonpath = format!(
-        "{}:{}",
-        root.join("bindings/python").display(),
-        root.join(apps).display()
-    );
-    let lib = harness::lib_dir().join("libfcgi.so");
     let dir = fx.dir.clone();
     let port = fx.start_on_free_port(
         server::SERVER,
@@ -116,12 +111,8 @@ pub fn start_behind_nginx(
                 .args(args)
                 .args(["--bind", &format!("127.0.0.1:{port}")])
                 .current_dir(&dir)
-                .env("PYTHONPATH", &pythonpath)
-                .env("FCGI_RUNTIME_LIB", &lib)
-                .env("PYTHONDONTWRITEBYTECODE", "1")
-                .env("PYTHONUNBUFFERED", "1")
-                .env_remove("FCGI_RUNTIME_LOG_LEVEL")
-                .stdin(Stdio::null());
+                .python_env(&[Path::new(apps)])
+                .env_remove("FCGI_RUNTIME_LOG_LEVEL");
             cmd
         },
         |_, port| tcp_ready(port),
@@ -547,12 +538,6 @@ fn lifespan_failure_exits_1_and_an_app_without_lifespan_is_served() {
     let Some(py) = plain_python() else { return };
     // lifespan.startup.failed: exit status 1 with the application's message.
     let mut fx = harness::Fixture::new("pyasgi-lifespan");
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let pythonpath = format!(
-        "{}:{}",
-        root.join("bindings/python").display(),
-        root.join("tests/languages/python_asgi/apps").display()
-    );
     let run = |fx: &mut harness::Fixture, name: &str, args: &[&str]| {
         let port = harness::free_port();
         let mut cmd = Command::new(&py);
@@ -560,10 +545,7 @@ fn lifespan_failure_exits_1_and_an_app_without_lifespan_is_served() {
             .args(args)
             .args(["--bind", &format!("127.0.0.1:{port}")])
             .current_dir(&fx.dir)
-            .env("PYTHONPATH", &pythonpath)
-            .env("FCGI_RUNTIME_LIB", harness::lib_dir().join("libfcgi.so"))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null());
+            .python_env(&[Path::new("tests/languages/python_asgi/apps")]);
         fx.spawn(name, &mut cmd);
         fx.wait_exit(name)
     };
@@ -988,13 +970,66 @@ fn check_json(w: &Wsgi, path: &str, want: serde_json::Value) {
     });
 }
 
+/// The FastAPI app's item route under `mount` (the application's root path: "" at the root):
+/// its scope's `path` and `root_path`, and `url_for` of its routes and of the mounted
+/// sub-application's.
+fn fastapi_item_under(w: &Wsgi, mount: &str, id: u32) {
+    use serde_json::json;
+    let base = format!("http://127.0.0.1:{}{mount}", w.fx.port);
+    check_json(
+        w,
+        &format!("{mount}/api/items/{id}"),
+        json!({
+            "route": format!("item {id}"),
+            "path": format!("{mount}/api/items/{id}"),
+            "root_path": mount,
+            "url": format!("{base}/api/items/{id}"),
+            "url_for": {
+                "item": format!("{base}/api/items/{}", id + 1),
+                "home": format!("{base}/"),
+                "sub_hello": format!("{base}/sub/hello"),
+            },
+        }),
+    );
+}
+
+/// The FastAPI app's routes under `mount`: the item route, the mounted sub-application (whose
+/// root_path gets Starlette's Mount prefix added) and the home route.
+fn fastapi_routes_under(w: &Wsgi, mount: &str, id: u32) {
+    use serde_json::json;
+    fastapi_item_under(w, mount, id);
+    let base = format!("http://127.0.0.1:{}{mount}", w.fx.port);
+    check_json(
+        w,
+        &format!("{mount}/sub/hello"),
+        json!({
+            "route": "sub hello",
+            "path": format!("{mount}/sub/hello"),
+            // Starlette's Mount adds its own prefix to the sub-application's root_path.
+            "root_path": format!("{mount}/sub"),
+            "url": format!("{base}/sub/hello"),
+            "url_for": {"sub_hello": format!("{base}/sub/hello")},
+        }),
+    );
+    check_json(
+        w,
+        &format!("{mount}/"),
+        json!({
+            "route": "home",
+            "path": format!("{mount}/"),
+            "root_path": mount,
+            "url": format!("{base}/"),
+            "url_for": {"home": format!("{base}/")},
+        }),
+    );
+}
+
 /// FastAPI from PyPI: an APIRouter included with `prefix="/api"`, a FastAPI sub-application
 /// mounted at `/sub`, `request.url_for` of routes of both, the scope's `path` and `root_path`:
 /// behind nginx with `--root-path /prefix` (nginx's `location /prefix/` passes the whole
 /// path), then at the root, and under a prefix nginx splits off itself (`/split`).
 #[test]
 fn fastapi_router_prefix_mount_and_url_for_under_a_root_path() {
-    use serde_json::json;
     let Some(py) = fastapi_python() else { return };
     let apps = "tests/languages/python_asgi/apps";
     let (w, _) = start_behind_nginx(
@@ -1006,45 +1041,7 @@ fn fastapi_router_prefix_mount_and_url_for_under_a_root_path() {
         "pyasgi-fastapi-prefix",
         |_| {},
     );
-    let base = format!("http://127.0.0.1:{}", w.fx.port);
-    check_json(
-        &w,
-        "/prefix/api/items/5",
-        json!({
-            "route": "item 5",
-            "path": "/prefix/api/items/5",
-            "root_path": "/prefix",
-            "url": format!("{base}/prefix/api/items/5"),
-            "url_for": {
-                "item": format!("{base}/prefix/api/items/6"),
-                "home": format!("{base}/prefix/"),
-                "sub_hello": format!("{base}/prefix/sub/hello"),
-            },
-        }),
-    );
-    check_json(
-        &w,
-        "/prefix/sub/hello",
-        json!({
-            "route": "sub hello",
-            "path": "/prefix/sub/hello",
-            // Starlette's Mount adds its own prefix to the sub-application's root_path.
-            "root_path": "/prefix/sub",
-            "url": format!("{base}/prefix/sub/hello"),
-            "url_for": {"sub_hello": format!("{base}/prefix/sub/hello")},
-        }),
-    );
-    check_json(
-        &w,
-        "/prefix/",
-        json!({
-            "route": "home",
-            "path": "/prefix/",
-            "root_path": "/prefix",
-            "url": format!("{base}/prefix/"),
-            "url_for": {"home": format!("{base}/prefix/")},
-        }),
-    );
+    fastapi_routes_under(&w, "/prefix", 5);
     // Path validation is FastAPI's: a non-integer id is a 422.
     let r = w.fx.get("/prefix/api/items/five");
     w.fx.check(r.status == 422, || {
@@ -1066,60 +1063,9 @@ fn fastapi_router_prefix_mount_and_url_for_under_a_root_path() {
         "pyasgi-fastapi-root",
         |_| {},
     );
-    let base = format!("http://127.0.0.1:{}", w.fx.port);
-    check_json(
-        &w,
-        "/api/items/5",
-        json!({
-            "route": "item 5",
-            "path": "/api/items/5",
-            "root_path": "",
-            "url": format!("{base}/api/items/5"),
-            "url_for": {
-                "item": format!("{base}/api/items/6"),
-                "home": format!("{base}/"),
-                "sub_hello": format!("{base}/sub/hello"),
-            },
-        }),
-    );
-    check_json(
-        &w,
-        "/sub/hello",
-        json!({
-            "route": "sub hello",
-            "path": "/sub/hello",
-            "root_path": "/sub",
-            "url": format!("{base}/sub/hello"),
-            "url_for": {"sub_hello": format!("{base}/sub/hello")},
-        }),
-    );
-    check_json(
-        &w,
-        "/",
-        json!({
-            "route": "home",
-            "path": "/",
-            "root_path": "",
-            "url": format!("{base}/"),
-            "url_for": {"home": format!("{base}/")},
-        }),
-    );
+    fastapi_routes_under(&w, "", 5);
     // nginx split the path: SCRIPT_NAME `/split` is the mount point.
-    check_json(
-        &w,
-        "/split/api/items/7",
-        json!({
-            "route": "item 7",
-            "path": "/split/api/items/7",
-            "root_path": "/split",
-            "url": format!("{base}/split/api/items/7"),
-            "url_for": {
-                "item": format!("{base}/split/api/items/8"),
-                "home": format!("{base}/split/"),
-                "sub_hello": format!("{base}/split/sub/hello"),
-            },
-        }),
-    );
+    fastapi_item_under(&w, "/split", 7);
     w.fx.check_error_log(&[]);
     w.finish();
 }
@@ -1134,7 +1080,6 @@ fn throughput_one_thread() {
     let Some(py) = plain_python() else { return };
     harness::raise_nofile();
     let bench = &harness::tool("fcgi-bench");
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let rate = |addr: &str, conns: &str| -> f64 {
         let out = Command::new(bench)
             .args([
@@ -1175,17 +1120,7 @@ fn throughput_one_thread() {
             .args(["-m", "fcgi_runtime"])
             .args(args)
             .args(["--bind", &addr, "--backlog", "2048"])
-            .env(
-                "PYTHONPATH",
-                format!(
-                    "{}:{}",
-                    root.join("bindings/python").display(),
-                    root.join(apps).display()
-                ),
-            )
-            .env("FCGI_RUNTIME_LIB", harness::lib_dir().join("libfcgi.so"))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
+            .python_env(&[Path::new(apps)])
             .stderr(Stdio::null())
             .spawn()
             .expect("start the python server");

@@ -17,8 +17,9 @@
 
 use crate::harness;
 use crate::harness::{show, tcp_ready, wait_for, wait_lib_mapped, Fixture};
+use crate::python_wsgi::server::PythonEnv;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 fn root() -> PathBuf {
@@ -77,18 +78,7 @@ fn serve_cmd(py: &str, imp: &str, module: &str, app: &str, kwargs: &str) -> Comm
 }
 
 fn python_env(cmd: &mut Command) {
-    cmd.env(
-        "PYTHONPATH",
-        format!(
-            "{}:{}",
-            root().join("bindings/python").display(),
-            root().join(APPS).display()
-        ),
-    )
-    .env("FCGI_RUNTIME_LIB", harness::lib_dir().join("libfcgi.so"))
-    .env("PYTHONDONTWRITEBYTECODE", "1")
-    .env("PYTHONUNBUFFERED", "1")
-    .stdin(Stdio::null());
+    cmd.python_env(&[Path::new(APPS)]);
 }
 
 /// nginx: PATH_INFO and SCRIPT_NAME split the way a flup deployment behind nginx sets them

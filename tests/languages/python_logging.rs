@@ -99,6 +99,20 @@ fn start(py: &str, spec: &str, args: &[&str], apps: &str, tag: &str) -> (Wsgi, u
     })
 }
 
+/// The server's start line (`start`, then ` (library PATH)`) in the configured log file; then a
+/// malformed record sent to `port` gives the library's warning there, under its logger.
+fn started_then_library_warning(w: &Wsgi, port: u16, start: &str) {
+    wait_file_line(
+        w,
+        &format!(
+            "{start} (library {})",
+            harness::lib_dir().join("libfcgi.so").display()
+        ),
+    );
+    send_bad_record(w, port);
+    wait_file_line(w, &format!("fcgi_runtime.library WARNING {PROTOCOL_ERROR}"));
+}
+
 #[test]
 fn wsgi_library_and_server_lines_through_a_dict_config() {
     let Some(py) = python(&["json", "logging.config"]) else {
@@ -111,17 +125,10 @@ fn wsgi_library_and_server_lines_through_a_dict_config() {
         "tests/languages/python_wsgi/apps",
         "pylog-wsgi",
     );
-    wait_file_line(
+    started_then_library_warning(
         &w,
-        &format!(
-            "fcgi_runtime.server INFO serving on 127.0.0.1:{port} with 2 threads (library {})",
-            harness::lib_dir().join("libfcgi.so").display()
-        ),
-    );
-    send_bad_record(&w, port);
-    wait_file_line(
-        &w,
-        &format!("fcgi_runtime.library WARNING {PROTOCOL_ERROR}"),
+        port,
+        &format!("fcgi_runtime.server INFO serving on 127.0.0.1:{port} with 2 threads"),
     );
     // An application error: the server's line and traceback in the log, and the traceback on
     // wsgi.errors, which is the request's FCGI_STDERR: nginx's error log.
@@ -174,17 +181,10 @@ fn asgi_library_lines_from_the_loop_through_a_dict_config() {
         "tests/languages/python_asgi/apps",
         "pylog-asgi",
     );
-    wait_file_line(
+    started_then_library_warning(
         &w,
-        &format!(
-            "fcgi_runtime.asgi INFO serving ASGI on 127.0.0.1:{port}, one thread (library {})",
-            harness::lib_dir().join("libfcgi.so").display()
-        ),
-    );
-    send_bad_record(&w, port);
-    wait_file_line(
-        &w,
-        &format!("fcgi_runtime.library WARNING {PROTOCOL_ERROR}"),
+        port,
+        &format!("fcgi_runtime.asgi INFO serving ASGI on 127.0.0.1:{port}, one thread"),
     );
     let r = w.fx.get("/error");
     w.fx.check(r.status == 500, || format!("/error: {}", r.status));

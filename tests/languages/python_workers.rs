@@ -19,7 +19,7 @@
 //!   one process), and an inherited descriptor the pool cannot take is refused.
 
 use crate::harness::{self, live_children_of, tcp_ready, unix_ready, wait_for, Fixture};
-use crate::python_wsgi::server::{python, Bind, Options, Wsgi, SERVER};
+use crate::python_wsgi::server::{python, Bind, Options, PythonEnv, Wsgi, SERVER};
 use fcgi_runtime_tools::client::{Client, Request};
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
@@ -98,22 +98,13 @@ impl Workers {
     ) -> Workers {
         let mut fx = Fixture::new(tag);
         let dir = fx.dir.clone();
-        let pythonpath = format!(
-            "{}:{}:{}",
-            root().join("bindings/python").display(),
-            root().join(APPS).display(),
-            fx.dir.display()
-        );
-        let lib = harness::lib_dir().join("libfcgi.so");
         let make_cmd = |extra: &[String]| {
             let mut cmd = Command::new(python);
             cmd.args(["-m", "fcgi_runtime", spec])
                 .args(args)
                 .args(extra)
                 .current_dir(&dir)
-                .env("PYTHONPATH", &pythonpath)
-                .env("FCGI_RUNTIME_LIB", &lib)
-                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .python_env(&[Path::new(APPS), &dir])
                 .env("PYTHONUNBUFFERED", "1")
                 .stdin(Stdio::null());
             prepare(&mut cmd, &dir);
@@ -486,17 +477,13 @@ fn get_status(addr: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The number `key` of fcgi-bench's JSON report.
 fn json_num(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let Some(at) = json.find(&pat) else {
-        panic!("{key} missing in {json:?}")
-    };
-    json[at + pat.len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+    let v: serde_json::Value =
+        serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no number {key:?} in {json}"))
 }
 
 #[test]
@@ -671,16 +658,7 @@ fn inherited_fd_the_pool_cannot_take_is_refused() {
     cmd.args(["-m", "fcgi_runtime", "workers_app:app", "--workers", "2"])
         .args(["--bind", "fd://5"])
         .current_dir(&fx.dir)
-        .env(
-            "PYTHONPATH",
-            format!(
-                "{}:{}",
-                root().join("bindings/python").display(),
-                root().join(APPS).display()
-            ),
-        )
-        .env("FCGI_RUNTIME_LIB", harness::lib_dir().join("libfcgi.so"))
-        .stdin(Stdio::null());
+        .python_env(&[Path::new(APPS)]);
     // SAFETY: dup2 between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -21,9 +21,10 @@ pub mod server;
 use crate::harness;
 use crate::harness::http;
 use crate::harness::{sha256_file, show};
-use server::{check_streamed_while_produced, python, wait_for, Bind, Wsgi};
+use server::{check_streamed_while_produced, python, wait_for, Bind, PythonEnv, Wsgi};
 use std::fs;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 const FLASK: &str = "flask_app:application";
@@ -494,17 +495,7 @@ fn throughput_vs_c_hello() {
         let mut child = Command::new(&py)
             .args(["-m", "fcgi_runtime", "plain_app:bare", "--bind", &addr])
             .args(["--threads", threads])
-            .env(
-                "PYTHONPATH",
-                format!(
-                    "{}:{}",
-                    root.join("bindings/python").display(),
-                    root.join("tests/languages/python_wsgi/apps").display()
-                ),
-            )
-            .env("FCGI_RUNTIME_LIB", harness::lib_dir().join("libfcgi.so"))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
+            .python_env(&[Path::new("tests/languages/python_wsgi/apps")])
             .stderr(Stdio::null())
             .spawn()
             .expect("start the python server");

@@ -6,8 +6,33 @@
 
 use crate::harness;
 use crate::harness::{require, tcp_ready, unix_ready, wait_lib_mapped, Fixture, SPAWN_FCGI};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+
+/// The environment of every Python process these tests start: the checkout's package
+/// (bindings/python) and `dirs` (the applications; relative to the repository's root) on
+/// PYTHONPATH, FCGI_RUNTIME_LIB naming the freshly built library, no bytecode written into the
+/// checkout, unbuffered output (the tests read the logs while the process runs), stdin from
+/// /dev/null.
+pub trait PythonEnv {
+    fn python_env(&mut self, dirs: &[&Path]) -> &mut Self;
+}
+
+impl PythonEnv for Command {
+    fn python_env(&mut self, dirs: &[&Path]) -> &mut Command {
+        let root = root();
+        let mut paths = vec![root.join("bindings/python")];
+        paths.extend(dirs.iter().map(|d| root.join(d)));
+        self.env(
+            "PYTHONPATH",
+            std::env::join_paths(paths).expect("a PYTHONPATH"),
+        )
+        .env("FCGI_RUNTIME_LIB", harness::lib_dir().join("libfcgi.so"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+    }
+}
 
 /// The process name of the WSGI server in the fixture (its logs: `wsgi.out`, `wsgi.err`).
 pub const SERVER: &str = "wsgi";
@@ -158,12 +183,6 @@ impl Wsgi {
         let mut fx = Fixture::new(&opts.tag);
         fx.nginx_worker_connections = opts.nginx_worker_connections;
         let server_args = opts.args;
-        let pythonpath = format!(
-            "{}:{}",
-            root().join("bindings/python").display(),
-            root().join(opts.apps).display()
-        );
-        let lib = harness::lib_dir().join("libfcgi.so");
         let dir = fx.dir.clone();
         let make_cmd = |addr: &str| {
             let mut cmd = Command::new(python);
@@ -177,12 +196,7 @@ impl Wsgi {
             } else {
                 cmd.args(["--bind", addr]);
             }
-            cmd.current_dir(&dir)
-                .env("PYTHONPATH", &pythonpath)
-                .env("FCGI_RUNTIME_LIB", &lib)
-                .env("PYTHONDONTWRITEBYTECODE", "1")
-                .env("PYTHONUNBUFFERED", "1")
-                .stdin(Stdio::null());
+            cmd.current_dir(&dir).python_env(&[Path::new(opts.apps)]);
             cmd
         };
         let upstream = match bind {

@@ -8,7 +8,6 @@ The FastCGI protocol is the library's; this module maps flup's arguments onto
 
 import os
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -21,6 +20,7 @@ from .fcgi_base import (
     BaseFCGIServer,
     BindAddress,
     WSGIApp,
+    logger,
 )
 
 __all__ = ["WSGIServer", "FCGI_RESPONDER", "FCGI_AUTHORIZER", "FCGI_FILTER"]
@@ -150,13 +150,12 @@ class WSGIServer(BaseFCGIServer):
 
     def _on_signal(self, signum: int, _frame: Optional[FrameType]) -> None:
         if self._stopping:
-            sys.stderr.write("fcgi_runtime: signal %d again: exiting at once\n" % signum)
+            logger.warning("signal %d again: exiting at once", signum)
             os._exit(128 + signum)
         self._stopping = True
         if signum == signal.SIGHUP:
             self._hupReceived = True
-        sys.stderr.write("fcgi_runtime: signal %d: stopping after the requests in progress\n"
-                         % signum)
+        logger.info("signal %d: stopping after the requests in progress", signum)
         if self._server is not None:
             self._server.shutdown()
 
