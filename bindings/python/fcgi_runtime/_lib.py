@@ -11,7 +11,7 @@ import ctypes
 import ctypes.util
 import os
 import types
-from typing import Iterator, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 FCGI_STDOUT = 6
 FCGI_STDERR = 7
@@ -111,9 +111,12 @@ _OPTIONAL |= _POOL
 _NON_BLOCKING |= _POOL
 
 
-def _declare(path, cdll):
+def _declare(path: str, cdll: ctypes.CDLL) -> types.SimpleNamespace:
+    """The namespace load() returns: `path`, `cdll`, and each function of the native API with
+    its prototype (restype, argtypes), or None for an optional one the library lacks."""
     c_int, c_char_p, c_void_p = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
-    sigs = {
+    # name -> (restype, argtypes): ctypes types, restype None for a void function.
+    sigs: Dict[str, Tuple[Optional[type], List[type]]] = {
         "fcgi_init": (c_int, []),
         "fcgi_is_fastcgi": (c_int, []),
         "fcgi_listen": (c_int, [c_char_p, c_int]),
@@ -171,10 +174,10 @@ def _declare(path, cdll):
     return lib
 
 
-_LIB = None
+_LIB: Optional[types.SimpleNamespace] = None
 
 
-def load():
+def load() -> types.SimpleNamespace:
     """Loads (once) and returns the library, with the native API's prototypes declared.
 
     Raises LibraryNotFound if no candidate loads or the one that loads lacks the native API
@@ -182,7 +185,7 @@ def load():
     global _LIB
     if _LIB is not None:
         return _LIB
-    tried = []
+    tried: List[str] = []
     for path, how in _candidates():
         if os.sep in path and not os.path.exists(path):
             tried.append("%s (%s): no such file" % (path, how))

@@ -36,7 +36,7 @@ import os
 import signal
 import threading
 import traceback
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from . import _lib
@@ -81,7 +81,7 @@ class StartupFailed(RuntimeError):
     """The application answered ``lifespan.startup.failed`` (the message is the argument)."""
 
 
-def _http_version(proto):
+def _http_version(proto: str) -> str:
     version = proto.partition("/")[2] or "1.0"
     if version in ("2", "2.0"):
         return "2"
@@ -90,7 +90,9 @@ def _http_version(proto):
     return version
 
 
-def _port(value):
+def _port(value: Optional[bytes]) -> Optional[int]:
+    if value is None:
+        return None
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -119,23 +121,31 @@ class _Request(object):
         "_end",
     )
 
-    def __init__(self, server, req, length, head_only, scope):
+    def __init__(
+        self,
+        server: "AsgiServer",
+        req: int,
+        length: Optional[int],
+        head_only: bool,
+        scope: Dict[str, Any],
+    ) -> None:
         self.server = server
-        self.lib = server.lib
-        self.req = req  # None once given back to the loop
+        self.lib: Any = server.lib
+        self.req: Optional[int] = req  # None once given back to the loop
         self.left = length  # body bytes still due by CONTENT_LENGTH; None: to the end
         self.body_eof = False  # the last http.request was returned
         self.disconnected = False  # the client went away (abort, connection lost)
         self.complete = False  # the whole response was handed to the library
-        self.head = None  # the CGI head, not written yet
+        self.head: Optional[bytes] = None  # the CGI head, not written yet
         self.has_length = False  # the application gave a Content-Length
-        self.status = None
+        self.status: Optional[int] = None
         self.out_started = False  # a byte of the response was handed to the library
         self.head_only = head_only
         self.scope = scope
-        self._read_w = None
-        self._write_w = None
-        self._end = None
+        # What the request's task waits on (see _wait): input, room to write, the end.
+        self._read_w: Optional["asyncio.Future[None]"] = None
+        self._write_w: Optional["asyncio.Future[None]"] = None
+        self._end: Optional["asyncio.Future[None]"] = None
 
     @property
     def what(self) -> str:
@@ -150,7 +160,7 @@ class _Request(object):
 
     # -- what the loop calls ----------------------------------------------------------------
 
-    def woken(self):
+    def woken(self) -> None:
         """fcgi_loop_woken returned this request: resume whoever waits (maybe spuriously)."""
         if self.req is None:
             return
@@ -161,13 +171,13 @@ class _Request(object):
             if w is not None and not w.done():
                 w.set_result(None)
 
-    def gone(self):
+    def gone(self) -> None:
         """The client went away: the request object goes back to the loop now (its pointer
         may serve another request), and every wait of the application ends."""
         self.disconnected = True
         self.release()
 
-    def release(self):
+    def release(self) -> None:
         """Ends the request in the library (END_REQUEST), once, and wakes every waiter."""
         req = self.req
         if req is not None:
@@ -177,16 +187,20 @@ class _Request(object):
             if w is not None and not w.done():
                 w.set_result(None)
 
-    def _wait(self, which):
-        fut = getattr(self, which)
+    def _wait(self, which: str) -> "asyncio.Future[None]":
+        """The future in slot `which` (``_read_w``, ``_write_w``, ``_end``), a new one if
+        there is none pending."""
+        fut: Optional["asyncio.Future[None]"] = getattr(self, which)
         if fut is None or fut.done():
-            fut = self.server._loop.create_future()
+            loop = self.server._loop
+            assert loop is not None  # requests exist only while serve() runs
+            fut = loop.create_future()
             setattr(self, which, fut)
         return fut
 
     # -- receive ----------------------------------------------------------------------------
 
-    async def receive(self):
+    async def receive(self) -> Dict[str, Any]:
         lib = self.lib
         while not self.body_eof:
             if self.left == 0:
@@ -221,7 +235,7 @@ class _Request(object):
 
     # -- send -------------------------------------------------------------------------------
 
-    async def send(self, message):
+    async def send(self, message: Dict[str, Any]) -> None:
         kind = message["type"]
         if self.disconnected:
             raise ClientDisconnected("%s: the client disconnected" % self.what)
@@ -292,7 +306,7 @@ class _Request(object):
             return
         raise RuntimeError("unexpected ASGI message %r in an http scope" % (kind,))
 
-    async def _flush(self):
+    async def _flush(self) -> None:
         """Sends what the library buffered, waiting for room as long as it says so."""
         while True:
             req = self.req
@@ -305,12 +319,12 @@ class _Request(object):
             self.gone()
             raise ClientDisconnected("%s: the client disconnected" % self.what)
 
-    async def _write(self, data):
+    async def _write(self, data: bytes) -> None:
         """Hands `data` to the library, waiting for room as long as it says so."""
         lib = self.lib
         total = len(data)
         off = 0
-        arg = data
+        arg: Union[bytes, int] = data  # the bytes, then the address of the rest
         while True:
             req = self.req
             if req is None:
@@ -349,7 +363,9 @@ class AsgiServer(object):
         fds: Optional[Sequence[int]] = None,
     ) -> None:
         self.app = app
-        self.lib = _lib.load()
+        # The library (_lib.load()'s namespace of ctypes functions), or a stand-in with the
+        # same functions: used by duck typing.
+        self.lib: Any = _lib.load()
         _log.attach(self.lib)
         if self.lib.fcgi_loop_new is None:
             raise _lib.LibraryNotFound(
@@ -362,22 +378,26 @@ class AsgiServer(object):
         self._backlog = backlog
         self._fds = list(fds) if fds else None
         self._evloops: List[int] = []  # one fcgi_loop per listening socket
-        self._loop: Any = None  # the running asyncio loop
-        self._reqs: Dict[int, Any] = {}  # request address -> _Request, while the library holds it
-        self._tasks: Set[Any] = set()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None  # the running asyncio loop
+        # request address -> _Request, while the library holds it
+        self._reqs: Dict[int, _Request] = {}
+        self._tasks: Set["asyncio.Task[None]"] = set()
         self._stopping = False
         self._draining = False  # a pool worker draining: serve what comes, end when idle
-        self._timers: Dict[int, Any] = {}  # fcgi_loop -> its asyncio timer
-        self._idle: Any = None  # future: stopping and no request left
+        self._timers: Dict[int, asyncio.TimerHandle] = {}  # fcgi_loop -> its asyncio timer
+        self._idle: Optional["asyncio.Future[None]"] = None  # stopping and no request left
         self._read_buf = ctypes.create_string_buffer(_READ_SIZE)
         self._env_buf = ctypes.create_string_buffer(_ENV_BUF_SIZE)
         self._sigint = False
-        self._gone_check = self.lib.fcgi_peer_closed or self.lib.fcgi_is_aborted
-        # lifespan
-        self._ls_task: Any = None
-        self._ls_queue: Any = None
-        self._ls_startup: Any = None
-        self._ls_shutdown: Any = None
+        self._gone_check: Callable[[int], int] = (
+            self.lib.fcgi_peer_closed or self.lib.fcgi_is_aborted
+        )
+        # lifespan (set by _lifespan_startup; the task None: the application has none)
+        self._ls_task: Optional["asyncio.Task[None]"] = None
+        self._ls_queue: Optional["asyncio.Queue[Dict[str, Any]]"] = None
+        # The startup's outcome: None (complete, or no lifespan) or the failure's message.
+        self._ls_startup: Optional["asyncio.Future[Optional[str]]"] = None
+        self._ls_shutdown: Optional["asyncio.Future[None]"] = None
         self._ls_started = False
 
     # -- listening --------------------------------------------------------------------------
@@ -484,7 +504,7 @@ class AsgiServer(object):
         # The library's flag wakes the loop's descriptor; _pump sees fcgi_in_shutdown.
         self.shutdown()
 
-    def _client_gone(self, req):
+    def _client_gone(self, req: int) -> int:
         """fcgi_peer_closed: the request was aborted, its connection failed, or the web
         server closed its side of the connection, which is how nginx aborts a request when
         its client goes away (FastCGI's way on an unmultiplexed connection). A library
@@ -526,6 +546,7 @@ class AsgiServer(object):
         if wait >= 0:
             delay = wait / 1000.0
             loop = self._loop
+            assert loop is not None  # serve() set it before adding the readers
             timer = self._timers.get(ev)
             if timer is None or timer.when() > loop.time() + delay:
                 if timer is not None:
@@ -539,10 +560,10 @@ class AsgiServer(object):
 
     def _check_idle(self) -> None:
         stopping = self._stopping or self._draining
-        if stopping and not self._reqs and not self._idle.done():
+        if stopping and not self._reqs and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
-    def _give_back(self, req):
+    def _give_back(self, req: int) -> None:
         """fcgi_loop_finish: END_REQUEST, and the object goes back to the loop."""
         del self._reqs[req]
         self.lib.fcgi_loop_finish(req)
@@ -551,7 +572,7 @@ class AsgiServer(object):
 
     # -- one request ------------------------------------------------------------------------
 
-    def _params(self, req):
+    def _params(self, req: int) -> Dict[bytes, bytes]:
         """The request's params as a dict of bytes (one fcgi_getenv_all call)."""
         lib = self.lib
         buf = self._env_buf
@@ -648,9 +669,10 @@ class AsgiServer(object):
         try:
             env = self._params(req)
             scope = self._scope(env)
-            length = env.get(b"CONTENT_LENGTH") or env.get(b"HTTP_CONTENT_LENGTH")
+            cl = env.get(b"CONTENT_LENGTH") or env.get(b"HTTP_CONTENT_LENGTH")
+            length: Optional[int]
             try:
-                length = int(length) if length else None
+                length = int(cl) if cl else None
                 if length is not None and length < 0:
                     length = None
             except ValueError:
@@ -661,11 +683,13 @@ class AsgiServer(object):
             self.lib.fcgi_loop_finish(req)
             return
         self._reqs[req] = st
-        task = self._loop.create_task(self._run(st, scope))
+        loop = self._loop
+        assert loop is not None  # _pump runs only while serve() does
+        task = loop.create_task(self._run(st, scope))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
-    def _task_done(self, task):
+    def _task_done(self, task: "asyncio.Task[None]") -> None:
         self._tasks.discard(task)
 
     async def _run(self, st: "_Request", scope: Dict[str, Any]) -> None:
@@ -691,7 +715,7 @@ class AsgiServer(object):
         finally:
             st.release()
 
-    def _error_response(self, st):
+    def _error_response(self, st: _Request) -> None:
         """A 500 if no byte of the response went out yet; else the response ends where it is
         (the loop face has no way to end a request without END_REQUEST: nginx sees the
         response end early but well formed, so a client only notices a short body)."""
@@ -712,8 +736,9 @@ class AsgiServer(object):
 
     # -- lifespan ---------------------------------------------------------------------------
 
-    async def _lifespan_startup(self):
+    async def _lifespan_startup(self) -> None:
         loop = self._loop
+        assert loop is not None  # serve() set it
         self._ls_queue = asyncio.Queue()
         self._ls_startup = loop.create_future()
         self._ls_shutdown = loop.create_future()
@@ -725,6 +750,9 @@ class AsgiServer(object):
             raise StartupFailed(failed)
 
     async def _lifespan_main(self, scope: Dict[str, Any]) -> None:
+        # _lifespan_startup set them before it started this task.
+        assert self._ls_queue is not None
+        assert self._ls_startup is not None and self._ls_shutdown is not None
         try:
             await self.app(scope, self._ls_queue.get, self._ls_send)
         except BaseException as e:
@@ -747,6 +775,8 @@ class AsgiServer(object):
                     fut.set_result(None)
 
     async def _ls_send(self, message: Dict[str, Any]) -> None:
+        # _lifespan_startup set them before the application got this callable.
+        assert self._ls_startup is not None and self._ls_shutdown is not None
         kind = message["type"]
         if kind == "lifespan.startup.complete":
             self._ls_started = True
@@ -765,10 +795,12 @@ class AsgiServer(object):
         else:
             raise RuntimeError("unexpected ASGI message %r in a lifespan scope" % (kind,))
 
-    async def _lifespan_shutdown(self):
+    async def _lifespan_shutdown(self) -> None:
         task = self._ls_task
         if task is None or task.done():
             return
+        # _lifespan_startup set them with the task.
+        assert self._ls_queue is not None and self._ls_shutdown is not None
         self._ls_queue.put_nowait({"type": "lifespan.shutdown"})
         await self._ls_shutdown
         if not task.done():
@@ -778,7 +810,7 @@ class AsgiServer(object):
                 task.cancel()
 
 
-def _raise_nofile_limit():
+def _raise_nofile_limit() -> None:
     """Thousands of connections need thousands of descriptors: the soft limit goes up to the
     hard one (as c-examples/evloop.c does)."""
     try:

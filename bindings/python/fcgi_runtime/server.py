@@ -16,7 +16,22 @@ import os
 import signal
 import threading
 import traceback
-from typing import Any, List, Optional, Sequence, Union
+from types import TracebackType
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    NoReturn,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Type,
+    Union,
+)
 
 from . import _lib
 from . import log as _log
@@ -32,6 +47,18 @@ _ERRORS_FLUSH = 8 * 1024
 
 #: The WSGI server's log (see log.py; the request's FCGI_STDERR is ``wsgi.errors``).
 logger = logging.getLogger("fcgi_runtime.server")
+
+#: What a response block may be (bytes; bytearray and memoryview are copied to bytes).
+_Bytes = Union[bytes, bytearray, memoryview]
+#: What wsgi.errors takes: text (PEP 3333), or bytes written as they are.
+_Text = Union[str, bytes, bytearray, memoryview]
+#: A response header: (name, value), both native strings.
+_Header = Tuple[str, str]
+#: start_response's exc_info: sys.exc_info() (its (None, None, None) form included).
+_ExcInfo = Tuple[Type[BaseException], BaseException, Optional[TracebackType]]
+_OptExcInfo = Union[_ExcInfo, Tuple[None, None, None]]
+#: The write() callable start_response returns.
+_Write = Callable[[_Bytes], None]
 
 
 def log(msg: str, level: int = logging.INFO) -> None:
@@ -63,7 +90,7 @@ def open_listener(lib: Any, bind: Optional[str], backlog: int) -> int:
     if b.fd is not None:
         return binds.check_fd(b)
     assert b.address is not None
-    fd = lib.fcgi_listen(os.fsencode(b.address), backlog)
+    fd: int = lib.fcgi_listen(os.fsencode(b.address), backlog)
     if fd < 0:
         raise OSError("cannot listen on %r (the library logged why)" % (bind,))
     return fd
@@ -97,7 +124,7 @@ _tls = threading.local()
 _ENV_BUF_SIZE = 16384
 
 
-def _load_params(lib, req):
+def _load_params(lib: Any, req: int) -> Dict[str, str]:
     """The request's params as a dict of native strings (PEP 3333: the bytes as latin-1).
     fcgi_getenv_all copies them all in one call as NAME NUL VALUE NUL pairs; the split and
     the decoding then run in C inside Python, with no call back per param."""
@@ -114,7 +141,7 @@ def _load_params(lib, req):
     return dict(zip(parts[0::2], parts[1::2]))
 
 
-def _unquote_path(path):
+def _unquote_path(path: str) -> str:
     """Percent-decodes a URL path into a WSGI string (the bytes as latin-1)."""
     if "%" not in path:
         return path
@@ -123,7 +150,7 @@ def _unquote_path(path):
     return unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
 
 
-def _url_scheme(env):
+def _url_scheme(env: Mapping[str, str]) -> str:
     https = env.get("HTTPS", "").lower()
     if https in ("on", "1", "yes"):
         return "https"
@@ -147,14 +174,14 @@ class InputStream(object):
     has one), and ``wsgi.input_terminated`` is then set. A body cut short or an aborted request
     raises ClientDisconnected."""
 
-    def __init__(self, lib, req, length):
+    def __init__(self, lib: Any, req: Optional[int], length: Optional[int]) -> None:
         self._lib = lib
         self._req = req
         self._remaining = length  # None: to the end of the stream
         self._buf = bytearray()
         self._eof = False
 
-    def _read_into(self, out, want):
+    def _read_into(self, out: bytearray, want: int) -> int:
         """Appends at most `want` bytes of the body to bytearray `out`; returns how many
         (0 at the end)."""
         if self._eof:
@@ -170,7 +197,7 @@ class InputStream(object):
         start = len(out)
         out += bytes(want)
         cbuf = (ctypes.c_char * want).from_buffer(out, start)
-        n = self._lib.fcgi_read(self._req, cbuf, want)
+        n: int = self._lib.fcgi_read(self._req, cbuf, want)
         del cbuf  # release the export before resizing `out`
         del out[start + max(n, 0):]
         if n < 0:
@@ -182,7 +209,7 @@ class InputStream(object):
             self._remaining -= n
         return n
 
-    def read(self, size=-1):
+    def read(self, size: Optional[int] = -1) -> bytes:
         if size is None or size < 0:
             out = self._buf
             self._buf = bytearray()
@@ -199,7 +226,7 @@ class InputStream(object):
             pass
         return bytes(out)
 
-    def readline(self, size=-1):
+    def readline(self, size: Optional[int] = -1) -> bytes:
         if size is not None and size < 0:
             size = None
         start = 0
@@ -221,8 +248,8 @@ class InputStream(object):
         del self._buf[:end]
         return data
 
-    def readlines(self, hint=-1):
-        lines = []
+    def readlines(self, hint: Optional[int] = -1) -> List[bytes]:
+        lines: List[bytes] = []
         total = 0
         while True:
             line = self.readline()
@@ -233,10 +260,10 @@ class InputStream(object):
             if hint is not None and 0 < hint <= total:
                 return lines
 
-    def __iter__(self):
+    def __iter__(self) -> "InputStream":
         return self
 
-    def __next__(self):
+    def __next__(self) -> bytes:
         line = self.readline()
         if not line:
             raise StopIteration
@@ -244,10 +271,10 @@ class InputStream(object):
 
     next = __next__
 
-    def close(self):
+    def close(self) -> None:
         pass
 
-    def _detach(self):
+    def _detach(self) -> None:
         """At the end of the request: the request object goes on to serve other requests."""
         self._req = None
 
@@ -257,13 +284,13 @@ class ErrorStream(object):
     its error log). Sent at each newline, at 8 KiB and at flush(); errors while sending are
     ignored (an aborted request has nowhere to log)."""
 
-    def __init__(self, lib, req):
+    def __init__(self, lib: Any, req: Optional[int]) -> None:
         self._lib = lib
         self._req = req
-        self._parts = []
+        self._parts: List[bytes] = []
         self._size = 0
 
-    def write(self, s):
+    def write(self, s: _Text) -> None:
         if isinstance(s, str):
             data = s.encode("utf-8", "backslashreplace")
         else:
@@ -275,7 +302,7 @@ class ErrorStream(object):
         if self._size >= _ERRORS_FLUSH or data.endswith(b"\n"):
             self.flush()
 
-    def writelines(self, seq):
+    def writelines(self, seq: Iterable[_Text]) -> None:
         for s in seq:
             self.write(s)
 
@@ -292,28 +319,35 @@ class ErrorStream(object):
         else:
             self._lib.fcgi_write(self._req, _lib.FCGI_STDERR, data, len(data))
 
-    def _detach(self):
+    def _detach(self) -> None:
         """At the end of the request: later writes go to the server's stderr."""
         self.flush()
         self._req = None
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> NoReturn:
         raise AttributeError(name)
+
+
+class _Readable(Protocol):
+    """What wsgi.file_wrapper wraps: an object with read(size) (a file opened in binary mode,
+    io.BytesIO...); its close(), if it has one, is the wrapper's."""
+
+    def read(self, __size: int) -> bytes: ...
 
 
 class FileWrapper(object):
     """``wsgi.file_wrapper``: iterates a file-like object in blocks and closes it."""
 
-    def __init__(self, filelike, blksize=64 * 1024):
+    def __init__(self, filelike: _Readable, blksize: int = 64 * 1024) -> None:
         self.filelike = filelike
         self.blksize = blksize
         if hasattr(filelike, "close"):
             self.close = filelike.close
 
-    def __iter__(self):
+    def __iter__(self) -> "FileWrapper":
         return self
 
-    def __next__(self):
+    def __next__(self) -> bytes:
         data = self.filelike.read(self.blksize)
         if data:
             return data
@@ -330,26 +364,32 @@ class FileWrapper(object):
 class _Exchange(object):
     """The response side of one request: start_response, write(), the CGI head."""
 
-    def __init__(self, lib, req):
+    def __init__(self, lib: Any, req: Optional[int]) -> None:
         self.lib = lib
         self.req = req
-        self.status = None
-        self.headers = None
+        # Set together by start_response (and by the server's error response).
+        self.status: Optional[str] = None
+        self.headers: Optional[List[_Header]] = None
         self.headers_sent = False
         self.head_only = False
         # Body bytes still due by the application's Content-Length (None: not given).
-        self.left = None
+        self.left: Optional[int] = None
 
-    def aborted(self):
+    def aborted(self) -> bool:
         """``environ['fcgi.aborted']``: whether the web server aborted the request or its
         connection failed. True once the request has ended."""
         req = self.req
         return req is None or bool(self.lib.fcgi_is_aborted(req))
 
-    def start_response(self, status, headers, exc_info=None):
+    def start_response(
+        self, status: str, headers: List[_Header], exc_info: Optional[_OptExcInfo] = None
+    ) -> _Write:
         if exc_info is not None:
             try:
                 if self.headers_sent:
+                    if exc_info[1] is None:
+                        # sys.exc_info() outside an except block: nothing to re-raise.
+                        raise AssertionError("start_response called after the head was sent")
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
@@ -373,21 +413,23 @@ class _Exchange(object):
         self.headers = headers
         return self.write
 
-    def _head(self):
+    def _head(self) -> bytes:
+        headers = self.headers
+        assert headers is not None  # start_response set it with the status
         lines = ["Status: %s\r\n" % self.status]
-        for name, value in self.headers:
+        for name, value in headers:
             lines.append("%s: %s\r\n" % (name, value))
         lines.append("\r\n")
         return "".join(lines).encode("latin-1")
 
-    def _out(self, data):
+    def _out(self, data: bytes) -> None:
         if self.req is None:
             raise ValueError("response written after the request ended")
         n = len(data)
         if n and self.lib.fcgi_write(self.req, _lib.FCGI_STDOUT, data, n) < 0:
             raise ClientDisconnected("the response could not be written (client gone)")
 
-    def send(self, data, flush):
+    def send(self, data: _Bytes, flush: bool) -> None:
         """Sends a body block (the head first, once). PEP 3333: the head waits for the first
         non-empty block."""
         if type(data) is not bytes:
@@ -399,7 +441,7 @@ class _Exchange(object):
                 )
         if not data:
             return
-        if self.status is None:
+        if self.status is None or self.headers is None:  # start_response sets both
             raise AssertionError("response body before start_response()")
         head = b""
         if not self.headers_sent:
@@ -424,11 +466,11 @@ class _Exchange(object):
         if flush and self.lib.fcgi_flush(self.req, 0) == 0:
             raise ClientDisconnected("the response could not be flushed (client gone)")
 
-    def write(self, data):
+    def write(self, data: _Bytes) -> None:
         """The write() callable returned by start_response: unbuffered."""
         self.send(data, True)
 
-    def finish(self):
+    def finish(self) -> None:
         """The end of the body: a head not sent yet (empty body) goes now."""
         if self.status is None:
             raise AssertionError("the application returned without calling start_response()")
@@ -442,7 +484,7 @@ class _Exchange(object):
 _NO_BODY_STATUS = ("204", "304")
 
 
-def _content_length(headers):
+def _content_length(headers: Iterable[_Header]) -> Optional[int]:
     for name, value in headers:
         if name.lower() == "content-length":
             try:
@@ -452,7 +494,7 @@ def _content_length(headers):
     return None
 
 
-def _has_header(headers, name):
+def _has_header(headers: Iterable[_Header], name: str) -> bool:
     name = name.lower()
     return any(h[0].lower() == name for h in headers)
 
@@ -480,7 +522,9 @@ class Server(object):
         self.app = app
         self.threads = threads
         self.script_name = script_name.rstrip("/")
-        self.lib = _lib.load()
+        # The library (_lib.load()'s namespace of ctypes functions), or a stand-in with the
+        # same functions (the tests' fake): used by duck typing.
+        self.lib: Any = _lib.load()
         _log.attach(self.lib)
         self._binds = bind_list(bind)
         self._backlog = backlog
@@ -559,7 +603,7 @@ class Server(object):
             t.join()
         logger.info("stopped")
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         """Wakes every thread blocked in fcgi_accept_request (fcgi_terminate); each ends after
         its current request. Process-wide: the library has one shutdown flag."""
         self._stopping = True
@@ -608,8 +652,8 @@ class Server(object):
 
     # -- one request ------------------------------------------------------------------------
 
-    def _environ(self, lib, req, ex):
-        env = _load_params(lib, req)
+    def _environ(self, lib: Any, req: int, ex: _Exchange) -> Dict[str, Any]:
+        env: Dict[str, Any] = _load_params(lib, req)
         # nginx passes Content-Type/-Length both as CGI variables and as HTTP_ headers;
         # PEP 3333 wants only the CGI ones.
         for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
@@ -685,6 +729,7 @@ class Server(object):
                     # Content-Length when the application gave none.
                     if (
                         ex.status is not None
+                        and ex.headers is not None
                         and not ex.headers_sent
                         and ex.status[:3] not in _NO_BODY_STATUS
                         and ex.status[0] != "1"

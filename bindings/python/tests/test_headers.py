@@ -64,6 +64,17 @@ def test_exc_info_after_the_head_was_sent_reraises() -> None:
             ex.start_response("500 Oops", [], sys.exc_info())
 
 
+def test_empty_exc_info_after_the_head_was_sent_is_an_error() -> None:
+    """sys.exc_info() outside an except block is (None, None, None): nothing to re-raise,
+    and the head cannot be replaced."""
+    ex, lib = exchange()
+    write = ex.start_response("200 OK", [])
+    write(b"x")
+    with pytest.raises(AssertionError):
+        ex.start_response("500 Oops", [], (None, None, None))
+    assert lib.stdout() == b"Status: 200 OK\r\n\r\nx"
+
+
 def test_cgi_head_goes_with_the_first_block_and_write_flushes() -> None:
     ex, lib = exchange()
     write = ex.start_response("404 Not Found", [("Content-Type", "text/plain"), ("X-A", "\xe9")])
@@ -97,7 +108,7 @@ def test_body_must_be_bytes() -> None:
     ex, lib = exchange()
     ex.start_response("200 OK", [])
     with pytest.raises(TypeError):
-        ex.send("text", False)
+        ex.send("text", False)  # type: ignore[arg-type]  # the check under test
     ex.send(bytearray(b"ab"), False)
     ex.send(memoryview(b"cd"), False)
     assert lib.stdout().endswith(b"\r\n\r\nabcd")

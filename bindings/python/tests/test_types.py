@@ -1,5 +1,5 @@
 """The package's type hints: mypy (bindings/python/mypy.ini) finds no error in fcgi_runtime
-(fcgi_runtime.flup and these tests fully annotated) and the package says it is typed."""
+(the whole package and these tests fully annotated) and the package says it is typed."""
 
 import os
 import subprocess
