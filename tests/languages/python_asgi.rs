@@ -935,27 +935,6 @@ fn starlette_routing_json_streaming_404_and_500() {
     w.finish();
 }
 
-/// nginx's locations of the FastAPI test: `/prefix/` passes the whole path (the application
-/// run with `--root-path /prefix`), `/split/` splits it (fastcgi_split_path_info), `/` as is.
-const FASTAPI_LOCATIONS: &str = r#"
-        location /prefix/ {
-            @PARAMS@
-            fastcgi_pass wsgi;
-            fastcgi_keep_conn on;
-        }
-        location /split/ {
-            fastcgi_split_path_info ^(/split)(/.*)$;
-            @PARAMS@
-            fastcgi_param PATH_INFO $fastcgi_path_info;
-            fastcgi_pass wsgi;
-            fastcgi_keep_conn on;
-        }
-        location / {
-            @PARAMS@
-            fastcgi_pass wsgi;
-            fastcgi_keep_conn on;
-        }"#;
-
 /// GET `path` from the FastAPI application; its JSON must equal `want`.
 fn check_json(w: &Wsgi, path: &str, want: serde_json::Value) {
     let r = w.fx.get(path);
@@ -1026,8 +1005,8 @@ fn fastapi_routes_under(w: &Wsgi, mount: &str, id: u32) {
 
 /// FastAPI from PyPI: an APIRouter included with `prefix="/api"`, a FastAPI sub-application
 /// mounted at `/sub`, `request.url_for` of routes of both, the scope's `path` and `root_path`:
-/// behind nginx with `--root-path /prefix` (nginx's `location /prefix/` passes the whole
-/// path), then at the root, and under a prefix nginx splits off itself (`/split`).
+/// behind nginx with `--root-path /mnt` (nginx's `location /mnt/` of [`PATH_LOCATIONS`] passes
+/// the whole path), then at the root, and under a prefix nginx splits off itself (`/split`).
 #[test]
 fn fastapi_router_prefix_mount_and_url_for_under_a_root_path() {
     let Some(py) = fastapi_python() else { return };
@@ -1035,21 +1014,21 @@ fn fastapi_router_prefix_mount_and_url_for_under_a_root_path() {
     let (w, _) = start_behind_nginx(
         &py,
         FASTAPI,
-        &["--asgi", "--root-path", "/prefix"],
+        &["--asgi", "--root-path", "/mnt"],
         apps,
-        FASTAPI_LOCATIONS,
+        PATH_LOCATIONS,
         "pyasgi-fastapi-prefix",
         |_| {},
     );
-    fastapi_routes_under(&w, "/prefix", 5);
+    fastapi_routes_under(&w, "/mnt", 5);
     // Path validation is FastAPI's: a non-integer id is a 422.
-    let r = w.fx.get("/prefix/api/items/five");
+    let r = w.fx.get("/mnt/api/items/five");
     w.fx.check(r.status == 422, || {
-        format!("/prefix/api/items/five: {} {}", r.status, show(&r.body))
+        format!("/mnt/api/items/five: {} {}", r.status, show(&r.body))
     });
-    let r = w.fx.get("/prefix/no/such/route");
+    let r = w.fx.get("/mnt/no/such/route");
     w.fx.check(r.status == 404, || {
-        format!("/prefix/no/such/route: {}", r.status)
+        format!("/mnt/no/such/route: {}", r.status)
     });
     w.fx.check_error_log(&[]);
     w.finish();
@@ -1059,7 +1038,7 @@ fn fastapi_router_prefix_mount_and_url_for_under_a_root_path() {
         FASTAPI,
         &["--asgi"],
         apps,
-        FASTAPI_LOCATIONS,
+        PATH_LOCATIONS,
         "pyasgi-fastapi-root",
         |_| {},
     );

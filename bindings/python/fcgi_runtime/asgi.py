@@ -41,7 +41,7 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from . import _lib
 from . import log as _log
-from .server import ClientDisconnected, allow_mpxs, bind_list, open_listener
+from .server import ClientDisconnected, Listeners
 
 __all__ = ["AsgiServer", "StartupFailed", "serve_asgi"]
 
@@ -374,9 +374,7 @@ class AsgiServer(object):
             )
         self.root_path = root_path.rstrip("/")
         self.state: Dict[str, Any] = {}
-        self._binds = bind_list(bind)
-        self._backlog = backlog
-        self._fds = list(fds) if fds else None
+        self._listeners = Listeners(self.lib, bind, backlog, fds)
         self._evloops: List[int] = []  # one fcgi_loop per listening socket
         self._loop: Optional[asyncio.AbstractEventLoop] = None  # the running asyncio loop
         # request address -> _Request, while the library holds it
@@ -407,12 +405,8 @@ class AsgiServer(object):
         return self.listen_all()[0]
 
     def listen_all(self) -> List[int]:
-        """Opens the listening sockets (once); returns their descriptors (see open_listener)."""
-        if self._fds is None:
-            self._fds = [open_listener(self.lib, b, self._backlog) for b in self._binds]
-        else:
-            allow_mpxs(self.lib)
-        return self._fds
+        """Opens the listening sockets (once); returns their descriptors (server.Listeners)."""
+        return self._listeners.open()
 
     # -- running ----------------------------------------------------------------------------
 
@@ -443,11 +437,9 @@ class AsgiServer(object):
                 lfd = lib.fcgi_loop_fd(ev)
                 loop.add_reader(lfd, self._pump, ev)
                 readers.append(lfd)
-            if self._binds != [None]:
-                where = ", ".join(str(b) for b in self._binds)
-            else:
-                where = ", ".join("fd %d" % fd for fd in fds)
-            logger.info("serving ASGI on %s, one thread (library %s)", where, lib.path)
+            logger.info(
+                "serving ASGI on %s, one thread (library %s)", self._listeners.where(), lib.path
+            )
             for ev in self._evloops:
                 self._pump(ev)
             await self._idle

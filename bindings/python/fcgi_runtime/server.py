@@ -109,6 +109,37 @@ def bind_list(bind: Union[None, str, Sequence[Optional[str]]]) -> List[Optional[
     return list(bind) or [None]
 
 
+class Listeners(object):
+    """A server's listening sockets: the addresses it was given, opened once (open_listener),
+    or descriptors already open (a pool's worker serves the pool's)."""
+
+    def __init__(
+        self,
+        lib: Any,
+        bind: Union[None, str, Sequence[Optional[str]]],
+        backlog: int,
+        fds: Optional[Sequence[int]],
+    ) -> None:
+        self.lib = lib
+        self.binds = bind_list(bind)
+        self.backlog = backlog
+        self.fds: Optional[List[int]] = list(fds) if fds else None
+
+    def open(self) -> List[int]:
+        """Opens the sockets (once); returns their descriptors. Raises OSError."""
+        if self.fds is None:
+            self.fds = [open_listener(self.lib, b, self.backlog) for b in self.binds]
+        else:
+            allow_mpxs(self.lib)
+        return self.fds
+
+    def where(self) -> str:
+        """The sockets, for the log: the addresses, else the descriptors."""
+        if self.binds != [None]:
+            return ", ".join(str(b) for b in self.binds)
+        return ", ".join("fd %d" % fd for fd in self.fds or [0])
+
+
 class ClientDisconnected(OSError):
     """The request was aborted by the web server, or its connection failed: the request body
     was cut short (wsgi.input) or the response can no longer be written (write(), iteration)."""
@@ -526,9 +557,7 @@ class Server(object):
         # same functions (the tests' fake): used by duck typing.
         self.lib: Any = _lib.load()
         _log.attach(self.lib)
-        self._binds = bind_list(bind)
-        self._backlog = backlog
-        self._fds = list(fds) if fds else None
+        self._listeners = Listeners(self.lib, bind, backlog, fds)
         #: ``wsgi.multiprocess``: True in a pool's workers.
         self.multiprocess = False
         self._workers: List[threading.Thread] = []
@@ -545,17 +574,11 @@ class Server(object):
 
     def listen_all(self) -> List[int]:
         """Opens the listening sockets (once); returns their descriptors."""
-        if self._fds is None:
-            self._fds = [open_listener(self.lib, b, self._backlog) for b in self._binds]
-        else:
-            allow_mpxs(self.lib)
-        return self._fds
+        return self._listeners.open()
 
     def where(self) -> str:
         """The sockets served, for the log."""
-        if self._binds != [None]:
-            return ", ".join(str(b) for b in self._binds)
-        return ", ".join("fd %d" % fd for fd in self._fds or [0])
+        return self._listeners.where()
 
     # -- running ----------------------------------------------------------------------------
 
