@@ -10,8 +10,6 @@ use crate::harness::haproxy::{self, HAPROXY};
 use crate::harness::{self, require, Fixture, START_TIMEOUT};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
