@@ -589,10 +589,22 @@ fn inherited_listener() -> (std::net::TcpListener, String) {
 }
 
 fn give_fd3(cmd: &mut Command, fd: i32) {
-    // SAFETY: dup2 between fork and exec; async-signal-safe, no allocation.
+    inherit_as(cmd, fd, 3);
+}
+
+/// The child gets descriptor `fd` (close-on-exec in this process, as Rust opens them) as
+/// descriptor `target`, kept across exec. When `fd` already is `target`, dup2 would change
+/// nothing and leave close-on-exec set: the flag is cleared instead.
+fn inherit_as(cmd: &mut Command, fd: i32, target: i32) {
+    // SAFETY: dup2 and fcntl between fork and exec: async-signal-safe, no allocation.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            let r = if fd == target {
+                libc::fcntl(target, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, target)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -659,15 +671,7 @@ fn inherited_fd_the_pool_cannot_take_is_refused() {
         .args(["--bind", "fd://5"])
         .current_dir(&fx.dir)
         .python_env(&[Path::new(APPS)]);
-    // SAFETY: dup2 between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(fd, 5) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    inherit_as(&mut cmd, fd, 5);
     fx.spawn(SERVER, &mut cmd);
     let st = fx.wait_exit(SERVER);
     let log = fx.stderr_of(SERVER);
