@@ -373,6 +373,7 @@ class AsgiServer(object):
                 "build of fcgi-runtime" % self.lib.path
             )
         self.root_path = root_path.rstrip("/")
+        self._root_prefix = self.root_path.encode("utf-8")
         self.state: Dict[str, Any] = {}
         self._listeners = Listeners(self.lib, bind, backlog, fds)
         self._evloops: List[int] = []  # one fcgi_loop per listening socket
@@ -606,7 +607,7 @@ class AsgiServer(object):
                 path = script + path_info
             else:
                 path = g(b"DOCUMENT_URI") or script or unquote_to_bytes(raw_path)
-            prefix = root.encode("utf-8")
+            prefix = self._root_prefix
             if prefix:
                 if not _under(path, prefix):
                     path = prefix + path

@@ -33,7 +33,7 @@ from typing import (
     Union,
 )
 
-from . import _lib
+from . import _lib, binds
 from . import log as _log
 
 __all__ = ["Server", "serve", "ClientDisconnected", "FileWrapper", "InputStream", "ErrorStream"]
@@ -61,12 +61,6 @@ _OptExcInfo = Union[_ExcInfo, Tuple[None, None, None]]
 _Write = Callable[[_Bytes], None]
 
 
-def log(msg: str, level: int = logging.INFO) -> None:
-    """One line of the server's log (``fcgi_runtime.server``), not the request's FCGI_STDERR.
-    Kept for callers of the former stderr writer; the servers use their loggers."""
-    logger.log(level, "%s", msg)
-
-
 
 def open_listener(lib: Any, bind: Optional[str], backlog: int) -> int:
     """The listening socket's descriptor: `bind` opened with fcgi_listen (gunicorn's forms,
@@ -76,8 +70,6 @@ def open_listener(lib: Any, bind: Optional[str], backlog: int) -> int:
     side, so they opt in to multiplexing, which fcgi_init and fcgi_listen leave off
     (FCGI_MPXS_CONNS=0, as PHP's layer), unless FCGI_RUNTIME_MPXS_CONNS says otherwise.
     Raises OSError."""
-    from . import binds
-
     allow_mpxs(lib)
     if bind is None:
         if not lib.fcgi_is_fastcgi():

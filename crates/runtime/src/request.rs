@@ -161,6 +161,17 @@ impl Request {
         if super::in_shutdown() {
             return;
         }
+        // Every request after the first: this process's runtime and this object's worker
+        // exist, and the standby thread was started with them (by this or by `accept`). No
+        // Arc is cloned: their counts are shared by every thread of the process.
+        if self.worker.is_some()
+            && self
+                .server
+                .as_ref()
+                .is_some_and(|s| s.serves_this_process())
+        {
+            return;
+        }
         if let Ok(server) = self.server() {
             if self.worker(&server).is_ok() {
                 server.warm_up();
